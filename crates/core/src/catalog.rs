@@ -1,0 +1,227 @@
+//! The catalog: a store's files with their manifests, computed once.
+//!
+//! Hashing a large file takes a while, so a manifest is computed once per
+//! content version (keyed by size and modification stamp), kept in memory,
+//! and saved in the store's state so a restart does not hash again.
+//! Concurrent requests for a file that is being hashed wait for that one
+//! computation instead of starting their own.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_lock::OnceCell;
+use serde::{Deserialize, Serialize};
+
+use crate::hash::Hash;
+use crate::manifest::Manifest;
+use crate::name::FileName;
+use crate::protocol::FileInfo;
+use crate::store::{FileMeta, Store, StoreError};
+
+/// How often a file that keeps changing under the hasher is retried.
+const HASH_ATTEMPTS: usize = 3;
+
+/// A store's files and their manifests. Cheap to clone; clones share the
+/// cache.
+#[derive(Clone)]
+pub struct Catalog<S> {
+    store: S,
+    cache: Arc<Mutex<Cache>>,
+}
+
+/// A file and its manifest.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Name, size and hash.
+    pub info: FileInfo,
+    /// The block list.
+    pub manifest: Arc<Manifest>,
+}
+
+#[derive(Default)]
+struct Cache {
+    by_name: HashMap<FileName, Slot>,
+    by_hash: HashMap<Hash, FileName>,
+}
+
+struct Slot {
+    size: u64,
+    modified: u64,
+    manifest: Arc<OnceCell<Arc<Manifest>>>,
+}
+
+/// The saved form of a manifest.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    name: String,
+    size: u64,
+    modified: u64,
+    block_size: u32,
+    root: Hash,
+    cvs: Vec<[u8; 32]>,
+}
+
+impl<S: Store> Catalog<S> {
+    /// A catalog of `store`.
+    pub fn new(store: S) -> Self {
+        Self { store, cache: Arc::default() }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Every whole file with its hash, sorted by name. Forgets cached
+    /// manifests of files that are gone.
+    pub async fn list(&self) -> Result<Vec<FileInfo>, StoreError> {
+        let mut metas = self.store.list().await?;
+        metas.sort_by(|a, b| a.name.cmp(&b.name));
+        {
+            let mut cache = self.lock();
+            let Cache { by_name, by_hash } = &mut *cache;
+            by_name.retain(|name, _| metas.binary_search_by(|m| m.name.cmp(name)).is_ok());
+            by_hash.retain(|_, name| by_name.contains_key(name));
+        }
+        let mut out = Vec::with_capacity(metas.len());
+        for meta in metas {
+            match self.entry_for(meta).await {
+                Ok(e) => out.push(e.info),
+                // Deleted or rewritten between listing and hashing: it
+                // will be in the next listing as it is then.
+                Err(StoreError::NotFound(_) | StoreError::Changed(_)) => {}
+                Err(StoreError::TooLarge(name)) => {
+                    tracing::warn!(file = %name, "not listed: larger than the 4 TiB limit");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The file named `name` and its manifest.
+    pub async fn by_name(&self, name: &FileName) -> Result<Entry, StoreError> {
+        let mut last = None;
+        for _ in 0..HASH_ATTEMPTS {
+            let meta = self.store.stat(name).await?.ok_or_else(|| StoreError::NotFound(name.clone()))?;
+            match self.entry_for(meta).await {
+                Err(StoreError::Changed(n)) => last = Some(StoreError::Changed(n)),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| StoreError::Changed(name.clone())))
+    }
+
+    /// A file with content `hash`, among the files hashed so far (a
+    /// [`list`](Self::list) hashes them all).
+    pub async fn by_hash(&self, hash: &Hash) -> Result<Option<Entry>, StoreError> {
+        let Some(name) = self.lock().by_hash.get(hash).cloned() else {
+            return Ok(None);
+        };
+        match self.by_name(&name).await {
+            Ok(e) if e.info.hash == *hash => Ok(Some(e)),
+            Ok(_) | Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records the manifest of a file that was just written, so it is not
+    /// hashed again.
+    pub async fn insert(&self, meta: FileMeta, manifest: Arc<Manifest>) {
+        let cell = Arc::new(OnceCell::from(manifest.clone()));
+        {
+            let mut cache = self.lock();
+            cache.by_hash.insert(manifest.root(), meta.name.clone());
+            cache.by_name.insert(meta.name.clone(), Slot { size: meta.size, modified: meta.modified, manifest: cell });
+        }
+        self.save(&meta, &manifest).await;
+    }
+
+    async fn entry_for(&self, meta: FileMeta) -> Result<Entry, StoreError> {
+        let cell = {
+            let mut cache = self.lock();
+            let slot = cache.by_name.entry(meta.name.clone()).or_insert_with(|| Slot {
+                size: meta.size,
+                modified: meta.modified,
+                manifest: Arc::default(),
+            });
+            if slot.size != meta.size || slot.modified != meta.modified {
+                *slot = Slot { size: meta.size, modified: meta.modified, manifest: Arc::default() };
+            }
+            slot.manifest.clone()
+        };
+        let manifest = cell.get_or_try_init(|| self.load_or_hash(&meta)).await?.clone();
+        self.lock().by_hash.insert(manifest.root(), meta.name.clone());
+        let info = FileInfo { name: meta.name, size: manifest.size(), hash: manifest.root() };
+        Ok(Entry { info, manifest })
+    }
+
+    async fn load_or_hash(&self, meta: &FileMeta) -> Result<Arc<Manifest>, StoreError> {
+        if let Some(m) = self.load(meta).await {
+            return Ok(Arc::new(m));
+        }
+        let (hashed_meta, manifest) = self.store.hash(&meta.name).await?;
+        if hashed_meta != *meta {
+            return Err(StoreError::Changed(meta.name.clone()));
+        }
+        self.save(meta, &manifest).await;
+        tracing::debug!(file = %meta.name, size = meta.size, hash = %manifest.root(), "hashed");
+        Ok(Arc::new(manifest))
+    }
+
+    async fn load(&self, meta: &FileMeta) -> Option<Manifest> {
+        let bytes = self.store.load_state(&state_key(&meta.name)).await.ok()??;
+        let r: Record = postcard::from_bytes(&bytes).ok()?;
+        if r.name != meta.name.as_str() || r.size != meta.size || r.modified != meta.modified {
+            return None;
+        }
+        // A damaged record fails the root check and is recomputed.
+        Manifest::from_parts(r.size, r.block_size, r.cvs, r.root).ok()
+    }
+
+    async fn save(&self, meta: &FileMeta, manifest: &Manifest) {
+        let record = Record {
+            name: meta.name.to_string(),
+            size: meta.size,
+            modified: meta.modified,
+            block_size: manifest.block_size(),
+            root: manifest.root(),
+            cvs: manifest.cvs().to_vec(),
+        };
+        let Ok(bytes) = postcard::to_stdvec(&record) else { return };
+        if let Err(e) = self.store.save_state(&state_key(&meta.name), bytes).await {
+            // A read-only folder still serves; it just hashes again after a restart.
+            tracing::debug!(file = %meta.name, error = %e, "manifest not cached");
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        // The cache holds no invariant a panic could break halfway.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<S> std::fmt::Debug for Catalog<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").finish_non_exhaustive()
+    }
+}
+
+/// Where a file's manifest is saved: named by a hash of the file name, so
+/// any name maps to a safe key.
+fn state_key(name: &FileName) -> String {
+    let h = Hash::of(name.as_str().as_bytes()).to_string();
+    format!("manifests/{}", &h[..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_keys_are_plain() {
+        let k = state_key(&FileName::new("a b.txt").unwrap());
+        assert!(k.starts_with("manifests/"));
+        assert!(k["manifests/".len()..].bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+}

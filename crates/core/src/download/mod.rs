@@ -1,0 +1,317 @@
+//! Downloads: one file from several sources at once.
+//!
+//! Every source is asked for the file's manifest; the content most sources
+//! agree on wins (the first-named source breaks ties). Ranges of the file
+//! are then handed to all sources at once; each source verifies every
+//! block against the manifest and writes it to a partial file. A source
+//! that fails or sends corrupt data is dropped and its unfinished ranges
+//! go to the others. The file appears under its name only when every byte
+//! is verified and synced.
+
+mod peer;
+mod schedule;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use crate::catalog::{Catalog, Entry};
+use crate::client::{ClientConfig, ClientError};
+use crate::hash::Hash;
+use crate::name::FileName;
+use crate::protocol::{ErrorCode, FileInfo};
+use crate::runtime::{Runtime, Task};
+use crate::store::{FileMeta, PartialFile, Store, StoreError};
+use crate::transport::Transport;
+pub use peer::SourceError;
+use peer::{Command, Event};
+use schedule::Schedule;
+
+/// Requests kept in flight per source, so it never waits for the next one.
+const DEPTH: usize = 4;
+
+/// A peer to download from.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    /// How reports name it (a peer id, or the address).
+    pub label: String,
+    /// Where it is.
+    pub addr: String,
+}
+
+/// Options of a download.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadConfig {
+    /// Connection settings.
+    pub client: ClientConfig,
+    /// Replace a local file of the same name with different content.
+    pub overwrite: bool,
+}
+
+/// How a download ended well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The file was fetched and is now in place.
+    Downloaded,
+    /// The local folder already had this exact file; nothing was fetched.
+    AlreadyPresent,
+}
+
+/// The result of a download.
+#[derive(Debug, Clone)]
+pub struct DownloadReport {
+    /// The file.
+    pub info: FileInfo,
+    /// What happened.
+    pub outcome: Outcome,
+    /// Every source, in the order given.
+    pub sources: Vec<SourceReport>,
+}
+
+/// What one source did.
+#[derive(Debug, Clone)]
+pub struct SourceReport {
+    /// The source's label.
+    pub label: String,
+    /// Verified bytes it delivered.
+    pub bytes: u64,
+    /// Why it delivered less than it could have, if it did.
+    pub problem: Option<String>,
+}
+
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// No source could provide the file.
+    #[error("no source has {name}")]
+    NoSource {
+        /// The file.
+        name: FileName,
+        /// Each source and why it could not.
+        reasons: Vec<(String, String)>,
+    },
+    /// Every source failed before the file was complete.
+    #[error("every source failed after {done} of {size} bytes of {name}")]
+    SourcesFailed {
+        /// The file.
+        name: FileName,
+        /// Verified bytes fetched before the last source failed.
+        done: u64,
+        /// The file size.
+        size: u64,
+        /// Each source and why it failed.
+        reasons: Vec<(String, String)>,
+    },
+    /// A different file of that name is already in the local folder.
+    #[error(
+        "{name} already exists in {location} with different content (blake3 {local}); use --overwrite to replace it"
+    )]
+    Exists {
+        /// The file.
+        name: FileName,
+        /// The local folder.
+        location: String,
+        /// Hash of the local file.
+        local: Hash,
+    },
+    /// The local folder failed.
+    #[error("{0}")]
+    Local(#[from] StoreError),
+}
+
+impl DownloadError {
+    /// Per-source reasons, if the error has them.
+    pub fn reasons(&self) -> &[(String, String)] {
+        match self {
+            Self::NoSource { reasons, .. } | Self::SourcesFailed { reasons, .. } => reasons,
+            _ => &[],
+        }
+    }
+}
+
+/// Progress of a download, for display.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Verified bytes so far.
+    pub done: u64,
+    /// File size.
+    pub size: u64,
+    /// Sources transferring.
+    pub active: usize,
+}
+
+/// Downloads `name` from `sources` into `catalog`'s store.
+pub async fn download<T, R, S>(
+    transport: &T,
+    rt: &R,
+    catalog: &Catalog<S>,
+    name: &FileName,
+    sources: &[SourceSpec],
+    config: &DownloadConfig,
+    mut progress: impl FnMut(Progress),
+) -> Result<DownloadReport, DownloadError>
+where
+    T: Transport,
+    R: Runtime,
+    S: Store,
+{
+    let (events_tx, events) = async_channel::unbounded();
+    let mut commands = Vec::new();
+    let mut tasks: Vec<Task<()>> = Vec::new();
+    for (index, spec) in sources.iter().enumerate() {
+        let (tx, rx) = async_channel::unbounded();
+        commands.push(Some(tx));
+        let source = peer::Source {
+            index,
+            addr: spec.addr.clone(),
+            name: name.clone(),
+            transport: transport.clone(),
+            rt: rt.clone(),
+            config: config.client.clone(),
+            commands: rx,
+            events: events_tx.clone(),
+        };
+        tasks.push(rt.spawn(source.run()));
+    }
+    drop(events_tx);
+    let mut reports: Vec<SourceReport> =
+        sources.iter().map(|s| SourceReport { label: s.label.clone(), bytes: 0, problem: None }).collect();
+
+    // Every source answers (or fails) within the connect and IO timeouts.
+    let mut entries: Vec<Option<Entry>> = vec![None; sources.len()];
+    for _ in 0..sources.len() {
+        let Ok(Event::Manifest { source, result }) = events.recv().await else { continue };
+        match result {
+            Ok(e) => entries[source] = Some(e),
+            Err(e) => reports[source].problem = Some(describe(&e, name)),
+        }
+    }
+    let Some(chosen) = choose(&entries) else {
+        let reasons = reports.iter().map(|r| (r.label.clone(), r.problem.clone().unwrap_or_default())).collect();
+        return Err(DownloadError::NoSource { name: name.clone(), reasons });
+    };
+    let Some(entry) = entries[chosen].clone() else {
+        return Err(DownloadError::NoSource { name: name.clone(), reasons: Vec::new() });
+    };
+    let hash = entry.info.hash;
+    for (i, e) in entries.iter().enumerate() {
+        if let Some(e) = e.as_ref().filter(|e| e.info.hash != hash) {
+            reports[i].problem =
+                Some(format!("has different content under this name (blake3 {})", e.info.hash.short()));
+        }
+    }
+
+    match catalog.by_name(name).await {
+        Ok(local) if local.info.hash == hash => {
+            return Ok(DownloadReport { info: entry.info, outcome: Outcome::AlreadyPresent, sources: reports });
+        }
+        Ok(local) if !config.overwrite => {
+            return Err(DownloadError::Exists {
+                name: name.clone(),
+                location: catalog.store().location(),
+                local: local.info.hash,
+            });
+        }
+        Ok(_) | Err(StoreError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+
+    let size = entry.info.size;
+    let partial = Arc::new(catalog.store().create_partial(name, size).await?);
+    let active: Vec<usize> =
+        (0..sources.len()).filter(|&i| entries[i].as_ref().is_some_and(|e| e.info.hash == hash)).collect();
+    for (i, tx) in commands.iter_mut().enumerate() {
+        if active.contains(&i) {
+            if let Some(tx) = tx {
+                let _ = tx.try_send(Command::Start { manifest: entry.manifest.clone(), partial: partial.clone() });
+            }
+        } else {
+            // Dropping the sender tells the source to stop.
+            *tx = None;
+        }
+    }
+
+    let mut schedule = Schedule::new(size, entry.manifest.block_size(), active.len());
+    // Ordered, so that runs replay identically in simulation.
+    let mut alive: BTreeSet<usize> = active.iter().copied().collect();
+    let mut done = 0u64;
+    if size == 0 && hash != Hash::of(b"") {
+        // Nothing to fetch, but the claim must still hold.
+        reports[chosen].problem = Some("claims an empty file whose hash is not the hash of nothing".into());
+        let reasons = vec![(reports[chosen].label.clone(), "sent a corrupt manifest".into())];
+        return Err(DownloadError::SourcesFailed { name: name.clone(), done: 0, size, reasons });
+    }
+    while !schedule.is_done() {
+        for &i in &alive {
+            while schedule.in_flight(i) < DEPTH {
+                let Some(range) = schedule.take(i) else { break };
+                if let Some(tx) = &commands[i] {
+                    let _ = tx.try_send(Command::Fetch(range));
+                }
+            }
+        }
+        progress(Progress { done, size, active: alive.len() });
+        let Ok(event) = events.recv().await else { break };
+        match event {
+            Event::Done { source, range } => {
+                schedule.completed(source, &range);
+                let n = range.end - range.start;
+                reports[source].bytes += n;
+                done += n;
+            }
+            Event::Failed { source, error } => {
+                tracing::debug!(source = %sources[source].label, %error, "source dropped");
+                reports[source].problem = Some(error.to_string());
+                schedule.release(source);
+                alive.remove(&source);
+                commands[source] = None;
+                if alive.is_empty() {
+                    let reasons =
+                        reports.iter().filter_map(|r| r.problem.clone().map(|p| (r.label.clone(), p))).collect();
+                    return Err(DownloadError::SourcesFailed { name: name.clone(), done, size, reasons });
+                }
+            }
+            Event::LocalWrite { error } => {
+                return Err(StoreError::io(format!("writing {name} in {}", catalog.store().location()), error).into());
+            }
+            Event::Manifest { .. } => {}
+        }
+    }
+    progress(Progress { done, size, active: alive.len() });
+    // Closing the command channels stops the sources; wait for them so no
+    // write is still running when the file is committed.
+    commands.clear();
+    for task in tasks {
+        task.await;
+    }
+    let partial = Arc::try_unwrap(partial)
+        .map_err(|_| StoreError::io(format!("committing {name}"), std::io::Error::other("still in use")))?;
+    let meta: FileMeta = match partial.commit(config.overwrite).await {
+        Ok(meta) => meta,
+        Err(StoreError::Exists(_)) => {
+            // Someone put a file there while we downloaded.
+            let local = catalog.by_name(name).await.map(|e| e.info.hash).unwrap_or(Hash([0; 32]));
+            return Err(DownloadError::Exists { name: name.clone(), location: catalog.store().location(), local });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    catalog.insert(meta, entry.manifest.clone()).await;
+    Ok(DownloadReport { info: entry.info, outcome: Outcome::Downloaded, sources: reports })
+}
+
+/// The source whose content most sources agree on; the first such source.
+fn choose(entries: &[Option<Entry>]) -> Option<usize> {
+    let mut votes: HashMap<Hash, usize> = HashMap::new();
+    for e in entries.iter().flatten() {
+        *votes.entry(e.info.hash).or_default() += 1;
+    }
+    let best = votes.values().copied().max()?;
+    entries.iter().position(|e| e.as_ref().is_some_and(|e| votes[&e.info.hash] == best))
+}
+
+/// A source's failure, worded for the person downloading `name`.
+fn describe(e: &ClientError, name: &FileName) -> String {
+    match e.code() {
+        Some(ErrorCode::NotFound) => format!("does not have {name}"),
+        _ => e.to_string(),
+    }
+}

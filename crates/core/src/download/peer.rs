@@ -1,0 +1,178 @@
+//! One source of a download: a task that owns the session with that peer,
+//! asks for the ranges the coordinator assigns, verifies what arrives and
+//! writes it to the partial file.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_channel::{Receiver, Sender};
+
+use crate::catalog::Entry;
+use crate::client::{ClientConfig, ClientError, Session};
+use crate::conn::ConnError;
+use crate::hash::Hash;
+use crate::manifest::Manifest;
+use crate::name::FileName;
+use crate::protocol::FileRef;
+use crate::protocol::codec::Frame;
+use crate::runtime::Runtime;
+use crate::store::PartialFile;
+use crate::transport::Transport;
+use crate::verify::{BlockWriter, VerifyError};
+
+/// What the coordinator tells a source.
+pub(super) enum Command<P> {
+    /// Start transferring into `partial`.
+    Start { manifest: Arc<Manifest>, partial: Arc<P> },
+    /// Fetch this range.
+    Fetch(Range<u64>),
+}
+
+/// What a source tells the coordinator.
+pub(super) enum Event {
+    /// The source's manifest for the name, or why it has none.
+    Manifest { source: usize, result: Result<Entry, ClientError> },
+    /// A range is verified and written.
+    Done { source: usize, range: Range<u64> },
+    /// The source failed; its unfinished ranges must go elsewhere.
+    Failed { source: usize, error: SourceError },
+    /// Writing to the local partial file failed: the download cannot go on.
+    LocalWrite { error: std::io::Error },
+}
+
+/// Why a source was dropped.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The connection or the peer failed.
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    /// The source sent data that failed verification.
+    #[error("sent corrupt data: {0}")]
+    Corrupt(VerifyError),
+}
+
+pub(super) struct Source<T, R, P> {
+    pub(super) index: usize,
+    pub(super) addr: String,
+    pub(super) name: FileName,
+    pub(super) transport: T,
+    pub(super) rt: R,
+    pub(super) config: ClientConfig,
+    pub(super) commands: Receiver<Command<P>>,
+    pub(super) events: Sender<Event>,
+}
+
+struct Request {
+    id: u32,
+    range: Range<u64>,
+    writer: BlockWriter,
+}
+
+enum Next<'a, P> {
+    Command(Option<Command<P>>),
+    Frame(Result<Frame<'a>, ClientError>),
+}
+
+impl<T: Transport, R: Runtime, P: PartialFile> Source<T, R, P> {
+    pub(super) async fn run(self) {
+        let source = self.index;
+        let mut session = match Session::connect(&self.transport, &self.rt, &self.addr, &self.config).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.events.send(Event::Manifest { source, result: Err(e) }).await;
+                return;
+            }
+        };
+        let result = session.manifest(FileRef::Name(self.name.to_string())).await;
+        let ok = result.is_ok();
+        let _ = self.events.send(Event::Manifest { source, result }).await;
+        if !ok {
+            session.close().await;
+            return;
+        }
+        let Ok(Command::Start { manifest, partial }) = self.commands.recv().await else {
+            // Not needed (another source has it, or the file is already here).
+            session.close().await;
+            return;
+        };
+        let hash = manifest.root();
+        let event = match self.transfer(&mut session, hash, &manifest, &partial).await {
+            Ok(()) => {
+                session.close().await;
+                return;
+            }
+            Err(Stop::Source(error)) => Event::Failed { source, error },
+            Err(Stop::Local(error)) => Event::LocalWrite { error },
+        };
+        let _ = self.events.send(event).await;
+    }
+
+    async fn transfer(
+        &self,
+        session: &mut Session<T::Stream, R>,
+        hash: Hash,
+        manifest: &Arc<Manifest>,
+        partial: &Arc<P>,
+    ) -> Result<(), Stop> {
+        let mut requests: VecDeque<Request> = VecDeque::new();
+        loop {
+            let next = if requests.is_empty() {
+                Next::Command(self.commands.recv().await.ok())
+            } else {
+                futures_lite::future::or(async { Next::Command(self.commands.recv().await.ok()) }, async {
+                    Next::Frame(session.next_frame().await)
+                })
+                .await
+            };
+            let done = match next {
+                // The coordinator closed the channel: the download is over.
+                Next::Command(None) => return Ok(()),
+                Next::Command(Some(Command::Fetch(range))) => {
+                    let id = session.send_read(hash, range.start, range.end - range.start).await?;
+                    let writer = BlockWriter::new(manifest.clone(), range.clone()).map_err(SourceError::Corrupt)?;
+                    requests.push_back(Request { id, range, writer });
+                    None
+                }
+                Next::Command(Some(Command::Start { .. })) => None,
+                Next::Frame(frame) => {
+                    let Frame::Data(d) = frame? else {
+                        return Err(
+                            ClientError::Conn(ConnError::Unexpected("control message during a read".into())).into()
+                        );
+                    };
+                    let Some(req) = requests.front_mut().filter(|r| r.id == d.id) else {
+                        return Err(
+                            ClientError::Conn(ConnError::Unexpected(format!("data for request {}", d.id))).into()
+                        );
+                    };
+                    let runs = req.writer.push(d.offset, d.bytes).map_err(SourceError::Corrupt)?;
+                    for (offset, run) in runs {
+                        partial.write_at(offset, run).await.map_err(Stop::Local)?;
+                    }
+                    if req.writer.is_done() { requests.pop_front() } else { None }
+                }
+            };
+            if let Some(req) = done {
+                let _ = self.events.send(Event::Done { source: self.index, range: req.range }).await;
+            }
+        }
+    }
+}
+
+enum Stop {
+    Source(SourceError),
+    Local(std::io::Error),
+}
+
+impl From<SourceError> for Stop {
+    fn from(e: SourceError) -> Self {
+        Stop::Source(e)
+    }
+}
+
+impl From<ClientError> for Stop {
+    fn from(e: ClientError) -> Self {
+        Stop::Source(SourceError::Client(e))
+    }
+}

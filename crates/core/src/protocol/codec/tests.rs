@@ -1,0 +1,256 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::hash::Hash;
+use crate::name::FileName;
+use crate::protocol::{
+    ErrorCode, FileInfo, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, MAX_PEER_ID, StoreOutcome, VERSION,
+};
+
+fn name() -> impl Strategy<Value = FileName> {
+    "[a-zA-Z0-9_][a-zA-Z0-9_ .-]{0,40}[a-zA-Z0-9_]".prop_filter_map("valid names", |s| FileName::new(&s).ok())
+}
+
+fn hash() -> impl Strategy<Value = Hash> {
+    any::<[u8; 32]>().prop_map(Hash)
+}
+
+fn info() -> impl Strategy<Value = FileInfo> {
+    (name(), any::<u64>(), hash()).prop_map(|(name, size, hash)| FileInfo { name, size, hash })
+}
+
+fn code() -> impl Strategy<Value = ErrorCode> {
+    use ErrorCode::*;
+    prop::sample::select(vec![
+        NotFound,
+        AlreadyUploading,
+        Exists,
+        Forbidden,
+        InvalidName,
+        TooLarge,
+        Busy,
+        Changed,
+        Corrupt,
+        BadRequest,
+        UnsupportedVersion,
+        Internal,
+    ])
+}
+
+fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (".{0,20}", ".{0,20}", any::<u32>()).prop_map(|(peer_id, agent, capabilities)| Message::Hello(Hello {
+            peer_id,
+            agent,
+            capabilities
+        })),
+        any::<u32>().prop_map(|id| Message::List { id }),
+        (any::<u32>(), prop::collection::vec(info(), 0..5), any::<bool>())
+            .prop_map(|(id, files, last)| Message::Files { id, files, last }),
+        (any::<u32>(), prop_oneof![".{0,30}".prop_map(FileRef::Name), hash().prop_map(FileRef::Hash)])
+            .prop_map(|(id, file)| Message::GetManifest { id, file }),
+        (
+            any::<u32>(),
+            info(),
+            any::<u32>(),
+            any::<u64>(),
+            prop::collection::vec(any::<[u8; 32]>(), 0..4),
+            any::<bool>()
+        )
+            .prop_map(|(id, info, block_size, first_block, cvs, last)| Message::ManifestPage {
+                id,
+                info,
+                block_size,
+                first_block,
+                cvs,
+                last
+            }),
+        (any::<u32>(), hash(), any::<u64>(), any::<u64>()).prop_map(|(id, hash, offset, len)| Message::Read {
+            id,
+            hash,
+            offset,
+            len
+        }),
+        any::<u32>().prop_map(|id| Message::Cancel { id }),
+        (any::<u32>(), ".{0,30}", any::<u64>(), hash()).prop_map(|(id, name, size, hash)| Message::Offer {
+            id,
+            name,
+            size,
+            hash
+        }),
+        any::<u32>().prop_map(|id| Message::Accept { id }),
+        (any::<u32>(), prop::sample::select(vec![StoreOutcome::Stored, StoreOutcome::Unchanged]))
+            .prop_map(|(id, outcome)| Message::Stored { id, outcome }),
+        (any::<u32>(), code(), ".{0,40}").prop_map(|(id, code, message)| Message::Error { id, code, message }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn control_round_trips(msg in message(), junk in prop::collection::vec(any::<u8>(), 0..16)) {
+        let mut buf = vec![0xAA; 3];
+        encode_control(&msg, &mut buf).unwrap();
+        let framed = buf.len() - 3;
+        buf.extend_from_slice(&junk);
+        let (frame, used) = decode(&buf[3..]).unwrap().unwrap();
+        prop_assert_eq!(used, framed);
+        prop_assert_eq!(frame_len(&buf[3..]).unwrap(), Some(framed));
+        prop_assert_eq!(frame, Frame::Control(msg));
+    }
+
+    #[test]
+    fn data_round_trips(id: u32, offset: u64, bytes in prop::collection::vec(any::<u8>(), 0..3000)) {
+        let mut buf = Vec::new();
+        encode_data(id, offset, &bytes, &mut buf);
+        prop_assert_eq!(buf.len(), DATA_HEADER_LEN + bytes.len());
+        let (frame, used) = decode(&buf).unwrap().unwrap();
+        prop_assert_eq!(used, buf.len());
+        prop_assert_eq!(frame, Frame::Data(DataFrame { id, offset, bytes: &bytes }));
+    }
+
+    #[test]
+    fn every_prefix_needs_more(msg in message()) {
+        let mut buf = Vec::new();
+        encode_control(&msg, &mut buf).unwrap();
+        for cut in 0..buf.len() {
+            prop_assert_eq!(decode(&buf[..cut]), Ok(None));
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let _ = decode(&bytes);
+    }
+}
+
+#[test]
+fn oversized_refused_from_the_header_alone() {
+    let mut head = Vec::new();
+    head.extend_from_slice(&((MAX_CONTROL as u32) + 2).to_le_bytes());
+    head.push(0x01);
+    assert_eq!(decode(&head), Err(DecodeError::TooLarge { len: MAX_CONTROL + 2, max: MAX_CONTROL + 1 }));
+    let mut head = Vec::new();
+    head.extend_from_slice(&u32::MAX.to_le_bytes());
+    head.push(0x02);
+    assert!(matches!(decode(&head), Err(DecodeError::TooLarge { .. })));
+    assert_eq!(decode(&[0, 0, 0, 0, 1]), Err(DecodeError::Empty));
+    assert_eq!(decode(&[1, 0, 0, 0, 9]), Err(DecodeError::UnknownKind(9)));
+    assert_eq!(decode(&[3, 0, 0, 0, 2, 0, 0]), Err(DecodeError::ShortData));
+    // A valid message followed by bytes inside the same frame.
+    let mut buf = Vec::new();
+    encode_control(&Message::List { id: 1 }, &mut buf).unwrap();
+    buf.push(0);
+    buf[0] += 1;
+    assert!(matches!(decode(&buf), Err(DecodeError::Malformed(_))));
+}
+
+/// The pages sized by LIST_PAGE and MANIFEST_PAGE must fit a control frame
+/// even at their worst.
+#[test]
+fn largest_pages_fit() {
+    let longest = FileName::new(&"n".repeat(255)).unwrap();
+    let files = vec![FileInfo { name: longest.clone(), size: u64::MAX, hash: Hash([0xff; 32]) }; LIST_PAGE];
+    let mut buf = Vec::new();
+    encode_control(&Message::Files { id: u32::MAX, files, last: true }, &mut buf).unwrap();
+    assert!(buf.len() <= MAX_CONTROL, "list page is {} bytes", buf.len());
+
+    let page = Message::ManifestPage {
+        id: u32::MAX,
+        info: FileInfo { name: longest, size: u64::MAX, hash: Hash([0xff; 32]) },
+        block_size: u32::MAX,
+        first_block: u64::MAX,
+        cvs: vec![[0xff; 32]; MANIFEST_PAGE],
+        last: true,
+    };
+    buf.clear();
+    encode_control(&page, &mut buf).unwrap();
+    assert!(buf.len() <= MAX_CONTROL, "manifest page is {} bytes", buf.len());
+
+    let hello =
+        Message::Hello(Hello { peer_id: "p".repeat(MAX_PEER_ID), agent: "a".repeat(64), capabilities: u32::MAX });
+    buf.clear();
+    encode_control(&hello, &mut buf).unwrap();
+    assert!(buf.len() < 256);
+
+    let too_big = Message::Error { id: 0, code: ErrorCode::Internal, message: "x".repeat(MAX_CONTROL) };
+    buf.clear();
+    assert!(matches!(encode_control(&too_big, &mut buf), Err(EncodeError::TooLarge(_))));
+    assert!(buf.is_empty(), "a refused message leaves the buffer as it was");
+}
+
+#[test]
+fn preamble() {
+    let p = encode_preamble(VERSION);
+    assert_eq!(&p, b"p2p\0\x01\0\0\0");
+    assert_eq!(decode_preamble(&p), Ok(1));
+    assert_eq!(decode_preamble(&encode_preamble(7)), Ok(7));
+    let tls = [0x16, 0x03, 0x01, 0x02, 0, 0, 0, 0];
+    assert!(decode_preamble(&tls).unwrap_err().to_string().contains("looks like TLS"));
+    assert!(decode_preamble(b"GET / HT").unwrap_err().to_string().contains("HTTP"));
+}
+
+/// Prints a frame with its header fields named and its body in hex.
+fn annotate(label: &str, frame: &[u8]) -> String {
+    let len = u32::from_le_bytes(frame[..4].try_into().unwrap());
+    let kind = match frame[4] {
+        1 => "control",
+        2 => "data",
+        _ => "?",
+    };
+    let mut s = format!("{label}\n  length {:02x?} = {len}\n  kind   {:02x} = {kind}\n", &frame[..4], frame[4]);
+    let body = &frame[5..];
+    if frame[4] == 2 {
+        s += &format!("  id     {:02x?}\n  offset {:02x?}\n", &body[..4], &body[4..12]);
+        s += &format!("  bytes  {:02x?}\n", &body[12..]);
+    } else {
+        s += &format!("  variant {:02x}\n", body[0]);
+        for chunk in body[1..].chunks(16) {
+            s += &format!("  {chunk:02x?}\n");
+        }
+    }
+    s
+}
+
+/// Wire snapshots: any change to the bytes of a message shows up here, and
+/// a change to the encoding is a protocol version change.
+#[test]
+fn wire_snapshots() {
+    let name = FileName::new("notes.txt").unwrap();
+    let hash = Hash::of(b"hello");
+    let info = FileInfo { name: name.clone(), size: 5, hash };
+    let samples = vec![
+        ("Hello", Message::Hello(Hello { peer_id: "peer1".into(), agent: "p2p/0.1".into(), capabilities: 3 })),
+        ("List", Message::List { id: 1 }),
+        ("Files", Message::Files { id: 1, files: vec![info.clone()], last: true }),
+        ("GetManifest by name", Message::GetManifest { id: 2, file: FileRef::Name(name.to_string()) }),
+        ("GetManifest by hash", Message::GetManifest { id: 3, file: FileRef::Hash(hash) }),
+        (
+            "ManifestPage",
+            Message::ManifestPage {
+                id: 2,
+                info: info.clone(),
+                block_size: 16384,
+                first_block: 0,
+                cvs: vec![*hash.as_bytes()],
+                last: true,
+            },
+        ),
+        ("Read", Message::Read { id: 300, hash, offset: 1 << 20, len: 1 << 20 }),
+        ("Cancel", Message::Cancel { id: 300 }),
+        ("Offer", Message::Offer { id: 4, name: info.name.to_string(), size: info.size, hash }),
+        ("Accept", Message::Accept { id: 4 }),
+        ("Stored", Message::Stored { id: 4, outcome: StoreOutcome::Unchanged }),
+        ("Error", Message::Error { id: 5, code: ErrorCode::AlreadyUploading, message: "busy".into() }),
+    ];
+    let mut out = String::new();
+    for (label, msg) in samples {
+        let mut buf = Vec::new();
+        encode_control(&msg, &mut buf).unwrap();
+        out += &annotate(label, &buf);
+    }
+    let mut buf = Vec::new();
+    encode_data(300, 1 << 20, b"hello", &mut buf);
+    out += &annotate("Data", &buf);
+    out += &format!("Preamble\n  {:02x?}\n", encode_preamble(VERSION));
+    insta::assert_snapshot!(out);
+}

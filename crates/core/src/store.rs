@@ -1,0 +1,117 @@
+//! The `Store` handle: where a peer's files live.
+//!
+//! A store is a flat folder of files plus a little state of its own (cached
+//! manifests, partial files). Files under their final names are always
+//! whole and verified: new content is written to a [`PartialFile`], made
+//! durable, and only then renamed into place by [`PartialFile::commit`].
+//!
+//! `p2p-host` has the disk implementation; simnet has an in-memory one that
+//! models crashes.
+
+use std::future::Future;
+use std::io;
+
+use crate::manifest::Manifest;
+use crate::name::FileName;
+
+/// A file in a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// Its name.
+    pub name: FileName,
+    /// Size in bytes.
+    pub size: u64,
+    /// A version stamp that changes whenever the content may have changed
+    /// (on disk: the modification time in nanoseconds).
+    pub modified: u64,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No file by that name.
+    #[error("{0} not found")]
+    NotFound(FileName),
+    /// Committing would replace a file, and overwriting was not allowed.
+    #[error("{0} already exists")]
+    Exists(FileName),
+    /// The file changed while it was being read.
+    #[error("{0} changed while it was being read")]
+    Changed(FileName),
+    /// The file is larger than the protocol moves.
+    #[error("{0} is larger than the 4 TiB limit")]
+    TooLarge(FileName),
+    /// An IO error, with what was being done.
+    #[error("{what}: {source}")]
+    Io {
+        /// What the store was doing, naming the path.
+        what: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl StoreError {
+    /// Wraps an IO error with a description of what failed.
+    pub fn io(what: impl Into<String>, source: io::Error) -> Self {
+        Self::Io { what: what.into(), source }
+    }
+}
+
+/// A folder of files. Implementations are cheap handles: clone them freely.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// A file opened for reading.
+    type File: ReadAt;
+    /// New content on its way to a final name.
+    type Partial: PartialFile;
+
+    /// Where the store is, for messages (a path on disk).
+    fn location(&self) -> String;
+
+    /// All whole files. Never includes partial files or the store's state.
+    fn list(&self) -> impl Future<Output = Result<Vec<FileMeta>, StoreError>> + Send;
+
+    /// One file's metadata, or `None` if there is no such file.
+    fn stat(&self, name: &FileName) -> impl Future<Output = Result<Option<FileMeta>, StoreError>> + Send;
+
+    /// Opens a file for reading.
+    fn open(&self, name: &FileName) -> impl Future<Output = Result<(Self::File, FileMeta), StoreError>> + Send;
+
+    /// Reads the file once and computes its manifest, off the async threads
+    /// where that matters. Fails with [`StoreError::Changed`] if the file
+    /// changed meanwhile.
+    fn hash(&self, name: &FileName) -> impl Future<Output = Result<(FileMeta, Manifest), StoreError>> + Send;
+
+    /// Starts new content for `name`, `size` bytes long.
+    fn create_partial(
+        &self,
+        name: &FileName,
+        size: u64,
+    ) -> impl Future<Output = Result<Self::Partial, StoreError>> + Send;
+
+    /// Reads a state record (`key` is `[a-z0-9_-]` words joined by `/`).
+    fn load_state(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
+
+    /// Writes a state record atomically.
+    fn save_state(&self, key: &str, data: Vec<u8>) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// Positional reads.
+pub trait ReadAt: Send + Sync + 'static {
+    /// Reads exactly `len` bytes at `offset` into `buf` (cleared first) and
+    /// returns it; fails with `UnexpectedEof` if the file is shorter.
+    fn read_at(&self, offset: u64, len: usize, buf: Vec<u8>) -> impl Future<Output = io::Result<Vec<u8>>> + Send;
+}
+
+/// A file being written. Dropping it without [`commit`](Self::commit)
+/// removes it: nothing partial is left under any name a user sees.
+pub trait PartialFile: Send + Sync + 'static {
+    /// Writes `data` at `offset`; returns the buffer for reuse.
+    fn write_at(&self, offset: u64, data: Vec<u8>) -> impl Future<Output = io::Result<Vec<u8>>> + Send;
+
+    /// Makes the content durable and renames it to its final name. Unless
+    /// `overwrite` is set, fails with [`StoreError::Exists`] (and keeps
+    /// nothing) if the name is taken by then.
+    fn commit(self, overwrite: bool) -> impl Future<Output = Result<FileMeta, StoreError>> + Send;
+}

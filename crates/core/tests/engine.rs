@@ -1,0 +1,545 @@
+//! The engine over real TCP on 127.0.0.1, in one process: servers, sessions,
+//! multi-source downloads, uploads, and misbehaving peers.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use p2p_core::catalog::Catalog;
+use p2p_core::client::{ClientConfig, ClientError, Session};
+use p2p_core::download::{DownloadConfig, DownloadError, Outcome, SourceSpec, download};
+use p2p_core::hash::Hash;
+use p2p_core::manifest::Manifest;
+use p2p_core::name::FileName;
+use p2p_core::protocol::{ErrorCode, FileRef, StoreOutcome, codec};
+use p2p_core::runtime::{Runtime, Task};
+use p2p_core::server::{Server, ServerConfig};
+use p2p_core::store::{FileMeta, ReadAt, Store, StoreError};
+use p2p_core::transport::{Listener, Transport};
+use p2p_host::{FsFile, FsStore, SmolRuntime};
+use p2p_transport_tcp::TcpTransport;
+
+type Tcp = <TcpTransport as Transport>::Stream;
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+struct Peer<S: Store> {
+    addr: String,
+    _server: Server<S, SmolRuntime>,
+    _task: Task<io::Error>,
+}
+
+async fn start<S: Store>(rt: &SmolRuntime, store: S, config: ServerConfig) -> Peer<S> {
+    let listener = TcpTransport.bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::new(store, rt.clone(), config);
+    let s = server.clone();
+    let task = rt.spawn(async move { s.run(listener).await });
+    Peer { addr, _server: server, _task: task }
+}
+
+fn fast() -> ClientConfig {
+    ClientConfig {
+        peer_id: "tester".into(),
+        connect_timeout: Duration::from_secs(5),
+        io_timeout: Duration::from_secs(5),
+    }
+}
+
+async fn session(rt: &SmolRuntime, addr: &str) -> Session<Tcp, SmolRuntime> {
+    Session::connect(&TcpTransport, rt, addr, &fast()).await.unwrap()
+}
+
+fn folder_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content).unwrap();
+    }
+    dir
+}
+
+fn leftover_partials(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join(".p2p/partial")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn list_manifest_and_download_from_two_peers() {
+    let rt = SmolRuntime::new(2);
+    let big = data(3_000_000, 1);
+    let a = folder_with(&[("big.bin", &big), ("small.txt", b"hi")]);
+    let b = folder_with(&[("big.bin", &big)]);
+    let out = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let pa = start(&rt, FsStore::new(a.path()), ServerConfig::default()).await;
+        let pb = start(&rt, FsStore::new(b.path()), ServerConfig::default()).await;
+
+        let mut s = session(&rt, &pa.addr).await;
+        let files = s.list().await.unwrap();
+        let names: Vec<_> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["big.bin", "small.txt"]);
+        assert_eq!(files[0].hash, Hash::of(&big));
+        assert_eq!(files[1].size, 2);
+        let entry = s.manifest(FileRef::Name("big.bin".into())).await.unwrap();
+        assert_eq!(entry.manifest.root(), Hash::of(&big));
+
+        let catalog = Catalog::new(FsStore::new(out.path()));
+        let sources = vec![
+            SourceSpec { label: "a".into(), addr: pa.addr.clone() },
+            SourceSpec { label: "b".into(), addr: pb.addr.clone() },
+        ];
+        let name = FileName::new("big.bin").unwrap();
+        let config = DownloadConfig { client: fast(), overwrite: false };
+        let report = download(&TcpTransport, &rt, &catalog, &name, &sources, &config, |_| {}).await.unwrap();
+        assert_eq!(report.outcome, Outcome::Downloaded);
+        assert_eq!(std::fs::read(out.path().join("big.bin")).unwrap(), big);
+        let (ra, rb) = (report.sources[0].bytes, report.sources[1].bytes);
+        assert_eq!(ra + rb, big.len() as u64);
+        assert!(ra > 0 && rb > 0, "both sources delivered: {ra} {rb}");
+
+        // Again: nothing to fetch.
+        let again = download(&TcpTransport, &rt, &catalog, &name, &sources, &config, |_| {}).await.unwrap();
+        assert_eq!(again.outcome, Outcome::AlreadyPresent);
+        assert_eq!(again.sources.iter().map(|s| s.bytes).sum::<u64>(), 0);
+        assert_eq!(leftover_partials(out.path()), 0);
+    });
+}
+
+#[test]
+fn download_skips_sources_without_the_file_and_fails_cleanly_without_any() {
+    let rt = SmolRuntime::new(1);
+    let a = folder_with(&[("x.txt", b"the content")]);
+    let b = folder_with(&[]);
+    let c = folder_with(&[("x.txt", b"other content")]);
+    let out = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let pa = start(&rt, FsStore::new(a.path()), ServerConfig::default()).await;
+        let pb = start(&rt, FsStore::new(b.path()), ServerConfig::default()).await;
+        let pc = start(&rt, FsStore::new(c.path()), ServerConfig::default()).await;
+        let catalog = Catalog::new(FsStore::new(out.path()));
+        let config = DownloadConfig { client: fast(), overwrite: false };
+        let src = |l: &str, addr: &str| SourceSpec { label: l.into(), addr: addr.into() };
+
+        let name = FileName::new("x.txt").unwrap();
+        let sources = [src("b", &pb.addr), src("a", &pa.addr), src("c", &pc.addr)];
+        let report = download(&TcpTransport, &rt, &catalog, &name, &sources, &config, |_| {}).await.unwrap();
+        assert_eq!(std::fs::read(out.path().join("x.txt")).unwrap(), b"the content");
+        assert_eq!(report.sources[0].problem.as_deref(), Some("does not have x.txt"));
+        assert!(report.sources[2].problem.as_deref().unwrap().contains("different content"));
+        assert_eq!(report.sources[1].bytes, 11);
+
+        let missing = FileName::new("missing.txt").unwrap();
+        let err = download(&TcpTransport, &rt, &catalog, &missing, &sources[..2], &config, |_| {}).await.unwrap_err();
+        assert!(matches!(err, DownloadError::NoSource { .. }), "{err:?}");
+        assert_eq!(err.reasons().len(), 2);
+        assert!(!out.path().join("missing.txt").exists());
+
+        // A local file with other content is not replaced unless asked.
+        std::fs::write(out.path().join("y.txt"), b"local").unwrap();
+        std::fs::write(a.path().join("y.txt"), b"remote").unwrap();
+        let y = FileName::new("y.txt").unwrap();
+        let err = download(&TcpTransport, &rt, &catalog, &y, &sources[1..2], &config, |_| {}).await.unwrap_err();
+        assert!(matches!(err, DownloadError::Exists { .. }), "{err:?}");
+        assert_eq!(std::fs::read(out.path().join("y.txt")).unwrap(), b"local");
+        let overwrite = DownloadConfig { overwrite: true, ..config };
+        download(&TcpTransport, &rt, &catalog, &y, &sources[1..2], &overwrite, |_| {}).await.unwrap();
+        assert_eq!(std::fs::read(out.path().join("y.txt")).unwrap(), b"remote");
+    });
+}
+
+/// A store that serves corrupted bytes: one byte in each read is flipped.
+#[derive(Clone)]
+struct Corrupting(FsStore);
+
+struct CorruptFile(FsFile);
+
+impl ReadAt for CorruptFile {
+    async fn read_at(&self, offset: u64, len: usize, buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        let mut v = self.0.read_at(offset, len, buf).await?;
+        if let Some(b) = v.get_mut(len / 2) {
+            *b ^= 0x5a;
+        }
+        Ok(v)
+    }
+}
+
+impl Store for Corrupting {
+    type File = CorruptFile;
+    type Partial = <FsStore as Store>::Partial;
+
+    fn location(&self) -> String {
+        self.0.location()
+    }
+    async fn list(&self) -> Result<Vec<FileMeta>, StoreError> {
+        self.0.list().await
+    }
+    async fn stat(&self, name: &FileName) -> Result<Option<FileMeta>, StoreError> {
+        self.0.stat(name).await
+    }
+    async fn open(&self, name: &FileName) -> Result<(CorruptFile, FileMeta), StoreError> {
+        let (f, m) = self.0.open(name).await?;
+        Ok((CorruptFile(f), m))
+    }
+    async fn hash(&self, name: &FileName) -> Result<(FileMeta, Manifest), StoreError> {
+        self.0.hash(name).await
+    }
+    async fn create_partial(&self, name: &FileName, size: u64) -> Result<Self::Partial, StoreError> {
+        self.0.create_partial(name, size).await
+    }
+    async fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.load_state(key).await
+    }
+    async fn save_state(&self, key: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        self.0.save_state(key, data).await
+    }
+}
+
+#[test]
+fn corrupt_source_is_dropped_and_named_and_the_file_still_arrives() {
+    let rt = SmolRuntime::new(2);
+    let content = data(2_500_000, 7);
+    let good = folder_with(&[("f.bin", &content)]);
+    let bad = folder_with(&[("f.bin", &content)]);
+    let out = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let pg = start(&rt, FsStore::new(good.path()), ServerConfig::default()).await;
+        let pb = start(&rt, Corrupting(FsStore::new(bad.path())), ServerConfig::default()).await;
+        let catalog = Catalog::new(FsStore::new(out.path()));
+        let sources = [
+            SourceSpec { label: "bad".into(), addr: pb.addr.clone() },
+            SourceSpec { label: "good".into(), addr: pg.addr.clone() },
+        ];
+        let name = FileName::new("f.bin").unwrap();
+        let config = DownloadConfig { client: fast(), overwrite: false };
+        let report = download(&TcpTransport, &rt, &catalog, &name, &sources, &config, |_| {}).await.unwrap();
+        assert_eq!(Hash::of(&std::fs::read(out.path().join("f.bin")).unwrap()), Hash::of(&content));
+        let problem = report.sources[0].problem.as_deref().unwrap();
+        assert!(problem.contains("corrupt"), "{problem}");
+        assert_eq!(report.sources[0].bytes, 0);
+        assert_eq!(report.sources[1].bytes, content.len() as u64);
+
+        // Alone, the corrupt source cannot complete the download, and
+        // nothing is left behind.
+        std::fs::remove_file(out.path().join("f.bin")).unwrap();
+        let err = download(&TcpTransport, &rt, &catalog, &name, &sources[..1], &config, |_| {}).await.unwrap_err();
+        assert!(matches!(err, DownloadError::SourcesFailed { .. }), "{err:?}");
+        assert!(!out.path().join("f.bin").exists());
+        assert_eq!(leftover_partials(out.path()), 0);
+    });
+}
+
+#[test]
+fn upload_stores_verifies_and_refuses_what_it_should() {
+    let rt = SmolRuntime::new(2);
+    let content = data(1_200_000, 3);
+    let local = folder_with(&[("up.bin", &content)]);
+    let remote = folder_with(&[("taken.txt", b"theirs")]);
+    rt.block_on(async {
+        let peer = start(&rt, FsStore::new(remote.path()), ServerConfig::default()).await;
+        let (file, manifest) = FsStore::open_path(local.path().join("up.bin")).await.unwrap();
+        let file = Arc::new(file);
+        let entry = |name: &str, m: &Manifest| p2p_core::catalog::Entry {
+            info: p2p_core::protocol::FileInfo { name: FileName::new(name).unwrap(), size: m.size(), hash: m.root() },
+            manifest: Arc::new(m.clone()),
+        };
+        let mut s = session(&rt, &peer.addr).await;
+        assert_eq!(s.upload(&rt, file.clone(), &entry("up.bin", &manifest)).await.unwrap(), StoreOutcome::Stored);
+        assert_eq!(std::fs::read(remote.path().join("up.bin")).unwrap(), content);
+        assert_eq!(s.upload(&rt, file.clone(), &entry("up.bin", &manifest)).await.unwrap(), StoreOutcome::Unchanged);
+        // The listing sees it at once, without hashing it again.
+        let listed = s.list().await.unwrap();
+        assert!(listed.iter().any(|f| f.name.as_str() == "up.bin" && f.hash == manifest.root()));
+        let err = s.upload(&rt, file.clone(), &entry("taken.txt", &manifest)).await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::Exists), "{err}");
+        assert_eq!(std::fs::read(remote.path().join("taken.txt")).unwrap(), b"theirs");
+        assert_eq!(leftover_partials(remote.path()), 0);
+        // The session survives refusals.
+        assert_eq!(s.list().await.unwrap().len(), 2);
+    });
+}
+
+/// Speaks the protocol by hand, to do what a well-behaved client won't.
+struct RawClient {
+    stream: Tcp,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    async fn connect(addr: &str) -> Self {
+        let mut stream = TcpTransport.connect(addr).await.unwrap();
+        stream.write_all(&codec::encode_preamble(p2p_core::protocol::VERSION)).await.unwrap();
+        let mut c = RawClient { stream, buf: Vec::new() };
+        let hello = p2p_core::protocol::Hello { peer_id: "raw".into(), agent: "test".into(), capabilities: 0 };
+        c.send(&p2p_core::protocol::Message::Hello(hello)).await;
+        let mut pre = [0u8; 8];
+        c.stream.read_exact(&mut pre).await.unwrap();
+        assert!(matches!(c.recv().await, Some(p2p_core::protocol::Message::Hello(_))));
+        c
+    }
+
+    async fn send(&mut self, m: &p2p_core::protocol::Message) {
+        let mut out = Vec::new();
+        codec::encode_control(m, &mut out).unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// The next control message, or None when the server closes.
+    async fn recv(&mut self) -> Option<p2p_core::protocol::Message> {
+        loop {
+            if let Some((frame, used)) = codec::decode(&self.buf).unwrap() {
+                let m = match frame {
+                    codec::Frame::Control(m) => Some(m),
+                    codec::Frame::Data(_) => None,
+                };
+                self.buf.drain(..used);
+                if m.is_some() {
+                    return m;
+                }
+                continue;
+            }
+            let mut chunk = vec![0u8; 65536];
+            match self.stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+#[test]
+fn second_upload_of_a_name_in_progress_is_refused_and_the_first_completes() {
+    use p2p_core::protocol::Message;
+    let rt = SmolRuntime::new(2);
+    let content = data(100_000, 9);
+    let manifest = p2p_core::manifest::manifest_of(&content);
+    let local = folder_with(&[("same.bin", &content)]);
+    let remote = folder_with(&[]);
+    rt.block_on(async {
+        let peer = start(&rt, FsStore::new(remote.path()), ServerConfig::default()).await;
+        // The first uploader starts and then pauses halfway.
+        let mut first = RawClient::connect(&peer.addr).await;
+        let hash = manifest.root();
+        first.send(&Message::Offer { id: 1, name: "same.bin".into(), size: content.len() as u64, hash }).await;
+        assert_eq!(first.recv().await, Some(Message::Accept { id: 1 }));
+        let info =
+            p2p_core::protocol::FileInfo { name: FileName::new("same.bin").unwrap(), size: content.len() as u64, hash };
+        first
+            .send(&Message::ManifestPage {
+                id: 1,
+                info,
+                block_size: manifest.block_size(),
+                first_block: 0,
+                cvs: manifest.cvs().to_vec(),
+                last: true,
+            })
+            .await;
+        let mut out = Vec::new();
+        codec::encode_data(1, 0, &content[..50_000], &mut out);
+        first.stream.write_all(&out).await.unwrap();
+
+        // The second is refused while the first is in progress.
+        let (file, m) = FsStore::open_path(local.path().join("same.bin")).await.unwrap();
+        let entry = p2p_core::catalog::Entry {
+            info: p2p_core::protocol::FileInfo {
+                name: FileName::new("same.bin").unwrap(),
+                size: m.size(),
+                hash: m.root(),
+            },
+            manifest: Arc::new(m),
+        };
+        let mut second = session(&rt, &peer.addr).await;
+        let err = second.upload(&rt, Arc::new(file), &entry).await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::AlreadyUploading));
+        assert!(err.to_string().contains("already being uploaded"), "{err}");
+
+        // The first completes, intact.
+        out.clear();
+        codec::encode_data(1, 50_000, &content[50_000..], &mut out);
+        first.stream.write_all(&out).await.unwrap();
+        assert_eq!(first.recv().await, Some(Message::Stored { id: 1, outcome: StoreOutcome::Stored }));
+        assert_eq!(std::fs::read(remote.path().join("same.bin")).unwrap(), content);
+        assert_eq!(leftover_partials(remote.path()), 0);
+    });
+}
+
+#[test]
+fn corrupt_upload_is_refused_and_leaves_nothing() {
+    use p2p_core::protocol::Message;
+    let rt = SmolRuntime::new(1);
+    let content = data(40_000, 4);
+    let manifest = p2p_core::manifest::manifest_of(&content);
+    let remote = folder_with(&[]);
+    rt.block_on(async {
+        let peer = start(&rt, FsStore::new(remote.path()), ServerConfig::default()).await;
+        let mut c = RawClient::connect(&peer.addr).await;
+        let hash = manifest.root();
+        let size = content.len() as u64;
+        c.send(&Message::Offer { id: 1, name: "c.bin".into(), size, hash }).await;
+        assert_eq!(c.recv().await, Some(Message::Accept { id: 1 }));
+        let info = p2p_core::protocol::FileInfo { name: FileName::new("c.bin").unwrap(), size, hash };
+        c.send(&Message::ManifestPage {
+            id: 1,
+            info,
+            block_size: manifest.block_size(),
+            first_block: 0,
+            cvs: manifest.cvs().to_vec(),
+            last: true,
+        })
+        .await;
+        let mut bad = content.clone();
+        bad[20_000] ^= 1;
+        let mut out = Vec::new();
+        codec::encode_data(1, 0, &bad, &mut out);
+        c.stream.write_all(&out).await.unwrap();
+        match c.recv().await {
+            Some(Message::Error { id: 1, code: ErrorCode::Corrupt, message }) => {
+                assert!(message.contains("block 1"), "{message}")
+            }
+            other => panic!("expected a corrupt-data error, got {other:?}"),
+        }
+        assert!(!remote.path().join("c.bin").exists());
+        assert_eq!(leftover_partials(remote.path()), 0);
+
+        // Names that must never be written.
+        for name in ["../escape.txt", "/etc/passwd", "CON", "a\0b", "trailing."] {
+            c.send(&Message::Offer { id: 2, name: name.into(), size, hash }).await;
+            match c.recv().await {
+                Some(Message::Error { id: 2, code: ErrorCode::InvalidName, .. }) => {}
+                other => panic!("{name:?}: expected an invalid-name error, got {other:?}"),
+            }
+        }
+        assert!(!remote.path().parent().unwrap().join("escape.txt").exists());
+    });
+}
+
+#[test]
+fn garbage_oversized_and_stalled_connections_are_dropped_and_others_served() {
+    let rt = SmolRuntime::new(2);
+    let dir = folder_with(&[("a.txt", b"a")]);
+    rt.block_on(async {
+        let config = ServerConfig { io_timeout: Duration::from_millis(300), ..ServerConfig::default() };
+        let peer = start(&rt, FsStore::new(dir.path()), config).await;
+
+        // Not our protocol at all.
+        let mut junk = TcpTransport.connect(&peer.addr).await.unwrap();
+        junk.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        assert!(closed_within(&rt, &mut junk, Duration::from_secs(5)).await);
+
+        // A frame header announcing 2 GiB: dropped without waiting for it.
+        let mut big = RawClient::connect(&peer.addr).await;
+        big.stream.write_all(&[0, 0, 0, 0x80, 1]).await.unwrap();
+        assert!(closed_within(&rt, &mut big.stream, Duration::from_secs(5)).await);
+
+        // Half a frame, then silence: dropped after the IO timeout.
+        let mut stall = RawClient::connect(&peer.addr).await;
+        stall.stream.write_all(&[20, 0, 0, 0, 1, 5]).await.unwrap();
+        // A garbage body inside a valid frame.
+        let mut bad = RawClient::connect(&peer.addr).await;
+        bad.stream.write_all(&[3, 0, 0, 0, 1, 0xff, 0xff]).await.unwrap();
+
+        // Meanwhile others are served.
+        let mut s = session(&rt, &peer.addr).await;
+        assert_eq!(s.list().await.unwrap().len(), 1);
+        assert!(closed_within(&rt, &mut stall.stream, Duration::from_secs(5)).await);
+        assert!(closed_within(&rt, &mut bad.stream, Duration::from_secs(5)).await);
+        assert_eq!(s.list().await.unwrap().len(), 1);
+    });
+}
+
+/// Whether the server closes the connection within `limit` (reading and
+/// discarding whatever it sends first, such as an error message).
+async fn closed_within(rt: &SmolRuntime, stream: &mut Tcp, limit: Duration) -> bool {
+    let read_to_end = async {
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink).await;
+        true
+    };
+    futures_lite::future::or(read_to_end, async {
+        rt.sleep(limit).await;
+        false
+    })
+    .await
+}
+
+#[test]
+fn wrong_version_is_refused_with_a_clear_error() {
+    let rt = SmolRuntime::new(1);
+    let dir = folder_with(&[]);
+    rt.block_on(async {
+        let peer = start(&rt, FsStore::new(dir.path()), ServerConfig::default()).await;
+        let mut raw = TcpTransport.connect(&peer.addr).await.unwrap();
+        raw.write_all(&codec::encode_preamble(99)).await.unwrap();
+        let mut reply = Vec::new();
+        let _ = raw.read_to_end(&mut reply).await;
+        assert_eq!(codec::decode_preamble(reply[..8].try_into().unwrap()), Ok(p2p_core::protocol::VERSION));
+        let (frame, _) = codec::decode(&reply[8..]).unwrap().unwrap();
+        match frame {
+            codec::Frame::Control(p2p_core::protocol::Message::Error { code, message, .. }) => {
+                assert_eq!(code, ErrorCode::UnsupportedVersion);
+                assert!(message.contains("version 1"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    });
+}
+
+#[test]
+fn many_concurrent_downloaders_all_get_the_file() {
+    let rt = SmolRuntime::new(2);
+    let content = data(2_000_000, 11);
+    let dir = folder_with(&[("shared.bin", &content)]);
+    let outs: Vec<_> = (0..24).map(|_| tempfile::tempdir().unwrap()).collect();
+    let done = Arc::new(AtomicU64::new(0));
+    rt.block_on(async {
+        let config = ServerConfig { read_budget: 4 << 20, ..ServerConfig::default() };
+        let peer = start(&rt, FsStore::new(dir.path()), config).await;
+        let mut tasks = Vec::new();
+        for out in &outs {
+            let rt2 = rt.clone();
+            let addr = peer.addr.clone();
+            let path = out.path().to_owned();
+            let done = done.clone();
+            tasks.push(rt.spawn(async move {
+                let catalog = Catalog::new(FsStore::new(&path));
+                let name = FileName::new("shared.bin").unwrap();
+                let sources = [SourceSpec { label: "p".into(), addr }];
+                let config = DownloadConfig { client: fast(), overwrite: false };
+                download(&TcpTransport, &rt2, &catalog, &name, &sources, &config, |_| {}).await.unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+    });
+    assert_eq!(done.load(Ordering::Relaxed), outs.len() as u64);
+    for out in &outs {
+        assert_eq!(Hash::of(&std::fs::read(out.path().join("shared.bin")).unwrap()), Hash::of(&content));
+    }
+}
+
+#[test]
+fn connecting_to_nothing_fails_fast_with_the_address() {
+    let rt = SmolRuntime::new(1);
+    rt.block_on(async {
+        let listener = TcpTransport.bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let err = Session::connect(&TcpTransport, &rt, &addr, &fast()).await.unwrap_err();
+        assert!(matches!(err, ClientError::Connect { .. }));
+        assert!(err.to_string().contains(&addr), "{err}");
+    });
+}

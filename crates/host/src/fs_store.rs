@@ -1,0 +1,484 @@
+//! p2p-core's `Store` on a folder on disk.
+//!
+//! Layout of a served folder:
+//!
+//! ```text
+//! served_files/
+//!   notes.txt                 whole, verified files: what is listed and served
+//!   .p2p/partial/<rand>.part  content on its way in (never listed)
+//!   .p2p/manifests/<key>      cached manifests
+//! ```
+//!
+//! Partial files live in the same folder tree as their final names, so the
+//! final rename is atomic. Every blocking call runs on the blocking pool.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use p2p_core::manifest::{MAX_FILE_SIZE, Manifest, ManifestBuilder};
+use p2p_core::name::{FileName, STATE_DIR};
+use p2p_core::store::{FileMeta, PartialFile, ReadAt, Store, StoreError};
+
+/// How much of a file is read at a time while hashing it.
+const HASH_READ: usize = 1 << 20;
+
+/// A folder of files on disk. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct FsStore {
+    root: Arc<PathBuf>,
+}
+
+/// A file opened for reading.
+#[derive(Debug, Clone)]
+pub struct FsFile {
+    file: Arc<File>,
+}
+
+/// A file being written under `.p2p/partial/`. Removed when dropped
+/// unless committed.
+#[derive(Debug)]
+pub struct FsPartial {
+    file: Arc<File>,
+    path: PathBuf,
+    name: FileName,
+    root: Arc<PathBuf>,
+    committed: bool,
+}
+
+impl FsStore {
+    /// A store on the folder `root`, which should exist.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: Arc::new(root.into()) }
+    }
+
+    /// The folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Opens any file on disk (not only in this folder) for reading, and
+    /// computes its manifest: for uploading a file given by path.
+    pub async fn open_path(path: PathBuf) -> Result<(FsFile, Manifest), StoreError> {
+        blocking::unblock(move || {
+            let what = || format!("reading {}", path.display());
+            let file = File::open(&path).map_err(|e| StoreError::io(what(), e))?;
+            let meta = file.metadata().map_err(|e| StoreError::io(what(), e))?;
+            if !meta.is_file() {
+                return Err(StoreError::io(what(), io::Error::other("not a regular file")));
+            }
+            let manifest = hash_open_file(&file, meta.len()).map_err(|e| StoreError::io(what(), e))?;
+            let after = file.metadata().map_err(|e| StoreError::io(what(), e))?;
+            if stamp(&after) != stamp(&meta) || after.len() != meta.len() {
+                return Err(StoreError::io(what(), io::Error::other("the file changed while it was read")));
+            }
+            Ok((FsFile { file: Arc::new(file) }, manifest))
+        })
+        .await
+    }
+
+    fn path(&self, name: &FileName) -> PathBuf {
+        self.root.join(name.as_str())
+    }
+
+    fn state_path(&self, key: &str) -> io::Result<PathBuf> {
+        let ok = !key.is_empty()
+            && key.split('/').all(|part| {
+                !part.is_empty()
+                    && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            });
+        if !ok {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad state key {key:?}")));
+        }
+        Ok(self.root.join(STATE_DIR).join(key))
+    }
+}
+
+impl Store for FsStore {
+    type File = FsFile;
+    type Partial = FsPartial;
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn list(&self) -> Result<Vec<FileMeta>, StoreError> {
+        let root = self.root.clone();
+        blocking::unblock(move || {
+            let what = || format!("listing {}", root.display());
+            let mut out = Vec::new();
+            for entry in fs::read_dir(&*root).map_err(|e| StoreError::io(what(), e))? {
+                let entry = entry.map_err(|e| StoreError::io(what(), e))?;
+                let Some(name) = entry.file_name().to_str().and_then(|n| FileName::new(n).ok()) else {
+                    if entry.file_name() != STATE_DIR {
+                        tracing::debug!(file = ?entry.file_name(), "not listed: not a portable file name");
+                    }
+                    continue;
+                };
+                // Follows symlinks: a link the owner put in the folder is shared.
+                match fs::metadata(entry.path()) {
+                    Ok(m) if m.is_file() => out.push(meta_of(name, &m)),
+                    Ok(_) => {}
+                    // Removed since read_dir saw it, or a dangling link.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StoreError::io(format!("reading {}", entry.path().display()), e)),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn stat(&self, name: &FileName) -> Result<Option<FileMeta>, StoreError> {
+        let path = self.path(name);
+        let name = name.clone();
+        blocking::unblock(move || match fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(meta_of(name, &m))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(format!("reading {}", path.display()), e)),
+        })
+        .await
+    }
+
+    async fn open(&self, name: &FileName) -> Result<(FsFile, FileMeta), StoreError> {
+        let path = self.path(name);
+        let name = name.clone();
+        blocking::unblock(move || {
+            let (file, m) = open_regular(&path, &name)?;
+            Ok((FsFile { file: Arc::new(file) }, meta_of(name, &m)))
+        })
+        .await
+    }
+
+    async fn hash(&self, name: &FileName) -> Result<(FileMeta, Manifest), StoreError> {
+        let path = self.path(name);
+        let name = name.clone();
+        blocking::unblock(move || {
+            let (file, before) = open_regular(&path, &name)?;
+            if before.len() > MAX_FILE_SIZE {
+                return Err(StoreError::TooLarge(name));
+            }
+            let manifest = match hash_open_file(&file, before.len()) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(StoreError::Changed(name)),
+                Err(e) => return Err(StoreError::io(format!("reading {}", path.display()), e)),
+            };
+            let after = file.metadata().map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?;
+            let meta = meta_of(name.clone(), &before);
+            if meta_of(name.clone(), &after) != meta {
+                return Err(StoreError::Changed(name));
+            }
+            Ok((meta, manifest))
+        })
+        .await
+    }
+
+    async fn create_partial(&self, name: &FileName, size: u64) -> Result<FsPartial, StoreError> {
+        let root = self.root.clone();
+        let name = name.clone();
+        let tag = unique_tag();
+        blocking::unblock(move || {
+            let dir = root.join(STATE_DIR).join("partial");
+            let what = || format!("creating a partial file in {}", dir.display());
+            fs::create_dir_all(&dir).map_err(|e| StoreError::io(what(), e))?;
+            let path = dir.join(format!("{tag}.part"));
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| StoreError::io(what(), e))?;
+            let partial = FsPartial { file: Arc::new(file), path, name, root, committed: false };
+            // Sparse until written; fails early if the size is impossible.
+            partial.file.set_len(size).map_err(|e| StoreError::io(what(), e))?;
+            Ok(partial)
+        })
+        .await
+    }
+
+    async fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.state_path(key).map_err(|e| StoreError::io("reading state", e))?;
+        blocking::unblock(move || match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(format!("reading {}", path.display()), e)),
+        })
+        .await
+    }
+
+    async fn save_state(&self, key: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        let path = self.state_path(key).map_err(|e| StoreError::io("writing state", e))?;
+        let tmp = path.with_extension(format!("{}.tmp", unique_tag()));
+        blocking::unblock(move || {
+            let what = || format!("writing {}", path.display());
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).map_err(|e| StoreError::io(what(), e))?;
+            }
+            fs::write(&tmp, &data).map_err(|e| StoreError::io(what(), e))?;
+            fs::rename(&tmp, &path).map_err(|e| {
+                let _ = fs::remove_file(&tmp);
+                StoreError::io(what(), e)
+            })
+        })
+        .await
+    }
+}
+
+impl ReadAt for FsFile {
+    async fn read_at(&self, offset: u64, len: usize, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        let file = self.file.clone();
+        blocking::unblock(move || {
+            buf.clear();
+            buf.resize(len, 0);
+            read_exact_at(&file, &mut buf, offset)?;
+            Ok(buf)
+        })
+        .await
+    }
+}
+
+impl PartialFile for FsPartial {
+    async fn write_at(&self, offset: u64, data: Vec<u8>) -> io::Result<Vec<u8>> {
+        let file = self.file.clone();
+        blocking::unblock(move || {
+            write_all_at(&file, &data, offset)?;
+            Ok(data)
+        })
+        .await
+    }
+
+    async fn commit(mut self, overwrite: bool) -> Result<FileMeta, StoreError> {
+        blocking::unblock(move || {
+            let target = self.root.join(self.name.as_str());
+            let what = |verb: &str| format!("{verb} {}", target.display());
+            self.file.sync_all().map_err(|e| StoreError::io(what("syncing"), e))?;
+            if overwrite {
+                fs::rename(&self.path, &target).map_err(|e| StoreError::io(what("writing"), e))?;
+            } else {
+                // A hard link fails if the name is taken, atomically; a
+                // rename would silently replace.
+                match fs::hard_link(&self.path, &target) {
+                    Ok(()) => {
+                        let _ = fs::remove_file(&self.path);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        return Err(StoreError::Exists(self.name.clone()));
+                    }
+                    // File systems without hard links (FAT, some network
+                    // mounts): check, then rename.
+                    Err(_) => {
+                        if fs::symlink_metadata(&target).is_ok() {
+                            return Err(StoreError::Exists(self.name.clone()));
+                        }
+                        fs::rename(&self.path, &target).map_err(|e| StoreError::io(what("writing"), e))?;
+                    }
+                }
+            }
+            self.committed = true;
+            sync_dir(&self.root);
+            let m = fs::metadata(&target).map_err(|e| StoreError::io(what("reading"), e))?;
+            Ok(meta_of(self.name.clone(), &m))
+        })
+        .await
+    }
+}
+
+impl Drop for FsPartial {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Nothing partial is left behind, even on cancellation.
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn open_regular(path: &Path, name: &FileName) -> Result<(File, fs::Metadata), StoreError> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::NotFound(name.clone())),
+        Err(e) => return Err(StoreError::io(format!("opening {}", path.display()), e)),
+    };
+    let m = file.metadata().map_err(|e| StoreError::io(format!("reading {}", path.display()), e))?;
+    if !m.is_file() {
+        return Err(StoreError::NotFound(name.clone()));
+    }
+    Ok((file, m))
+}
+
+/// Hashes an open file of `size` bytes from its start.
+fn hash_open_file(mut file: &File, size: u64) -> io::Result<Manifest> {
+    let mut builder = ManifestBuilder::new(size);
+    let mut buf = vec![0u8; HASH_READ];
+    let mut left = size;
+    while left > 0 {
+        let want = (left as usize).min(buf.len());
+        let n = file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        builder.update(&buf[..n]);
+        left -= n as u64;
+    }
+    builder.finish().map_err(io::Error::other)
+}
+
+fn meta_of(name: FileName, m: &fs::Metadata) -> FileMeta {
+    FileMeta { name, size: m.len(), modified: stamp(m) }
+}
+
+/// A stamp that changes when the content may have: the modification time,
+/// and on Unix also the change time and inode (a file replaced by rename
+/// keeps neither).
+fn stamp(m: &fs::Metadata) -> u64 {
+    let mtime = m.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as u64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let ctime = (m.ctime() as u64).wrapping_mul(1_000_000_000).wrapping_add(m.ctime_nsec() as u64);
+        mix(mtime) ^ mix(ctime ^ m.ino().rotate_left(29)).rotate_left(17)
+    }
+    #[cfg(not(unix))]
+    {
+        mtime
+    }
+}
+
+#[cfg(unix)]
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A name for temporary files that no other writer picks.
+fn unique_tag() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    format!("{:08x}{:016x}{n:x}", std::process::id(), t)
+}
+
+/// Makes a rename in `dir` durable (Unix; elsewhere the rename is).
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(unix)]
+fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, offset)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(windows)]
+fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_write(buf, offset)? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_core::hash::Hash;
+
+    fn name(s: &str) -> FileName {
+        FileName::new(s).unwrap()
+    }
+
+    #[test]
+    fn lists_hashes_and_hides_partials() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.txt"), b"hello").unwrap();
+        fs::write(dir.path().join("bad:name"), b"x").unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        let store = FsStore::new(dir.path());
+        futures_lite::future::block_on(async {
+            let p = store.create_partial(&name("b.txt"), 3).await.unwrap();
+            p.write_at(0, b"abc".to_vec()).await.unwrap();
+            let listed: Vec<_> = store.list().await.unwrap().into_iter().map(|m| m.name.to_string()).collect();
+            assert_eq!(listed, vec!["a.txt"]);
+            let (meta, m) = store.hash(&name("a.txt")).await.unwrap();
+            assert_eq!(meta.size, 5);
+            assert_eq!(m.root(), Hash::of(b"hello"));
+            let meta = p.commit(false).await.unwrap();
+            assert_eq!(meta.size, 3);
+            assert_eq!(fs::read(dir.path().join("b.txt")).unwrap(), b"abc");
+            assert_eq!(fs::read_dir(dir.path().join(".p2p/partial")).unwrap().count(), 0);
+        });
+    }
+
+    #[test]
+    fn commit_refuses_to_replace_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("a.txt"), b"old").unwrap();
+        let store = FsStore::new(dir.path());
+        futures_lite::future::block_on(async {
+            let p = store.create_partial(&name("a.txt"), 3).await.unwrap();
+            p.write_at(0, b"new".to_vec()).await.unwrap();
+            assert!(matches!(p.commit(false).await, Err(StoreError::Exists(_))));
+            assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"old");
+            assert_eq!(fs::read_dir(dir.path().join(".p2p/partial")).unwrap().count(), 0);
+
+            let p = store.create_partial(&name("a.txt"), 3).await.unwrap();
+            p.write_at(0, b"new".to_vec()).await.unwrap();
+            p.commit(true).await.unwrap();
+            assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"new");
+
+            // Dropped without commit: gone.
+            let p = store.create_partial(&name("c.txt"), 10).await.unwrap();
+            drop(p);
+            assert_eq!(fs::read_dir(dir.path().join(".p2p/partial")).unwrap().count(), 0);
+            assert!(!dir.path().join("c.txt").exists());
+        });
+    }
+
+    #[test]
+    fn state_keys_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::new(dir.path());
+        futures_lite::future::block_on(async {
+            store.save_state("manifests/abc", b"x".to_vec()).await.unwrap();
+            assert_eq!(store.load_state("manifests/abc").await.unwrap(), Some(b"x".to_vec()));
+            assert_eq!(store.load_state("manifests/none").await.unwrap(), None);
+            for bad in ["../x", "a//b", "", "A", "a/../b"] {
+                assert!(store.save_state(bad, vec![]).await.is_err(), "{bad}");
+            }
+        });
+    }
+}
