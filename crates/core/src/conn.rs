@@ -52,6 +52,18 @@ pub enum ConnError {
     Refused(String),
 }
 
+/// An IO error, with the ways a peer going away shows up folded into
+/// [`ConnError::Closed`].
+fn io_error(e: io::Error) -> ConnError {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => ConnError::Closed,
+        _ => ConnError::Io(e),
+    }
+}
+
 impl From<Elapsed> for ConnError {
     fn from(e: Elapsed) -> Self {
         ConnError::Stalled(e.0)
@@ -214,7 +226,7 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
             Wait::Busy => self.io_timeout,
         };
         let read = self.stream.read(&mut self.buf[self.end..]);
-        let n = quick_timeout(&self.rt, limit, read).await??;
+        let n = quick_timeout(&self.rt, limit, read).await?.map_err(io_error)?;
         self.end += n;
         Ok(n)
     }
@@ -255,7 +267,7 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
 
     async fn stream_flush(&mut self) -> Result<(), ConnError> {
         let flush = self.stream.flush();
-        quick_timeout(&self.rt, self.io_timeout, flush).await??;
+        quick_timeout(&self.rt, self.io_timeout, flush).await?.map_err(io_error)?;
         Ok(())
     }
 
@@ -276,7 +288,7 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
                 count += 1;
             }
             let write = self.stream.write_vectored(&slices[..count]);
-            let mut n = quick_timeout(&self.rt, self.io_timeout, write).await??;
+            let mut n = quick_timeout(&self.rt, self.io_timeout, write).await?.map_err(io_error)?;
             if n == 0 {
                 return Err(ConnError::Io(io::ErrorKind::WriteZero.into()));
             }

@@ -97,6 +97,12 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn save_state(&self, key: &str, data: Vec<u8>) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// Positional writes.
+pub trait WriteAt: Clone + Send + Sync + 'static {
+    /// Writes `data` at `offset`; returns the buffer for reuse.
+    fn write_at(&self, offset: u64, data: Vec<u8>) -> impl Future<Output = io::Result<Vec<u8>>> + Send;
+}
+
 /// Positional reads.
 pub trait ReadAt: Send + Sync + 'static {
     /// Reads exactly `len` bytes at `offset` into `buf` (cleared first) and
@@ -105,10 +111,18 @@ pub trait ReadAt: Send + Sync + 'static {
 }
 
 /// A file being written. Dropping it without [`commit`](Self::commit)
-/// removes it: nothing partial is left under any name a user sees.
+/// removes it at once: nothing partial is left under any name a user sees.
+///
+/// Only the owner decides the file's fate. Tasks that write get a
+/// [`writer`](Self::writer), which does not keep the file alive: if the
+/// owner is dropped (a cancelled download), the file goes even while
+/// writers are still running.
 pub trait PartialFile: Send + Sync + 'static {
-    /// Writes `data` at `offset`; returns the buffer for reuse.
-    fn write_at(&self, offset: u64, data: Vec<u8>) -> impl Future<Output = io::Result<Vec<u8>>> + Send;
+    /// A handle for positional writes.
+    type Writer: WriteAt;
+
+    /// A writer for this file.
+    fn writer(&self) -> Self::Writer;
 
     /// Makes the content durable and renames it to its final name. Unless
     /// `overwrite` is set, fails with [`StoreError::Exists`] (and keeps

@@ -20,7 +20,7 @@ use std::time::UNIX_EPOCH;
 
 use p2p_core::manifest::{MAX_FILE_SIZE, Manifest, ManifestBuilder};
 use p2p_core::name::{FileName, STATE_DIR};
-use p2p_core::store::{FileMeta, PartialFile, ReadAt, Store, StoreError};
+use p2p_core::store::{FileMeta, PartialFile, ReadAt, Store, StoreError, WriteAt};
 
 /// How much of a file is read at a time while hashing it.
 const HASH_READ: usize = 1 << 20;
@@ -34,6 +34,12 @@ pub struct FsStore {
 /// A file opened for reading.
 #[derive(Debug, Clone)]
 pub struct FsFile {
+    file: Arc<File>,
+}
+
+/// Writes into an [`FsPartial`]; does not keep it alive.
+#[derive(Debug, Clone)]
+pub struct FsWriter {
     file: Arc<File>,
 }
 
@@ -241,13 +247,10 @@ impl ReadAt for FsFile {
 }
 
 impl PartialFile for FsPartial {
-    async fn write_at(&self, offset: u64, data: Vec<u8>) -> io::Result<Vec<u8>> {
-        let file = self.file.clone();
-        blocking::unblock(move || {
-            write_all_at(&file, &data, offset)?;
-            Ok(data)
-        })
-        .await
+    type Writer = FsWriter;
+
+    fn writer(&self) -> FsWriter {
+        FsWriter { file: self.file.clone() }
     }
 
     async fn commit(mut self, overwrite: bool) -> Result<FileMeta, StoreError> {
@@ -281,6 +284,17 @@ impl PartialFile for FsPartial {
             sync_dir(&self.root);
             let m = fs::metadata(&target).map_err(|e| StoreError::io(what("reading"), e))?;
             Ok(meta_of(self.name.clone(), &m))
+        })
+        .await
+    }
+}
+
+impl WriteAt for FsWriter {
+    async fn write_at(&self, offset: u64, data: Vec<u8>) -> io::Result<Vec<u8>> {
+        let file = self.file.clone();
+        blocking::unblock(move || {
+            write_all_at(&file, &data, offset)?;
+            Ok(data)
         })
         .await
     }
@@ -430,7 +444,7 @@ mod tests {
         let store = FsStore::new(dir.path());
         futures_lite::future::block_on(async {
             let p = store.create_partial(&name("b.txt"), 3).await.unwrap();
-            p.write_at(0, b"abc".to_vec()).await.unwrap();
+            p.writer().write_at(0, b"abc".to_vec()).await.unwrap();
             let listed: Vec<_> = store.list().await.unwrap().into_iter().map(|m| m.name.to_string()).collect();
             assert_eq!(listed, vec!["a.txt"]);
             let (meta, m) = store.hash(&name("a.txt")).await.unwrap();
@@ -450,13 +464,13 @@ mod tests {
         let store = FsStore::new(dir.path());
         futures_lite::future::block_on(async {
             let p = store.create_partial(&name("a.txt"), 3).await.unwrap();
-            p.write_at(0, b"new".to_vec()).await.unwrap();
+            p.writer().write_at(0, b"new".to_vec()).await.unwrap();
             assert!(matches!(p.commit(false).await, Err(StoreError::Exists(_))));
             assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"old");
             assert_eq!(fs::read_dir(dir.path().join(".p2p/partial")).unwrap().count(), 0);
 
             let p = store.create_partial(&name("a.txt"), 3).await.unwrap();
-            p.write_at(0, b"new".to_vec()).await.unwrap();
+            p.writer().write_at(0, b"new".to_vec()).await.unwrap();
             p.commit(true).await.unwrap();
             assert_eq!(fs::read(dir.path().join("a.txt")).unwrap(), b"new");
 

@@ -19,5 +19,5 @@
 mod fs_store;
 mod runtime;
 
-pub use fs_store::{FsFile, FsPartial, FsStore};
+pub use fs_store::{FsFile, FsPartial, FsStore, FsWriter};
 pub use runtime::SmolRuntime;

@@ -12,7 +12,6 @@ mod peer;
 mod schedule;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use crate::catalog::{Catalog, Entry};
 use crate::client::{ClientConfig, ClientError};
@@ -216,13 +215,15 @@ where
     }
 
     let size = entry.info.size;
-    let partial = Arc::new(catalog.store().create_partial(name, size).await?);
+    // Owned here alone: if this future is dropped or fails, the partial
+    // file goes with it, whatever the sources are still doing.
+    let partial = catalog.store().create_partial(name, size).await?;
     let active: Vec<usize> =
         (0..sources.len()).filter(|&i| entries[i].as_ref().is_some_and(|e| e.info.hash == hash)).collect();
     for (i, tx) in commands.iter_mut().enumerate() {
         if active.contains(&i) {
             if let Some(tx) = tx {
-                let _ = tx.try_send(Command::Start { manifest: entry.manifest.clone(), partial: partial.clone() });
+                let _ = tx.try_send(Command::Start { manifest: entry.manifest.clone(), out: partial.writer() });
             }
         } else {
             // Dropping the sender tells the source to stop.
@@ -283,8 +284,6 @@ where
     for task in tasks {
         task.await;
     }
-    let partial = Arc::try_unwrap(partial)
-        .map_err(|_| StoreError::io(format!("committing {name}"), std::io::Error::other("still in use")))?;
     let meta: FileMeta = match partial.commit(config.overwrite).await {
         Ok(meta) => meta,
         Err(StoreError::Exists(_)) => {

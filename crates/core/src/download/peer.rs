@@ -17,14 +17,14 @@ use crate::name::FileName;
 use crate::protocol::FileRef;
 use crate::protocol::codec::Frame;
 use crate::runtime::Runtime;
-use crate::store::PartialFile;
+use crate::store::WriteAt;
 use crate::transport::Transport;
 use crate::verify::{BlockWriter, VerifyError};
 
 /// What the coordinator tells a source.
 pub(super) enum Command<P> {
-    /// Start transferring into `partial`.
-    Start { manifest: Arc<Manifest>, partial: Arc<P> },
+    /// Start transferring into the partial file `out` writes to.
+    Start { manifest: Arc<Manifest>, out: P },
     /// Fetch this range.
     Fetch(Range<u64>),
 }
@@ -74,7 +74,7 @@ enum Next<'a, P> {
     Frame(Result<Frame<'a>, ClientError>),
 }
 
-impl<T: Transport, R: Runtime, P: PartialFile> Source<T, R, P> {
+impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
     pub(super) async fn run(self) {
         let source = self.index;
         let mut session = match Session::connect(&self.transport, &self.rt, &self.addr, &self.config).await {
@@ -91,13 +91,13 @@ impl<T: Transport, R: Runtime, P: PartialFile> Source<T, R, P> {
             session.close().await;
             return;
         }
-        let Ok(Command::Start { manifest, partial }) = self.commands.recv().await else {
+        let Ok(Command::Start { manifest, out }) = self.commands.recv().await else {
             // Not needed (another source has it, or the file is already here).
             session.close().await;
             return;
         };
         let hash = manifest.root();
-        let event = match self.transfer(&mut session, hash, &manifest, &partial).await {
+        let event = match self.transfer(&mut session, hash, &manifest, &out).await {
             Ok(()) => {
                 session.close().await;
                 return;
@@ -113,7 +113,7 @@ impl<T: Transport, R: Runtime, P: PartialFile> Source<T, R, P> {
         session: &mut Session<T::Stream, R>,
         hash: Hash,
         manifest: &Arc<Manifest>,
-        partial: &Arc<P>,
+        out: &P,
     ) -> Result<(), Stop> {
         let mut requests: VecDeque<Request> = VecDeque::new();
         loop {
@@ -148,7 +148,7 @@ impl<T: Transport, R: Runtime, P: PartialFile> Source<T, R, P> {
                     };
                     let runs = req.writer.push(d.offset, d.bytes).map_err(SourceError::Corrupt)?;
                     for (offset, run) in runs {
-                        partial.write_at(offset, run).await.map_err(Stop::Local)?;
+                        out.write_at(offset, run).await.map_err(Stop::Local)?;
                     }
                     if req.writer.is_done() { requests.pop_front() } else { None }
                 }

@@ -256,12 +256,17 @@ impl<S: Store, R: Runtime> Server<S, R> {
         let client = crate::sanitize(&theirs.peer_id, crate::protocol::MAX_PEER_ID);
         let who = if client.is_empty() { remote.to_owned() } else { format!("{client} ({remote})") };
         let mut queue = VecDeque::new();
+        // An upload refused midway: its remaining data is still on the way
+        // and is dropped quietly, so the uploader reads our error instead
+        // of a reset connection.
+        let mut discard = None;
         loop {
             let msg = match queue.pop_front() {
                 Some(m) => m,
                 None => match conn.read_frame(Wait::Idle(self.config.idle_timeout)).await {
                     Ok(None) => return Ok(client),
                     Ok(Some(Frame::Control(m))) => m,
+                    Ok(Some(Frame::Data(d))) if Some(d.id) == discard => continue,
                     Ok(Some(Frame::Data(d))) => {
                         let e = ConnError::Unexpected(format!("data for request {} that is not an upload", d.id));
                         return Err((client, e));
@@ -269,6 +274,9 @@ impl<S: Store, R: Runtime> Server<S, R> {
                     Err(e) => return Err((client, e)),
                 },
             };
+            if let Message::Offer { id, .. } = &msg {
+                discard = Some(*id);
+            }
             if let Err(e) = self.request(conn, msg, &mut queue, &who, stats).await {
                 return Err((client, e));
             }

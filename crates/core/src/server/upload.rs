@@ -11,7 +11,7 @@ use crate::name::FileName;
 use crate::protocol::codec::Frame;
 use crate::protocol::{ErrorCode, Message, StoreOutcome};
 use crate::runtime::Runtime;
-use crate::store::{PartialFile, Store, StoreError};
+use crate::store::{PartialFile, Store, StoreError, WriteAt};
 use crate::transport::Stream;
 use crate::verify::BlockWriter;
 
@@ -83,7 +83,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
         let manifest = self.receive_manifest(conn, queue, id, &name, size, hash).await?;
         let mut writer = BlockWriter::new(manifest.clone(), 0..size)
             .map_err(|e| Refusal::new(ErrorCode::Corrupt, format!("{name}: {e}")))?;
-        let partial = Arc::new(partial);
+        let out = partial.writer();
         while !writer.is_done() {
             let frame = conn.read_frame(Wait::Busy).await?;
             match frame {
@@ -93,8 +93,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
                         Refusal::new(ErrorCode::Corrupt, format!("{name}: {e}"))
                     })?;
                     for (offset, block) in blocks {
-                        partial
-                            .write_at(offset, block)
+                        out.write_at(offset, block)
                             .await
                             .map_err(|e| Refusal::from(StoreError::io(format!("writing {name}"), e)))?;
                     }
@@ -110,8 +109,6 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 None => return Err(ConnError::Closed.into()),
             }
         }
-        let partial =
-            Arc::try_unwrap(partial).map_err(|_| Refusal::new(ErrorCode::Internal, "upload still being written"))?;
         let meta = partial.commit(self.config.allow_overwrite).await.map_err(Refusal::from)?;
         self.catalog.insert(meta, manifest).await;
         conn.send(&Message::Stored { id, outcome: StoreOutcome::Stored }).await?;

@@ -1,0 +1,175 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+/// Share folders between machines you control. Every byte is verified
+/// (BLAKE3) before it is written; files appear only when whole.
+#[derive(FromArgs, Debug)]
+#[argh(
+    note = "PEER is an id from the peer list (peer_settings.txt: lines \"peerID ip port\", looked up in the \
+            current folder, then its parent) or an address host:port.\n\n\
+            Exit status: 0 when every requested operation succeeded, 1 when any failed, 2 for usage errors.",
+    example = "{command_name} serve peer1\n\
+               {command_name} filelist peer1 peer2\n\
+               {command_name} upload notes.txt peer2 peer3\n\
+               {command_name} download notes.txt peer1 peer2\n\
+               {command_name} --json filelist 127.0.0.1:5000"
+)]
+pub(crate) struct Cli {
+    /// print results as JSON on stdout (stable format, see the README)
+    #[argh(switch)]
+    pub(crate) json: bool,
+    /// print only errors
+    #[argh(switch, short = 'q')]
+    pub(crate) quiet: bool,
+    /// the peer list (default: peer_settings.txt in the current folder, then its parent)
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) settings: Option<PathBuf>,
+    #[argh(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub(crate) enum Command {
+    Serve(Serve),
+    Filelist(Filelist),
+    Upload(Upload),
+    Download(Download),
+}
+
+/// Serve a folder to other peers until Ctrl-C.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "serve",
+    note = "Listens on the address the peer list gives PEER_ID (or --listen). Files under their names in the \
+            folder are listed and served; uploads land in it only once complete and verified. p2p keeps its own \
+            state (partial files, cached hashes) in DIR/.p2p. One log line per transfer goes to stderr.",
+    example = "{command_name} peer1\n{command_name} peer1 --dir ~/shared --allow-overwrite\n{command_name} me --listen 127.0.0.1:0"
+)]
+pub(crate) struct Serve {
+    /// this peer's id in the peer list
+    #[argh(positional, arg_name = "PEER_ID")]
+    pub(crate) peer_id: String,
+    /// the folder to serve (default: ./served_files, created if missing)
+    #[argh(option, arg_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// listen on this address instead of the peer list's (port 0 picks a free port)
+    #[argh(option, arg_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+    /// let uploads replace a file that has different content
+    #[argh(switch)]
+    pub(crate) allow_overwrite: bool,
+    /// refuse all uploads
+    #[argh(switch)]
+    pub(crate) no_uploads: bool,
+    /// seconds a connection may stall mid-transfer before it is dropped (default 30)
+    #[argh(option, default = "30", arg_name = "SECS")]
+    pub(crate) timeout: u64,
+    /// the peer list (default: peer_settings.txt in . or ..)
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) settings: Option<PathBuf>,
+    /// print the startup line as JSON
+    #[argh(switch)]
+    pub(crate) json: bool,
+    /// log only warnings and errors
+    #[argh(switch, short = 'q')]
+    pub(crate) quiet: bool,
+}
+
+/// List the files of one or more peers (asked at once).
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "filelist",
+    note = "For each peer: every file's name, size and BLAKE3 hash (the hash b3sum prints).",
+    example = "{command_name} peer1 peer2\n{command_name} --json peer1"
+)]
+pub(crate) struct Filelist {
+    /// peers to ask
+    #[argh(positional, arg_name = "PEER")]
+    pub(crate) peers: Vec<String>,
+    #[argh(option, default = "30", arg_name = "SECS")]
+    /// seconds to wait for a peer that stops answering (default 30)
+    pub(crate) timeout: u64,
+    /// print JSON on stdout
+    #[argh(switch)]
+    pub(crate) json: bool,
+    /// print only errors
+    #[argh(switch, short = 'q')]
+    pub(crate) quiet: bool,
+    /// the peer list (default: peer_settings.txt in . or ..)
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) settings: Option<PathBuf>,
+}
+
+/// Push a file to one or more peers (all at once).
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "upload",
+    note = "FILE is a name in ./served_files or a path. It lands in each peer's served folder under its own name, \
+            after the peer has verified every block. A peer refuses a name that is being uploaded already, and a \
+            name it has with different content unless it runs with --allow-overwrite.",
+    example = "{command_name} notes.txt peer2 peer3\n{command_name} ./build/app.tar.gz 10.0.0.5:5000"
+)]
+pub(crate) struct Upload {
+    /// the file to push
+    #[argh(positional, arg_name = "FILE")]
+    pub(crate) file: String,
+    /// peers to push to
+    #[argh(positional, arg_name = "PEER")]
+    pub(crate) peers: Vec<String>,
+    #[argh(option, default = "30", arg_name = "SECS")]
+    /// seconds to wait for a peer that stops answering (default 30)
+    pub(crate) timeout: u64,
+    /// print JSON on stdout
+    #[argh(switch)]
+    pub(crate) json: bool,
+    /// print only errors
+    #[argh(switch, short = 'q')]
+    pub(crate) quiet: bool,
+    /// the peer list (default: peer_settings.txt in . or ..)
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) settings: Option<PathBuf>,
+}
+
+/// Fetch a file, from several peers at once.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "download",
+    note = "Ranges of the file come from every peer that has it at once; every block is verified against the \
+            file's BLAKE3 hash before it is written, and the file appears under its name only when complete. \
+            A peer that fails or sends bad data is dropped and the others finish the file.",
+    example = "{command_name} notes.txt peer1 peer2\n{command_name} notes.txt peer1 --output ~/Downloads"
+)]
+pub(crate) struct Download {
+    /// the file's name on the peers
+    #[argh(positional, arg_name = "NAME")]
+    pub(crate) name: String,
+    /// peers to fetch from
+    #[argh(positional, arg_name = "PEER")]
+    pub(crate) peers: Vec<String>,
+    /// where to put the file (default: ./served_files, created if missing)
+    #[argh(option, short = 'o', arg_name = "DIR")]
+    pub(crate) output: Option<PathBuf>,
+    /// replace a local file of the same name that has different content
+    #[argh(switch)]
+    pub(crate) overwrite: bool,
+    #[argh(option, default = "30", arg_name = "SECS")]
+    /// seconds to wait for a peer that stops answering (default 30)
+    pub(crate) timeout: u64,
+    /// print JSON on stdout
+    #[argh(switch)]
+    pub(crate) json: bool,
+    /// print only errors
+    #[argh(switch, short = 'q')]
+    pub(crate) quiet: bool,
+    /// the peer list (default: peer_settings.txt in . or ..)
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) settings: Option<PathBuf>,
+}

@@ -1,0 +1,93 @@
+//! The subcommands, one module each, and what they share.
+
+mod download;
+mod filelist;
+mod serve;
+mod upload;
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+use p2p_core::client::ClientConfig;
+use p2p_host::SmolRuntime;
+
+use crate::args::{Cli, Command};
+use crate::output::{self, Output};
+use crate::peers::{Target, resolve};
+use crate::settings::PeerList;
+use crate::{Context, Status, UsageError};
+
+/// Runs the parsed command line.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<Status> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1);
+    let (json, quiet, settings) = match &cli.command {
+        Command::Serve(a) => (a.json, a.quiet, a.settings.clone()),
+        Command::Filelist(a) => (a.json, a.quiet, a.settings.clone()),
+        Command::Upload(a) => (a.json, a.quiet, a.settings.clone()),
+        Command::Download(a) => (a.json, a.quiet, a.settings.clone()),
+    };
+    let ctx = Context {
+        rt: SmolRuntime::new(threads),
+        out: Output { json: cli.json || json, quiet: cli.quiet || quiet },
+        settings: settings.or(cli.settings),
+    };
+    match cli.command {
+        Command::Serve(a) => serve::run(&ctx, a),
+        Command::Filelist(a) => filelist::run(&ctx, a),
+        Command::Upload(a) => upload::run(&ctx, a),
+        Command::Download(a) => download::run(&ctx, a),
+    }
+}
+
+/// The peers named on the command line, each resolved or with the reason
+/// it could not be.
+pub(crate) fn targets(ctx: &Context, args: &[String]) -> anyhow::Result<Vec<Result<Target, String>>> {
+    if args.is_empty() {
+        return Err(UsageError("name at least one PEER (an id from peer_settings.txt, or host:port)".into()).into());
+    }
+    let list = PeerList::find(ctx.settings.as_deref())?;
+    Ok(args.iter().map(|a| resolve(a, list.as_ref())).collect())
+}
+
+/// Connection settings for the one-shot commands.
+pub(crate) fn client_config(timeout_secs: u64) -> ClientConfig {
+    let io = Duration::from_secs(timeout_secs.max(1));
+    ClientConfig { peer_id: String::new(), connect_timeout: io.min(Duration::from_secs(10)), io_timeout: io }
+}
+
+/// Runs `fut`; Ctrl-C or SIGTERM drops it instead (which removes partial
+/// files) and returns `None`.
+pub(crate) fn until_interrupted<F: Future>(rt: &SmolRuntime, fut: F) -> Option<F::Output> {
+    let signals = async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]);
+    rt.block_on(async {
+        let Ok(mut signals) = signals else {
+            return Some(fut.await);
+        };
+        futures_lite::future::or(async { Some(fut.await) }, async {
+            let _ = signals.next().await;
+            None
+        })
+        .await
+    })
+}
+
+/// Reports peers that could not be resolved; returns whether all could.
+pub(crate) fn report_unresolved(targets: &[Result<Target, String>]) -> bool {
+    let mut ok = true;
+    for t in targets {
+        if let Err(e) = t {
+            output::error(e);
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Ends a one-shot command stopped by Ctrl-C: status 130, as shells
+/// expect. Whatever it was writing has been dropped, and with it any
+/// partial file.
+pub(crate) fn interrupted() -> ! {
+    eprintln!("interrupted");
+    std::process::exit(130)
+}

@@ -1,0 +1,116 @@
+//! `p2p upload FILE PEER...`
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use p2p_core::catalog::{Catalog, Entry};
+use p2p_core::client::Session;
+use p2p_core::name::FileName;
+use p2p_core::protocol::{FileInfo, StoreOutcome};
+use p2p_core::runtime::Runtime;
+use p2p_core::store::Store;
+use p2p_host::{FsFile, FsStore};
+use p2p_transport_tcp::TcpTransport;
+use serde_json::json;
+
+use super::{client_config, interrupted, targets, until_interrupted};
+use crate::args::Upload;
+use crate::output::{self, describe, transfer};
+use crate::{Context, Status};
+
+/// The folder FILE is looked up in first, as in the original tool.
+const SERVED: &str = "served_files";
+
+pub(crate) fn run(ctx: &Context, args: Upload) -> anyhow::Result<Status> {
+    let targets = targets(ctx, &args.peers)?;
+    let rt = &ctx.rt;
+    let Some(local) = until_interrupted(rt, open_local(&args.file)) else { interrupted() };
+    let (file, entry) = local?;
+    let file = Arc::new(file);
+    let config = client_config(args.timeout);
+
+    let pushed = until_interrupted(rt, async {
+        let tasks: Vec<_> = targets
+            .iter()
+            .map(|t| {
+                t.as_ref().ok().map(|t| {
+                    let (rt2, config, addr) = (rt.clone(), config.clone(), t.addr.clone());
+                    let (file, entry) = (file.clone(), entry.clone());
+                    rt.spawn(async move {
+                        let started = rt2.now();
+                        let mut s = Session::connect(&TcpTransport, &rt2, &addr, &config).await?;
+                        let outcome = s.upload(&rt2, file, &entry).await?;
+                        s.close().await;
+                        Ok::<_, p2p_core::client::ClientError>((outcome, rt2.now() - started))
+                    })
+                })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for (t, task) in targets.iter().zip(tasks) {
+            results.push(match (t, task) {
+                (Ok(_), Some(task)) => task.await.map_err(|e| describe(&e)),
+                (Err(e), _) => Err(e.clone()),
+                (Ok(_), None) => Err("not asked".into()),
+            });
+        }
+        results
+    });
+    let Some(results) = pushed else { interrupted() };
+
+    let name = &entry.info.name;
+    let mut all_ok = true;
+    let mut doc = Vec::new();
+    for (arg, (target, result)) in args.peers.iter().zip(targets.iter().zip(results)) {
+        let label = target.as_ref().map_or(arg.clone(), |t| t.label.clone());
+        let shown = target.as_ref().map_or(arg.clone(), |t| t.display());
+        match result {
+            Ok((StoreOutcome::Stored, took)) => {
+                ctx.out.line(&format!("{shown}: stored {name} ({})", transfer(entry.info.size, took)));
+                doc.push(json!({ "peer": label, "status": "stored" }));
+            }
+            Ok((StoreOutcome::Unchanged, _)) => {
+                ctx.out.line(&format!("{shown}: {name} unchanged (the peer already has this exact file)"));
+                doc.push(json!({ "peer": label, "status": "unchanged" }));
+            }
+            Err(e) => {
+                all_ok = false;
+                match target {
+                    Ok(_) => output::error(&format!("{shown}: {e}")),
+                    Err(_) => output::error(&e),
+                }
+                doc.push(json!({ "peer": label, "status": "error", "error": e }));
+            }
+        }
+    }
+    ctx.out.json(&serde_json::Value::Array(doc));
+    Ok(all_ok.into())
+}
+
+/// Finds FILE (a name in ./served_files, else a path), opens it and gets
+/// its manifest (cached for served files).
+async fn open_local(arg: &str) -> anyhow::Result<(FsFile, Entry)> {
+    let has_separator = arg.contains('/') || arg.contains(std::path::MAIN_SEPARATOR);
+    let served = Path::new(SERVED).join(arg);
+    if !has_separator && served.is_file() {
+        let name = FileName::new(arg).with_context(|| format!("cannot upload {arg:?}"))?;
+        let catalog = Catalog::new(FsStore::new(SERVED));
+        let entry = catalog.by_name(&name).await?;
+        let (file, _) = catalog.store().open(&name).await?;
+        return Ok((file, entry));
+    }
+    let path = PathBuf::from(arg);
+    if !path.is_file() {
+        if has_separator || path.exists() {
+            anyhow::bail!("{arg} is not a file");
+        }
+        anyhow::bail!("no file {arg:?} in ./{SERVED} or the current folder");
+    }
+    let base = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let name = FileName::new(base)
+        .with_context(|| format!("cannot upload {}: peers would refuse its name {base:?}", path.display()))?;
+    let (file, manifest) = FsStore::open_path(path).await?;
+    let info = FileInfo { name, size: manifest.size(), hash: manifest.root() };
+    Ok((file, Entry { info, manifest: Arc::new(manifest) }))
+}

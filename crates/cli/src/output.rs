@@ -1,0 +1,83 @@
+//! Writing results: tables for people, JSON for scripts, one line per
+//! failure on stderr. A closed stdout (`p2p filelist | head`) is not an
+//! error.
+
+use std::io::{self, IsTerminal, Write};
+use std::time::Duration;
+
+use p2p_core::client::ClientError;
+use p2p_core::units;
+
+/// Where and how to print.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Output {
+    pub(crate) json: bool,
+    pub(crate) quiet: bool,
+}
+
+impl Output {
+    /// A line for people on stdout (nothing in JSON or quiet mode).
+    pub(crate) fn line(&self, text: &str) {
+        if !self.json && !self.quiet {
+            stdout(text);
+        }
+    }
+
+    /// A JSON document on stdout.
+    pub(crate) fn json(&self, value: &serde_json::Value) {
+        if self.json {
+            stdout(&value.to_string());
+        }
+    }
+
+    /// A warning on stderr (not in quiet mode).
+    pub(crate) fn warn(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("warning: {text}");
+        }
+    }
+
+    /// Whether to draw live progress on stderr.
+    pub(crate) fn progress(&self) -> bool {
+        !self.quiet && !self.json && io::stderr().is_terminal()
+    }
+}
+
+/// One failure, on stderr.
+pub(crate) fn error(text: &str) {
+    eprintln!("error: {text}");
+}
+
+fn stdout(text: &str) {
+    let mut out = io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            // The reader went away (`| head`): nothing more to say.
+            std::process::exit(0);
+        }
+    }
+}
+
+/// A client error, worded for people.
+pub(crate) fn describe(e: &ClientError) -> String {
+    match e {
+        ClientError::Connect { addr, source } => match source.kind() {
+            io::ErrorKind::ConnectionRefused => {
+                format!("cannot connect to {addr}: connection refused (is the peer running?)")
+            }
+            io::ErrorKind::TimedOut => format!("cannot connect to {addr}: timed out"),
+            _ => format!("cannot connect to {addr}: {source}"),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// "1.2 GiB in 3.4s (360 MiB/s)".
+pub(crate) fn transfer(bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    // A rate over a blink is noise.
+    if secs < 0.05 {
+        return format!("{} in {secs:.2}s", units::bytes(bytes));
+    }
+    format!("{} in {secs:.2}s ({}/s)", units::bytes(bytes), units::bytes((bytes as f64 / secs) as u64))
+}

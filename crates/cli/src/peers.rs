@@ -1,0 +1,70 @@
+//! Turning PEER arguments into addresses.
+
+use crate::settings::{FILE_NAME, PeerList};
+
+/// A peer to talk to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// How output names it: the id, or the address as given.
+    pub(crate) label: String,
+    /// `host:port`.
+    pub(crate) addr: String,
+}
+
+impl Target {
+    /// "peer1 (127.0.0.1:5000)", or just the address.
+    pub(crate) fn display(&self) -> String {
+        if self.label == self.addr { self.label.clone() } else { format!("{} ({})", self.label, self.addr) }
+    }
+}
+
+/// Resolves `arg`: an id from the list first, else `host:port`.
+pub(crate) fn resolve(arg: &str, list: Option<&PeerList>) -> Result<Target, String> {
+    if let Some(p) = list.and_then(|l| l.get(arg)) {
+        return Ok(Target { label: p.id.clone(), addr: p.addr() });
+    }
+    if looks_like_address(arg) {
+        return Ok(Target { label: arg.to_owned(), addr: arg.to_owned() });
+    }
+    Err(match list {
+        Some(l) => format!("unknown peer {arg:?}: not in {} (known: {})", l.path.display(), l.ids()),
+        None => format!(
+            "unknown peer {arg:?}: no {FILE_NAME} in this folder or its parent; create one (lines \"peerID ip port\"), \
+             pass --settings FILE, or give the peer as host:port"
+        ),
+    })
+}
+
+/// `1.2.3.4:5`, `[::1]:5`, `name:5`.
+fn looks_like_address(arg: &str) -> bool {
+    if arg.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    match arg.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn ids_then_addresses() {
+        let list = PeerList::parse("peer1 127.0.0.1 5000\n", Path::new("peer_settings.txt")).unwrap();
+        let t = resolve("peer1", Some(&list)).unwrap();
+        assert_eq!(t, Target { label: "peer1".into(), addr: "127.0.0.1:5000".into() });
+        assert_eq!(t.display(), "peer1 (127.0.0.1:5000)");
+        for a in ["127.0.0.1:6000", "[::1]:6000", "localhost:6000"] {
+            assert_eq!(resolve(a, Some(&list)).unwrap().addr, a);
+            assert_eq!(resolve(a, None).unwrap().display(), a);
+        }
+        let e = resolve("peer9", Some(&list)).unwrap_err();
+        assert_eq!(e, "unknown peer \"peer9\": not in peer_settings.txt (known: peer1)");
+        assert!(resolve("peer9", None).unwrap_err().contains("no peer_settings.txt"));
+        assert!(resolve("host:0", None).is_err());
+        assert!(resolve("::1", None).is_err());
+    }
+}

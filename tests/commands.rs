@@ -1,0 +1,148 @@
+//! The three commands doing their job: the original README's workflow.
+
+use serde_json::Value;
+
+use crate::common::{Net, b3, content, partials};
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn filelist_asks_every_peer() {
+    let net = Net::start(&["peer1", "peer2", "peer3"]);
+    net.put("peer1", "notes.txt", b"hello from peer1\n");
+    net.put("peer1", "data.bin", &content(100_000, 1));
+    net.put("peer2", "data.bin", &content(100_000, 1));
+
+    let run = net.p2p(&["filelist", "peer1", "peer2", "peer3"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr, "");
+    insta::assert_snapshot!("filelist_human", net.redact(&run.stdout));
+
+    let run = net.p2p(&["--json", "filelist", "peer1", "peer2", "peer3"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = json(&run.stdout);
+    assert_eq!(doc[0]["files"][0]["hash"], b3(&content(100_000, 1)));
+    insta::assert_json_snapshot!("filelist_json", doc);
+
+    // `--json` after the subcommand works too.
+    let again = net.p2p(&["filelist", "peer1", "--json"]);
+    assert_eq!(json(&again.stdout)[0], doc[0]);
+}
+
+#[test]
+fn download_from_one_peer() {
+    let net = Net::start(&["peer1"]);
+    let data = content(300_000, 2);
+    net.put("peer1", "photo.jpg", &data);
+    let run = net.p2p(&["download", "photo.jpg", "peer1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    insta::assert_snapshot!("download_human", net.redact(&run.stdout));
+    assert_eq!(net.read("client", "photo.jpg"), data, "byte-identical");
+    assert_eq!(partials(&net.served("client")), 0);
+
+    // Already there: nothing fetched, still success.
+    let run = net.p2p(&["--json", "download", "photo.jpg", "peer1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut doc = json(&run.stdout);
+    let path = net.served("client").canonicalize().unwrap().join("photo.jpg");
+    assert_eq!(doc["path"], path.display().to_string(), "an absolute path");
+    doc["path"] = "[PATH]".into();
+    insta::assert_json_snapshot!("download_again_json", doc);
+}
+
+#[test]
+fn download_takes_ranges_from_two_peers_at_once() {
+    let net = Net::start(&["peer1", "peer2"]);
+    let data = content(6_000_000, 3);
+    net.put("peer1", "big.bin", &data);
+    net.put("peer2", "big.bin", &data);
+    let out = net.root.path().join("elsewhere");
+    let run = net.p2p(&["--json", "download", "big.bin", "peer1", "peer2", "--output", out.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = json(&run.stdout);
+    assert_eq!(doc["status"], "downloaded");
+    assert_eq!(doc["hash"], b3(&data));
+    assert_eq!(doc["size"], data.len());
+    assert_eq!(doc["path"], out.canonicalize().unwrap().join("big.bin").display().to_string());
+    let bytes: Vec<u64> = doc["sources"].as_array().unwrap().iter().map(|s| s["bytes"].as_u64().unwrap()).collect();
+    assert_eq!(bytes.iter().sum::<u64>(), data.len() as u64);
+    assert!(bytes.iter().all(|&b| b > 0), "every peer sent a share: {bytes:?}");
+    assert_eq!(std::fs::read(out.join("big.bin")).unwrap(), data, "byte-identical");
+    // Each serving peer logged its part of the transfer.
+    assert!(crate::common::eventually(std::time::Duration::from_secs(5), || {
+        net.log("peer1").contains("sent big.bin") && net.log("peer2").contains("sent big.bin")
+    }));
+}
+
+#[test]
+fn upload_to_two_peers_then_again() {
+    let net = Net::start(&["peer1", "peer2", "peer3"]);
+    net.put("client", "notes.txt", b"meeting at noon\n");
+
+    let run = net.p2p(&["upload", "notes.txt", "peer2", "peer3"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    insta::assert_snapshot!("upload_human", net.redact(&run.stdout));
+    assert_eq!(net.read("peer2", "notes.txt"), b"meeting at noon\n");
+    assert_eq!(net.read("peer3", "notes.txt"), b"meeting at noon\n");
+    assert!(crate::common::eventually(std::time::Duration::from_secs(5), || net
+        .log("peer2")
+        .contains("stored notes.txt")));
+
+    let run = net.p2p(&["--json", "upload", "notes.txt", "peer2", "peer3"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    insta::assert_json_snapshot!("upload_again_json", json(&run.stdout));
+
+    // A path instead of a name in served_files.
+    let elsewhere = net.root.path().join("report.pdf");
+    std::fs::write(&elsewhere, content(70_000, 4)).unwrap();
+    let run = net.p2p(&["upload", elsewhere.to_str().unwrap(), "peer1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(net.read("peer1", "report.pdf"), content(70_000, 4));
+    for p in ["peer1", "peer2", "peer3"] {
+        assert_eq!(partials(&net.served(p)), 0);
+    }
+}
+
+#[test]
+fn upload_over_different_content_needs_allow_overwrite() {
+    let mut net = Net::start(&["peer1"]);
+    net.put("peer1", "notes.txt", b"theirs\n");
+    net.put("client", "notes.txt", b"mine\n");
+    let run = net.p2p(&["--json", "upload", "notes.txt", "peer1"]);
+    assert_eq!(run.code, 1);
+    insta::assert_json_snapshot!("upload_exists_json", json(&run.stdout));
+    assert_eq!(net.read("peer1", "notes.txt"), b"theirs\n", "nothing lost");
+
+    net.spawn_peer("peer1", &["--allow-overwrite"]);
+    net.write_settings(&[]);
+    let run = net.p2p(&["upload", "notes.txt", "peer1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(net.read("peer1", "notes.txt"), b"mine\n");
+}
+
+#[test]
+fn peers_given_as_addresses() {
+    let net = Net::start(&["peer1"]);
+    net.put("peer1", "a.txt", b"a");
+    let addr = net.peer("peer1").addr.clone();
+    let run = net.p2p(&["--json", "filelist", &addr]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(json(&run.stdout)[0]["peer"], addr);
+    let run = net.p2p(&["download", "a.txt", &addr]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(net.read("client", "a.txt"), b"a");
+}
+
+#[test]
+fn empty_file_round_trip() {
+    let net = Net::start(&["peer1", "peer2"]);
+    net.put("peer1", "empty", b"");
+    let run = net.p2p(&["download", "empty", "peer1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(net.read("client", "empty"), b"");
+    let run = net.p2p(&["upload", "empty", "peer2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(net.read("peer2", "empty"), b"");
+}

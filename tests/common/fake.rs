@@ -1,0 +1,155 @@
+//! A peer that speaks the protocol by hand and then misbehaves on cue:
+//! it dies or goes silent partway through the data. Built on p2p-core's
+//! pure codec, with plain blocking sockets.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use p2p_core::manifest::manifest_of;
+use p2p_core::protocol::codec::{self, Frame};
+use p2p_core::protocol::{ErrorCode, FileInfo, FileRef, Hello, MAX_DATA, Message, VERSION};
+
+/// What the fake peer does once it has sent `after` bytes of file data.
+#[derive(Clone, Copy)]
+pub enum Fault {
+    /// Closes the connection.
+    Die { after: u64 },
+    /// Stops sending and never answers again.
+    Stall { after: u64 },
+    /// Serves every run of data with a bit flipped.
+    Corrupt,
+}
+
+pub struct FakePeer {
+    pub addr: String,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for FakePeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(&self.addr);
+    }
+}
+
+impl FakePeer {
+    pub fn start(name: &str, content: Vec<u8>, fault: Fault) -> FakePeer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let content = Arc::new(content);
+        let name = name.to_string();
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if flag.load(Ordering::Relaxed) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let (content, name, flag) = (content.clone(), name.clone(), flag.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &name, &content, fault, &flag);
+                });
+            }
+        });
+        FakePeer { addr, stop }
+    }
+}
+
+fn serve(mut s: TcpStream, name: &str, content: &[u8], fault: Fault, stop: &AtomicBool) -> std::io::Result<()> {
+    let mut pre = [0u8; 8];
+    s.read_exact(&mut pre)?;
+    s.write_all(&codec::encode_preamble(VERSION))?;
+    let manifest = manifest_of(content);
+    let info = FileInfo {
+        name: p2p_core::name::FileName::new(name).unwrap(),
+        size: content.len() as u64,
+        hash: manifest.root(),
+    };
+    let mut buf = Vec::new();
+    let mut sent = 0u64;
+    let limit = match fault {
+        Fault::Die { after } | Fault::Stall { after } => after,
+        Fault::Corrupt => u64::MAX,
+    };
+    loop {
+        let msg = loop {
+            match codec::decode(&buf) {
+                Ok(Some((Frame::Control(m), used))) => {
+                    buf.drain(..used);
+                    break m;
+                }
+                Ok(Some((Frame::Data(_), used))) => {
+                    buf.drain(..used);
+                }
+                Ok(None) => {
+                    let mut chunk = vec![0u8; 65536];
+                    let n = s.read(&mut chunk)?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                Err(_) => return Ok(()),
+            }
+        };
+        let mut out = Vec::new();
+        match msg {
+            Message::Hello(_) => {
+                let hello = Hello { peer_id: "fake".into(), agent: "fake".into(), capabilities: 1 };
+                codec::encode_control(&Message::Hello(hello), &mut out).unwrap();
+            }
+            Message::GetManifest { id, file: FileRef::Name(n) } if n == name => {
+                let page = Message::ManifestPage {
+                    id,
+                    info: info.clone(),
+                    block_size: manifest.block_size(),
+                    first_block: 0,
+                    cvs: manifest.cvs().to_vec(),
+                    last: true,
+                };
+                codec::encode_control(&page, &mut out).unwrap();
+            }
+            Message::GetManifest { id, .. } => {
+                let e = Message::Error { id, code: ErrorCode::NotFound, message: "not found".into() };
+                codec::encode_control(&e, &mut out).unwrap();
+            }
+            Message::Read { id, offset, len, .. } => {
+                let mut pos = offset;
+                let end = offset + len;
+                while pos < end {
+                    if sent >= limit {
+                        s.write_all(&out)?;
+                        return misbehave(s, fault, stop);
+                    }
+                    let n = (end - pos).min(MAX_DATA as u64).min(limit - sent).max(1);
+                    let mut bytes = content[pos as usize..(pos + n) as usize].to_vec();
+                    if let Fault::Corrupt = fault {
+                        bytes[0] ^= 0x01;
+                    }
+                    codec::encode_data(id, pos, &bytes, &mut out);
+                    pos += n;
+                    sent += n;
+                }
+            }
+            _ => {}
+        }
+        s.write_all(&out)?;
+    }
+}
+
+fn misbehave(s: TcpStream, fault: Fault, stop: &AtomicBool) -> std::io::Result<()> {
+    match fault {
+        Fault::Die { .. } => s.shutdown(Shutdown::Both),
+        Fault::Stall { .. } | Fault::Corrupt => {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The harness: real `p2p serve` processes on 127.0.0.1 with ephemeral
+//! ports, in the original layout (a folder per peer holding served_files/,
+//! peer_settings.txt in the parent), and one-shot commands run from a
+//! client folder beside them.
+
+pub mod fake;
+pub mod raw;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const P2P: &str = env!("CARGO_BIN_EXE_p2p");
+
+/// Longest a command may run before the test fails.
+const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
+
+pub struct Net {
+    pub root: tempfile::TempDir,
+    pub peers: Vec<Peer>,
+}
+
+pub struct Peer {
+    pub id: String,
+    pub addr: String,
+    pub child: Child,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Net {
+    /// Starts a served folder and a server for each id, and writes the
+    /// peer list with the ports they got.
+    pub fn start(ids: &[&str]) -> Net {
+        Self::start_with(ids, &[])
+    }
+
+    /// Like [`start`](Self::start), with extra `serve` arguments for all.
+    pub fn start_with(ids: &[&str], extra: &[&str]) -> Net {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("client/served_files")).unwrap();
+        let mut net = Net { root, peers: Vec::new() };
+        for id in ids {
+            std::fs::create_dir_all(net.root.path().join(id).join("served_files")).unwrap();
+            net.spawn_peer(id, extra);
+        }
+        net.write_settings(&[]);
+        net
+    }
+
+    /// Starts (or restarts) the server of peer `id`.
+    pub fn spawn_peer(&mut self, id: &str, extra: &[&str]) {
+        let dir = self.root.path().join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(self.root.path().join(format!("{id}.log"))).unwrap();
+        let mut child = Command::new(P2P)
+            .args(["serve", id, "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let addr = first_line_address(&mut child);
+        self.peers.retain(|p| p.id != id);
+        self.peers.push(Peer { id: id.to_string(), addr, child });
+    }
+
+    /// Writes `root/peer_settings.txt` with every running peer, plus
+    /// `extra` lines.
+    pub fn write_settings(&self, extra: &[&str]) {
+        let mut text = String::from("# written by the e2e harness\n");
+        for p in &self.peers {
+            let (host, port) = p.addr.rsplit_once(':').unwrap();
+            text += &format!("{} {host} {port}\n", p.id);
+        }
+        for l in extra {
+            text += l;
+            text += "\n";
+        }
+        std::fs::write(self.root.path().join("peer_settings.txt"), text).unwrap();
+    }
+
+    pub fn peer(&self, id: &str) -> &Peer {
+        self.peers.iter().find(|p| p.id == id).unwrap()
+    }
+
+    /// A peer's served folder.
+    pub fn served(&self, id: &str) -> PathBuf {
+        self.root.path().join(id).join("served_files")
+    }
+
+    pub fn put(&self, id: &str, name: &str, content: &[u8]) {
+        std::fs::write(self.served(id).join(name), content).unwrap();
+    }
+
+    pub fn read(&self, id: &str, name: &str) -> Vec<u8> {
+        std::fs::read(self.served(id).join(name)).unwrap()
+    }
+
+    /// Runs `p2p ARGS` in the client folder.
+    pub fn p2p(&self, args: &[&str]) -> Run {
+        run_in(&self.root.path().join("client"), args)
+    }
+
+    /// The peer's log so far.
+    pub fn log(&self, id: &str) -> String {
+        std::fs::read_to_string(self.root.path().join(format!("{id}.log"))).unwrap_or_default()
+    }
+
+    /// Turns run-specific text (ports, temp paths, timings) into
+    /// placeholders, so output can be snapshotted.
+    pub fn redact(&self, text: &str) -> String {
+        let mut s = text.to_string();
+        let root = self.root.path().canonicalize().unwrap();
+        s = s.replace(&root.display().to_string(), "[ROOT]");
+        s = s.replace(&self.root.path().display().to_string(), "[ROOT]");
+        for p in &self.peers {
+            s = s.replace(&p.addr, &format!("[{}]", p.id.to_uppercase()));
+        }
+        redact_common(&s)
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for p in &mut self.peers {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+        }
+    }
+}
+
+/// Placeholders for what differs between runs and machines.
+pub fn redact_common(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut l = line.to_string();
+        l = replace_all(
+            &l,
+            "127.0.0.1:",
+            |rest| rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len()),
+            "127.0.0.1:[PORT]",
+        );
+        // " in 0.12s (34 MiB/s)" and " in 0.12s"
+        l = replace_timing(&l);
+        out += &l;
+        out.push('\n');
+    }
+    out
+}
+
+/// Replaces `marker` + a run of characters (measured by `len`) after it.
+fn replace_all(s: &str, marker: &str, len: impl Fn(&str) -> usize, with: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find(marker) {
+        out += &rest[..i];
+        let after = &rest[i + marker.len()..];
+        let n = len(after);
+        if n == 0 {
+            out += marker;
+        } else {
+            out += with;
+        }
+        rest = &after[n..];
+    }
+    out + rest
+}
+
+fn replace_timing(s: &str) -> String {
+    let Some(i) = s.find(" in ") else { return s.to_string() };
+    let after = &s[i + 4..];
+    let num_end = after.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(after.len());
+    if num_end == 0 || !after[num_end..].starts_with('s') {
+        return s.to_string();
+    }
+    let mut rest = &after[num_end + 1..];
+    if rest.starts_with(" (") {
+        if let Some(close) = rest.find(")") {
+            rest = &rest[close + 1..];
+        }
+    }
+    format!("{} in [TIME]{}", &s[..i], replace_timing(rest))
+}
+
+pub fn run_in(dir: &Path, args: &[&str]) -> Run {
+    let child = Command::new(P2P)
+        .args(args)
+        .current_dir(dir)
+        .env("P2P_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_with_deadline(child, COMMAND_DEADLINE)
+}
+
+pub fn wait_with_deadline(child: Child, deadline: Duration) -> Run {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(out) => {
+            let out = out.unwrap();
+            Run {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        }
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("p2p did not finish within {deadline:?}");
+        }
+    }
+}
+
+/// Reads the "serving ... on ADDR (tcp)" line a server prints first.
+fn first_line_address(child: &mut Child) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        // Keep draining so the server never blocks on a full pipe.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).expect("the server printed its address");
+    let addr = line.trim().rsplit(" on ").next().and_then(|s| s.split(' ').next()).unwrap_or_default().to_string();
+    assert!(addr.starts_with("127.0.0.1:"), "unexpected first line {line:?}");
+    addr
+}
+
+/// Polls `cond` until it holds or `limit` passes.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// Deterministic pseudo-random content.
+pub fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A free loopback port with nothing listening on it.
+pub fn dead_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Partial files left in a served folder.
+pub fn partials(served: &Path) -> usize {
+    std::fs::read_dir(served.join(".p2p/partial")).map_or(0, |d| d.count())
+}
+
+pub fn b3(data: &[u8]) -> String {
+    p2p_core::hash::Hash::of(data).to_string()
+}
