@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# A three-peer demo on this machine, no configuration needed:
+#   ./demo.sh            (KEEP=1 ./demo.sh keeps the demo folder)
+# Builds p2p, starts three peers on free loopback ports in a temporary
+# folder laid out like the original tool (peer_settings.txt beside one
+# folder per peer), then lists, uploads and downloads between them.
+set -euo pipefail
+
+cd "$(dirname "$0")"
+echo "building p2p (release)..."
+cargo build --release --quiet -p p2p-cli
+P2P="$PWD/target/release/p2p"
+
+demo=$(mktemp -d "${TMPDIR:-/tmp}/p2p-demo.XXXXXX")
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [ "${KEEP:-0}" = 1 ]; then echo "demo folder kept: $demo"; else rm -rf "$demo"; fi
+}
+trap cleanup EXIT
+
+show() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+
+for id in peer1 peer2 peer3 me; do mkdir -p "$demo/$id/served_files"; done
+echo "hello from peer1" > "$demo/peer1/served_files/notes.txt"
+head -c 64000000 /dev/urandom > "$demo/peer1/served_files/video.bin"
+cp "$demo/peer1/served_files/video.bin" "$demo/peer2/served_files/video.bin"
+echo "my report" > "$demo/me/served_files/report.txt"
+# Each peer picks a free port; the peer list is written with what they got.
+: > "$demo/peer_settings.txt"
+for id in peer1 peer2 peer3; do
+    (cd "$demo/$id" && exec "$P2P" serve "$id" --listen 127.0.0.1:0 >"$demo/$id.out" 2>"$demo/$id.log") &
+    pids+=("$!")
+done
+for id in peer1 peer2 peer3; do
+    for _ in $(seq 100); do [ -s "$demo/$id.out" ] && break; sleep 0.05; done
+    addr=$(sed -n 's/.* on \([0-9.]*\):\([0-9]*\) .*/\1 \2/p' "$demo/$id.out")
+    [ -n "$addr" ] || { echo "peer $id did not start:"; cat "$demo/$id.log"; exit 1; }
+    echo "$id $addr" >> "$demo/peer_settings.txt"
+done
+
+cd "$demo/me"
+
+show cat ../peer_settings.txt
+show "$P2P" filelist peer1 peer2 peer3
+show "$P2P" upload report.txt peer2 peer3
+show "$P2P" download video.bin peer1 peer2
+show "$P2P" --json filelist peer3
+show "$P2P" download missing.txt peer1 peer3 || echo "(exit status $?: failures are one line each)"
+printf '\nserver logs (one line per transfer):\n'
+for id in peer1 peer2 peer3; do sed "s/^/$id: /" "$demo/$id.log"; done
