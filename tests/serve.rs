@@ -104,3 +104,25 @@ fn port_taken() {
         run.stderr
     );
 }
+
+#[test]
+fn ctrl_c_during_an_upload_leaves_no_partial_file() {
+    use p2p_core::protocol::Message;
+    let mut net = crate::common::Net::start(&["peer1"]);
+    let data = crate::common::content(300_000, 9);
+    let m = p2p_core::manifest::manifest_of(&data);
+    let mut raw = crate::common::raw::Raw::connect(&net.peer("peer1").addr);
+    raw.send(&Message::Offer { id: 1, name: "big.bin".into(), size: data.len() as u64, hash: m.root() });
+    assert_eq!(raw.recv(), Some(Message::Accept { id: 1 }));
+    let served = net.served("peer1");
+    assert_eq!(crate::common::partials(&served), 1);
+
+    let peer = net.peers.iter_mut().find(|p| p.id == "peer1").unwrap();
+    Command::new("kill").args(["-INT", &peer.child.id().to_string()]).status().unwrap();
+    let exited = eventually(Duration::from_secs(20), || peer.child.try_wait().unwrap().is_some());
+    assert!(exited, "serve stops on Ctrl-C");
+    assert_eq!(peer.child.try_wait().unwrap().and_then(|s| s.code()), Some(0));
+    assert_eq!(crate::common::partials(&served), 0, "the abandoned upload left nothing");
+    assert!(!served.join("big.bin").exists());
+    assert!(net.log("peer1").contains("stopped"));
+}

@@ -21,7 +21,8 @@
 //!
 //! let listener = transport.bind("127.0.0.1:0").await?;
 //! let server = Server::new(store, rt, ServerConfig::default());
-//! let error = server.run(listener).await; // serves until the listener fails
+//! let stop = std::future::pending::<()>(); // e.g. Ctrl-C
+//! server.run(listener, stop).await;
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]

@@ -40,7 +40,7 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
 struct Peer<S: Store> {
     addr: String,
     _server: Server<S, SmolRuntime>,
-    _task: Task<io::Error>,
+    _task: Task<()>,
 }
 
 async fn start<S: Store>(rt: &SmolRuntime, store: S, config: ServerConfig) -> Peer<S> {
@@ -48,7 +48,7 @@ async fn start<S: Store>(rt: &SmolRuntime, store: S, config: ServerConfig) -> Pe
     let addr = listener.local_addr().unwrap();
     let server = Server::new(store, rt.clone(), config);
     let s = server.clone();
-    let task = rt.spawn(async move { s.run(listener).await });
+    let task = rt.spawn(async move { s.run(listener, std::future::pending()).await });
     Peer { addr, _server: server, _task: task }
 }
 
@@ -541,5 +541,43 @@ fn connecting_to_nothing_fails_fast_with_the_address() {
         let err = Session::connect(&TcpTransport, &rt, &addr, &fast()).await.unwrap_err();
         assert!(matches!(err, ClientError::Connect { .. }));
         assert!(err.to_string().contains(&addr), "{err}");
+    });
+}
+
+#[test]
+fn a_silent_source_does_not_hold_up_the_download() {
+    let rt = SmolRuntime::new(2);
+    let content = data(300_000, 12);
+    let dir = folder_with(&[("f.bin", &content)]);
+    let out = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let good = start(&rt, FsStore::new(dir.path()), ServerConfig::default()).await;
+        // Accepts connections and never says a word.
+        let silent = TcpTransport.bind("127.0.0.1:0").await.unwrap();
+        let silent_addr = silent.local_addr().unwrap();
+        let _keep = rt.spawn(async move {
+            let mut held = Vec::new();
+            while let Ok(a) = silent.accept().await {
+                held.push(a);
+            }
+        });
+        let catalog = Catalog::new(FsStore::new(out.path()));
+        let sources = [
+            SourceSpec { label: "silent".into(), addr: silent_addr },
+            SourceSpec { label: "good".into(), addr: good.addr.clone() },
+        ];
+        let name = FileName::new("f.bin").unwrap();
+        // The silent source would hold the download for an hour if it were
+        // waited for.
+        let patient = ClientConfig { connect_timeout: Duration::from_secs(3600), ..fast() };
+        let config = DownloadConfig { client: patient, overwrite: false };
+        let run = download(&TcpTransport, &rt, &catalog, &name, &sources, &config, |_| {});
+        let report = p2p_core::runtime::timeout(&rt, Duration::from_secs(60), run)
+            .await
+            .expect("finished without the silent source")
+            .unwrap();
+        assert_eq!(report.sources[1].bytes, content.len() as u64);
+        assert_eq!(report.sources[0].problem.as_deref(), Some("did not answer before the download finished"));
+        assert_eq!(std::fs::read(out.path().join("f.bin")).unwrap(), content);
     });
 }

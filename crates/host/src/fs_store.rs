@@ -16,6 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
 use p2p_core::manifest::{MAX_FILE_SIZE, Manifest, ManifestBuilder};
@@ -41,6 +42,19 @@ pub struct FsFile {
 #[derive(Debug, Clone)]
 pub struct FsWriter {
     file: Arc<File>,
+    flush: Arc<Writeback>,
+}
+
+/// After this many bytes written, start flushing them to disk in the
+/// background, so the sync at commit finds little left to do and the disk
+/// works while the network does.
+const WRITEBACK_EVERY: u64 = 32 << 20;
+
+/// Background writeback of a partial file.
+#[derive(Debug, Default)]
+struct Writeback {
+    unsynced: AtomicU64,
+    running: AtomicBool,
 }
 
 /// A file being written under `.p2p/partial/`. Removed when dropped
@@ -48,6 +62,7 @@ pub struct FsWriter {
 #[derive(Debug)]
 pub struct FsPartial {
     file: Arc<File>,
+    flush: Arc<Writeback>,
     path: PathBuf,
     name: FileName,
     root: Arc<PathBuf>,
@@ -197,7 +212,7 @@ impl Store for FsStore {
                 .create_new(true)
                 .open(&path)
                 .map_err(|e| StoreError::io(what(), e))?;
-            let partial = FsPartial { file: Arc::new(file), path, name, root, committed: false };
+            let partial = FsPartial { file: Arc::new(file), flush: Arc::default(), path, name, root, committed: false };
             // Sparse until written; fails early if the size is impossible.
             partial.file.set_len(size).map_err(|e| StoreError::io(what(), e))?;
             Ok(partial)
@@ -250,7 +265,7 @@ impl PartialFile for FsPartial {
     type Writer = FsWriter;
 
     fn writer(&self) -> FsWriter {
-        FsWriter { file: self.file.clone() }
+        FsWriter { file: self.file.clone(), flush: self.flush.clone() }
     }
 
     async fn commit(mut self, overwrite: bool) -> Result<FileMeta, StoreError> {
@@ -292,11 +307,23 @@ impl PartialFile for FsPartial {
 impl WriteAt for FsWriter {
     async fn write_at(&self, offset: u64, data: Vec<u8>) -> io::Result<Vec<u8>> {
         let file = self.file.clone();
-        blocking::unblock(move || {
+        let data = blocking::unblock(move || {
             write_all_at(&file, &data, offset)?;
-            Ok(data)
+            Ok::<_, io::Error>(data)
         })
-        .await
+        .await?;
+        let written = self.flush.unsynced.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
+        if written >= WRITEBACK_EVERY && !self.flush.running.swap(true, Ordering::AcqRel) {
+            self.flush.unsynced.store(0, Ordering::Relaxed);
+            let (file, flush) = (self.file.clone(), self.flush.clone());
+            blocking::unblock(move || {
+                // Errors surface at commit, whose sync covers everything.
+                let _ = file.sync_data();
+                flush.running.store(false, Ordering::Release);
+            })
+            .detach();
+        }
+        Ok(data)
     }
 }
 

@@ -56,20 +56,26 @@ pub(crate) fn client_config(timeout_secs: u64) -> ClientConfig {
     ClientConfig { peer_id: String::new(), connect_timeout: io.min(Duration::from_secs(10)), io_timeout: io }
 }
 
+/// Completes on Ctrl-C or SIGTERM (never, if signals cannot be watched).
+pub(crate) async fn interrupt() {
+    match async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]) {
+        Ok(mut signals) => {
+            let _ = signals.next().await;
+        }
+        Err(e) => {
+            tracing::warn!("cannot watch for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// Runs `fut`; Ctrl-C or SIGTERM drops it instead (which removes partial
 /// files) and returns `None`.
 pub(crate) fn until_interrupted<F: Future>(rt: &SmolRuntime, fut: F) -> Option<F::Output> {
-    let signals = async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]);
-    rt.block_on(async {
-        let Ok(mut signals) = signals else {
-            return Some(fut.await);
-        };
-        futures_lite::future::or(async { Some(fut.await) }, async {
-            let _ = signals.next().await;
-            None
-        })
-        .await
-    })
+    rt.block_on(futures_lite::future::or(async { Some(fut.await) }, async {
+        interrupt().await;
+        None
+    }))
 }
 
 /// Reports peers that could not be resolved; returns whether all could.

@@ -11,7 +11,7 @@ use p2p_host::FsStore;
 use p2p_transport_tcp::TcpTransport;
 use serde_json::json;
 
-use super::until_interrupted;
+use super::interrupt;
 use crate::args::Serve;
 use crate::settings::{FILE_NAME, PeerList};
 use crate::{Context, Status};
@@ -59,13 +59,9 @@ pub(crate) fn run(ctx: &Context, args: Serve) -> anyhow::Result<Status> {
     })
     .detach();
 
-    match until_interrupted(rt, server.run(listener)) {
-        Some(e) => Err(anyhow::Error::new(e).context(format!("stopped listening on {bound}"))),
-        None => {
-            tracing::info!("stopped");
-            Ok(Status::Ok)
-        }
-    }
+    rt.block_on(server.run(listener, interrupt()));
+    tracing::info!("stopped");
+    Ok(Status::Ok)
 }
 
 /// The address the peer list gives `id`.

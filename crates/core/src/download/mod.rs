@@ -12,6 +12,9 @@ mod peer;
 mod schedule;
 
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
 
 use crate::catalog::{Catalog, Entry};
 use crate::client::{ClientConfig, ClientError};
@@ -27,6 +30,9 @@ use schedule::Schedule;
 
 /// Requests kept in flight per source, so it never waits for the next one.
 const DEPTH: usize = 4;
+/// Once one source has offered the file, how long the others have to
+/// answer before the download starts without them.
+const GRACE: Duration = Duration::from_secs(1);
 
 /// A peer to download from.
 #[derive(Debug, Clone)]
@@ -175,12 +181,29 @@ where
     let mut reports: Vec<SourceReport> =
         sources.iter().map(|s| SourceReport { label: s.label.clone(), bytes: 0, problem: None }).collect();
 
-    // Every source answers (or fails) within the connect and IO timeouts.
+    // Wait for every source's answer, but once one has the file give the
+    // others only GRACE: a slow source joins later if it has the same file.
     let mut entries: Vec<Option<Entry>> = vec![None; sources.len()];
-    for _ in 0..sources.len() {
-        let Ok(Event::Manifest { source, result }) = events.recv().await else { continue };
+    let mut answered = 0;
+    let mut grace: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+    while answered < sources.len() {
+        let event = match grace.as_mut() {
+            None => events.recv().await.ok(),
+            Some(g) => {
+                futures_lite::future::or(async { events.recv().await.ok() }, async {
+                    g.await;
+                    None
+                })
+                .await
+            }
+        };
+        let Some(Event::Manifest { source, result }) = event else { break };
+        answered += 1;
         match result {
-            Ok(e) => entries[source] = Some(e),
+            Ok(e) => {
+                entries[source] = Some(e);
+                grace.get_or_insert_with(|| Box::pin(rt.sleep(GRACE)));
+            }
             Err(e) => reports[source].problem = Some(describe(&e, name)),
         }
     }
@@ -194,8 +217,7 @@ where
     let hash = entry.info.hash;
     for (i, e) in entries.iter().enumerate() {
         if let Some(e) = e.as_ref().filter(|e| e.info.hash != hash) {
-            reports[i].problem =
-                Some(format!("has different content under this name (blake3 {})", e.info.hash.short()));
+            reports[i].problem = Some(different(e));
         }
     }
 
@@ -225,8 +247,8 @@ where
             if let Some(tx) = tx {
                 let _ = tx.try_send(Command::Start { manifest: entry.manifest.clone(), out: partial.writer() });
             }
-        } else {
-            // Dropping the sender tells the source to stop.
+        } else if entries[i].is_some() || reports[i].problem.is_some() {
+            // Answered without the file: dropping the sender stops it.
             *tx = None;
         }
     }
@@ -274,15 +296,30 @@ where
             Event::LocalWrite { error } => {
                 return Err(StoreError::io(format!("writing {name} in {}", catalog.store().location()), error).into());
             }
-            Event::Manifest { .. } => {}
+            Event::Manifest { source, result } => match result {
+                // A late source with the same file joins in.
+                Ok(e) if e.info.hash == hash => {
+                    if let Some(tx) = &commands[source] {
+                        let _ = tx.try_send(Command::Start { manifest: entry.manifest.clone(), out: partial.writer() });
+                        alive.insert(source);
+                    }
+                }
+                Ok(e) => reports[source].problem = Some(different(&e)),
+                Err(e) => reports[source].problem = Some(describe(&e, name)),
+            },
         }
     }
     progress(Progress { done, size, active: alive.len() });
-    // Closing the command channels stops the sources; wait for them so no
-    // write is still running when the file is committed.
+    for (i, r) in reports.iter_mut().enumerate() {
+        if r.problem.is_none() && r.bytes == 0 && entries[i].is_none() && !alive.contains(&i) {
+            r.problem = Some("did not answer before the download finished".into());
+        }
+    }
+    // Every range is written, so no source has a write in flight; stop
+    // them all (including any still connecting) before committing.
     commands.clear();
     for task in tasks {
-        task.await;
+        task.cancel().await;
     }
     let meta: FileMeta = match partial.commit(config.overwrite).await {
         Ok(meta) => meta,
@@ -295,6 +332,10 @@ where
     };
     catalog.insert(meta, entry.manifest.clone()).await;
     Ok(DownloadReport { info: entry.info, outcome: Outcome::Downloaded, sources: reports })
+}
+
+fn different(e: &Entry) -> String {
+    format!("has different content under this name (blake3 {})", e.info.hash.short())
 }
 
 /// The source whose content most sources agree on; the first such source.

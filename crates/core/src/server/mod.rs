@@ -11,7 +11,7 @@ mod read;
 mod upload;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -157,41 +157,47 @@ impl<S: Store, R: Runtime> Server<S, R> {
         Ok(self.catalog.list().await?.len())
     }
 
-    /// Accepts connections and serves each on its own task until the
-    /// listener fails. Dropping this future stops the server and every
-    /// connection: uploads in progress are abandoned and leave nothing.
-    pub async fn run<L: Listener>(&self, listener: L) -> io::Error {
-        let (done_tx, done_rx) = async_channel::unbounded::<u64>();
+    /// Accepts connections and serves each on its own task until `stop`
+    /// completes. Then every connection is cancelled, and this returns once
+    /// they are all gone: uploads in progress are abandoned and their
+    /// partial files removed. A failed accept (a connection reset early, a
+    /// short shortage of file descriptors) is logged and retried.
+    pub async fn run<L: Listener>(&self, listener: L, stop: impl Future<Output = ()>) {
         let mut tasks: HashMap<u64, Task<()>> = HashMap::new();
-        let mut next = 0u64;
-        loop {
-            let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-                if let Ok(id) = done_rx.recv().await {
-                    tasks.remove(&id);
-                }
-                None
-            })
-            .await;
-            let Some(accepted) = accepted else { continue };
-            let accepted = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Usually one failed connection or a short fd shortage:
-                    // wait a little instead of spinning, then go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    self.rt.sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            next += 1;
-            let id = next;
-            let this = self.clone();
-            let done = done_tx.clone();
-            let task = self.rt.spawn(async move {
-                this.serve_connection(accepted.stream, accepted.remote).await;
-                let _ = done.send(id).await;
-            });
-            tasks.insert(id, task);
+        let serve = async {
+            let (done_tx, done_rx) = async_channel::unbounded::<u64>();
+            let mut next = 0u64;
+            loop {
+                let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+                    if let Ok(id) = done_rx.recv().await {
+                        tasks.remove(&id);
+                    }
+                    None
+                })
+                .await;
+                let accepted = match accepted {
+                    None => continue,
+                    Some(Ok(a)) => a,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        self.rt.sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                next += 1;
+                let id = next;
+                let this = self.clone();
+                let done = done_tx.clone();
+                let task = self.rt.spawn(async move {
+                    this.serve_connection(accepted.stream, accepted.remote).await;
+                    let _ = done.send(id).await;
+                });
+                tasks.insert(id, task);
+            }
+        };
+        futures_lite::future::or(serve, stop).await;
+        for (_, task) in tasks.drain() {
+            task.cancel().await;
         }
     }
 
