@@ -143,10 +143,11 @@ fn the_receiver_refuses_hostile_names() {
     let data = b"payload";
     let hash = p2p_core::hash::Hash::of(data);
     let mut raw = Raw::connect(&net.peer("peer1").addr);
+    let abs = net.root.path().join("abs.txt").display().to_string();
     let names = [
         "../escape.txt",
         "..",
-        "/tmp/abs.txt",
+        &abs,
         "a/b",
         "..\\win.txt",
         "C:\\x",
@@ -171,8 +172,9 @@ fn the_receiver_refuses_hostile_names() {
     // Nothing was written anywhere: not in the served folder, not beside it.
     let served: Vec<_> = std::fs::read_dir(net.served("peer1")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(served.iter().all(|n| n == ".p2p"), "{served:?}");
+    let beside: Vec<_> = std::fs::read_dir(net.root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!beside.iter().any(|n| n == "abs.txt" || n == "escape.txt"), "{beside:?}");
     assert!(!net.root.path().join("peer1/escape.txt").exists());
-    assert!(!std::path::Path::new("/tmp/abs.txt").exists());
 }
 
 #[test]
@@ -227,4 +229,22 @@ fn corrupt_data_is_never_written_and_the_peer_is_named() {
     assert!(doc["sources"][0]["error"].as_str().unwrap().contains("corrupt"), "{doc}");
     assert_eq!(doc["hash"], b3(&data));
     assert_eq!(net.read("client", "doc.bin"), data);
+}
+
+#[test]
+fn a_peer_sending_empty_data_is_dropped() {
+    let net = Net::start(&["peer1"]);
+    let data = content(100_000, 10);
+    let idle = FakePeer::start("e.bin", data.clone(), Fault::Empty);
+    let run = net.p2p(&["download", "e.bin", &idle.addr]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains(&format!("error: {}: sent corrupt data: empty data frame", idle.addr)),
+        "{}",
+        run.stderr
+    );
+    net.put("peer1", "e.bin", &data);
+    let run = net.p2p(&["download", "e.bin", &idle.addr, "peer1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(net.read("client", "e.bin"), data);
 }

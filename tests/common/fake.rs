@@ -21,6 +21,8 @@ pub enum Fault {
     Stall { after: u64 },
     /// Serves every run of data with a bit flipped.
     Corrupt,
+    /// Answers reads with empty data frames, a few a second, forever.
+    Empty,
 }
 
 pub struct FakePeer {
@@ -74,7 +76,7 @@ fn serve(mut s: TcpStream, name: &str, content: &[u8], fault: Fault, stop: &Atom
     let mut sent = 0u64;
     let limit = match fault {
         Fault::Die { after } | Fault::Stall { after } => after,
-        Fault::Corrupt => u64::MAX,
+        Fault::Corrupt | Fault::Empty => u64::MAX,
     };
     loop {
         let msg = loop {
@@ -118,6 +120,15 @@ fn serve(mut s: TcpStream, name: &str, content: &[u8], fault: Fault, stop: &Atom
                 let e = Message::Error { id, code: ErrorCode::NotFound, message: "not found".into() };
                 codec::encode_control(&e, &mut out).unwrap();
             }
+            Message::Read { id, offset, .. } if matches!(fault, Fault::Empty) => {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut frame = Vec::new();
+                    codec::encode_data(id, offset, &[], &mut frame);
+                    s.write_all(&frame)?;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                return Ok(());
+            }
             Message::Read { id, offset, len, .. } => {
                 let mut pos = offset;
                 let end = offset + len;
@@ -145,7 +156,7 @@ fn serve(mut s: TcpStream, name: &str, content: &[u8], fault: Fault, stop: &Atom
 fn misbehave(s: TcpStream, fault: Fault, stop: &AtomicBool) -> std::io::Result<()> {
     match fault {
         Fault::Die { .. } => s.shutdown(Shutdown::Both),
-        Fault::Stall { .. } | Fault::Corrupt => {
+        Fault::Stall { .. } | Fault::Corrupt | Fault::Empty => {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(50));
             }

@@ -6,7 +6,7 @@
 //! Concurrent requests for a file that is being hashed wait for that one
 //! computation instead of starting their own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_lock::OnceCell;
@@ -41,7 +41,8 @@ pub struct Entry {
 #[derive(Default)]
 struct Cache {
     by_name: HashMap<FileName, Slot>,
-    by_hash: HashMap<Hash, FileName>,
+    /// Every name known to have each content (several files may).
+    by_hash: HashMap<Hash, BTreeSet<FileName>>,
 }
 
 struct Slot {
@@ -81,7 +82,10 @@ impl<S: Store> Catalog<S> {
             let mut cache = self.lock();
             let Cache { by_name, by_hash } = &mut *cache;
             by_name.retain(|name, _| metas.binary_search_by(|m| m.name.cmp(name)).is_ok());
-            by_hash.retain(|_, name| by_name.contains_key(name));
+            by_hash.retain(|_, names| {
+                names.retain(|n| by_name.contains_key(n));
+                !names.is_empty()
+            });
         }
         let mut out = Vec::with_capacity(metas.len());
         for meta in metas {
@@ -115,13 +119,25 @@ impl<S: Store> Catalog<S> {
     /// A file with content `hash`, among the files hashed so far (a
     /// [`list`](Self::list) hashes them all).
     pub async fn by_hash(&self, hash: &Hash) -> Result<Option<Entry>, StoreError> {
-        let Some(name) = self.lock().by_hash.get(hash).cloned() else {
-            return Ok(None);
-        };
-        match self.by_name(&name).await {
-            Ok(e) if e.info.hash == *hash => Ok(Some(e)),
-            Ok(_) | Err(StoreError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
+        let names = self.lock().by_hash.get(hash).cloned().unwrap_or_default();
+        for name in names {
+            match self.by_name(&name).await {
+                Ok(e) if e.info.hash == *hash => return Ok(Some(e)),
+                // Changed or gone since it was hashed: forget that name.
+                Ok(_) | Err(StoreError::NotFound(_)) => self.forget(hash, &name),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    fn forget(&self, hash: &Hash, name: &FileName) {
+        let mut cache = self.lock();
+        if let Some(names) = cache.by_hash.get_mut(hash) {
+            names.remove(name);
+            if names.is_empty() {
+                cache.by_hash.remove(hash);
+            }
         }
     }
 
@@ -131,7 +147,7 @@ impl<S: Store> Catalog<S> {
         let cell = Arc::new(OnceCell::from(manifest.clone()));
         {
             let mut cache = self.lock();
-            cache.by_hash.insert(manifest.root(), meta.name.clone());
+            cache.by_hash.entry(manifest.root()).or_default().insert(meta.name.clone());
             cache.by_name.insert(meta.name.clone(), Slot { size: meta.size, modified: meta.modified, manifest: cell });
         }
         self.save(&meta, &manifest).await;
@@ -151,7 +167,7 @@ impl<S: Store> Catalog<S> {
             slot.manifest.clone()
         };
         let manifest = cell.get_or_try_init(|| self.load_or_hash(&meta)).await?.clone();
-        self.lock().by_hash.insert(manifest.root(), meta.name.clone());
+        self.lock().by_hash.entry(manifest.root()).or_default().insert(meta.name.clone());
         let info = FileInfo { name: meta.name, size: manifest.size(), hash: manifest.root() };
         Ok(Entry { info, manifest })
     }

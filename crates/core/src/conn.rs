@@ -13,12 +13,18 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use crate::protocol::codec::{self, DecodeError, EncodeError, Frame, PreambleError};
 use crate::protocol::{Hello, Message, PREAMBLE_LEN, VERSION};
-use crate::runtime::{Elapsed, Runtime, timeout};
+use crate::runtime::{Elapsed, Runtime, Time, timeout};
 use crate::transport::Stream;
 
-/// Read buffer size when idle. It grows to hold the largest frame seen and
-/// shrinks back when the connection goes idle.
+/// Read buffer size when idle. It grows with the bytes that arrive (never
+/// with the size a header merely announces) and shrinks back when the
+/// connection goes idle.
 const SMALL_BUF: usize = 64 * 1024;
+
+/// The slowest a frame may move once it has started, in bytes per second,
+/// on top of the IO timeout. It stops a peer that keeps a connection (and
+/// what it holds) alive by trickling a byte at a time.
+pub(crate) const MIN_RATE: u64 = 32 * 1024;
 
 /// Why a connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,18 +93,32 @@ pub(crate) struct Conn<S, R> {
     end: usize,
     /// Bytes of the frame returned last, dropped on the next read.
     consumed: usize,
+    /// When the first bytes of the frame being received arrived. Kept here
+    /// because the read that waits for the rest may be cancelled and
+    /// started again.
+    frame_started: Option<Time>,
     out: Vec<u8>,
     io_timeout: Duration,
 }
 
 impl<S: Stream, R: Runtime> Conn<S, R> {
     pub(crate) fn new(stream: S, rt: R, io_timeout: Duration) -> Self {
-        Self { stream, rt, buf: vec![0; SMALL_BUF], start: 0, end: 0, consumed: 0, out: Vec::new(), io_timeout }
+        Self {
+            stream,
+            rt,
+            buf: vec![0; SMALL_BUF],
+            start: 0,
+            end: 0,
+            consumed: 0,
+            frame_started: None,
+            out: Vec::new(),
+            io_timeout,
+        }
     }
 
-    /// The stall timeout.
-    pub(crate) fn io_timeout(&self) -> Duration {
-        self.io_timeout
+    /// The runtime.
+    pub(crate) fn rt(&self) -> &R {
+        &self.rt
     }
 
     /// Sends our preamble and checks theirs.
@@ -106,7 +126,7 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
         self.write_raw(&[&codec::encode_preamble(VERSION)]).await?;
         self.stream_flush().await?;
         while self.end - self.start < PREAMBLE_LEN {
-            if self.fill(Wait::Busy).await? == 0 {
+            if self.fill(self.io_timeout).await? == 0 {
                 return Err(ConnError::Closed);
             }
         }
@@ -128,12 +148,25 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
     /// The connecting side's handshake: preambles, then our Hello and theirs.
     pub(crate) async fn handshake_connect(&mut self, hello: Hello) -> Result<Hello, ConnError> {
         self.exchange_preambles().await?;
-        self.send(&Message::Hello(hello)).await?;
-        match self.read_message(Wait::Busy).await? {
-            Message::Hello(h) => Ok(h),
-            Message::Error { message, .. } => Err(ConnError::Refused(message)),
-            other => Err(ConnError::Unexpected(format!("expected Hello, got {}", kind(&other)))),
+        // If the peer turned us away, its reason may already be here even
+        // though sending fails: read it either way.
+        let sent = self.send(&Message::Hello(hello)).await;
+        let answer = self.read_message(Wait::Busy).await;
+        match (sent, answer) {
+            (_, Ok(Message::Error { message, .. })) => Err(ConnError::Refused(crate::sanitize(&message, 500))),
+            (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+            (Ok(()), Ok(Message::Hello(h))) => Ok(h),
+            (Ok(()), Ok(other)) => Err(ConnError::Unexpected(format!("expected Hello, got {}", kind(&other)))),
         }
+    }
+
+    /// Turns a connection away instead of the handshake: preambles (so the
+    /// other side can read what follows), one error, and close.
+    pub(crate) async fn refuse(&mut self, code: crate::protocol::ErrorCode, message: String) {
+        if self.exchange_preambles().await.is_ok() {
+            let _ = self.send(&Message::Error { id: 0, code, message }).await;
+        }
+        self.close().await;
     }
 
     /// The accepting side's handshake.
@@ -158,11 +191,13 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
                 self.buf = vec![0; SMALL_BUF];
             }
         }
-        let mut wait = wait;
         loop {
-            if let Some(total) = codec::frame_len(&self.buf[self.start..self.end])? {
-                if self.end - self.start >= total {
+            let have = self.end - self.start;
+            let total = codec::frame_len(&self.buf[self.start..self.end])?;
+            if let Some(total) = total {
+                if have >= total {
                     self.consumed = total;
+                    self.frame_started = None;
                     let bytes = &self.buf[self.start..self.start + total];
                     return match codec::decode(bytes)? {
                         Some((frame, _)) => Ok(Some(frame)),
@@ -170,16 +205,27 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
                         None => Err(ConnError::Unexpected("incomplete frame".into())),
                     };
                 }
-                self.make_room(total);
+            }
+            let limit = if have == 0 {
+                match wait {
+                    Wait::Idle(d) => d,
+                    Wait::Busy => self.io_timeout,
+                }
             } else {
-                self.make_room(64);
+                // A frame has started: it must finish in time for its size,
+                // however the bytes trickle in.
+                let now = self.rt.now();
+                let started = *self.frame_started.get_or_insert(now);
+                let deadline = started + self.io_timeout + rate_time(total.unwrap_or(0));
+                if now >= deadline {
+                    return Err(ConnError::Stalled(deadline - started));
+                }
+                (deadline - now).min(self.io_timeout)
+            };
+            self.make_room(total.unwrap_or(64));
+            if self.fill(limit).await? == 0 {
+                return if have > 0 { Err(ConnError::Closed) } else { Ok(None) };
             }
-            let partial = self.end > self.start;
-            if self.fill(wait).await? == 0 {
-                return if partial { Err(ConnError::Closed) } else { Ok(None) };
-            }
-            // Once a frame has started, the rest must come promptly.
-            wait = Wait::Busy;
         }
     }
 
@@ -203,28 +249,31 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
         }
     }
 
-    /// Ensures the buffer can hold `total` bytes from `start` and has room
-    /// to read into. Only the bytes of the unfinished frame move.
+    /// Makes room to read more of a frame of `total` bytes. The buffer
+    /// grows as bytes arrive, so a header announcing a large frame costs
+    /// nothing until the frame's bytes come.
     fn make_room(&mut self, total: usize) {
-        if self.buf.len() - self.start >= total {
+        if self.buf.len() - self.start >= total && self.end < self.buf.len() {
             return;
         }
-        self.buf.copy_within(self.start..self.end, 0);
-        self.end -= self.start;
-        self.start = 0;
-        if self.buf.len() < total {
-            // Twice the frame, so one read can also take the next header.
-            self.buf.resize((2 * total).max(SMALL_BUF), 0);
+        if self.start > 0 {
+            // Moves only the start of the unfinished frame: this happens
+            // when its first bytes arrive, not once it is mostly here.
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            // Full of one unfinished frame: grow toward its size, with room
+            // to spare for the next header.
+            let len = (2 * self.buf.len()).min(total + SMALL_BUF).max(SMALL_BUF);
+            self.buf.resize(len, 0);
         }
     }
 
     /// Reads more bytes; 0 means end of stream. Cancel-safe: bytes count
     /// as read in the same poll that reads them.
-    async fn fill(&mut self, wait: Wait) -> Result<usize, ConnError> {
-        let limit = match wait {
-            Wait::Idle(d) => d,
-            Wait::Busy => self.io_timeout,
-        };
+    async fn fill(&mut self, limit: Duration) -> Result<usize, ConnError> {
         let read = self.stream.read(&mut self.buf[self.end..]);
         let n = quick_timeout(&self.rt, limit, read).await?.map_err(io_error)?;
         self.end += n;
@@ -271,8 +320,12 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
         Ok(())
     }
 
-    /// Writes all of `parts`, failing if no byte moves for the IO timeout.
+    /// Writes all of `parts`, failing if no byte moves for the IO timeout or
+    /// the whole takes longer than its size allows at [`MIN_RATE`].
     async fn write_raw(&mut self, parts: &[&[u8]]) -> Result<(), ConnError> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let started = self.rt.now();
+        let deadline = started + self.io_timeout + rate_time(total);
         let mut part = 0;
         let mut skip = 0;
         while part < parts.len() {
@@ -287,8 +340,13 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
                 slices[count] = IoSlice::new(if i == 0 { &p[skip..] } else { p });
                 count += 1;
             }
+            let now = self.rt.now();
+            if now >= deadline {
+                return Err(ConnError::Stalled(deadline - started));
+            }
+            let limit = (deadline - now).min(self.io_timeout);
             let write = self.stream.write_vectored(&slices[..count]);
-            let mut n = quick_timeout(&self.rt, self.io_timeout, write).await?.map_err(io_error)?;
+            let mut n = quick_timeout(&self.rt, limit, write).await?.map_err(io_error)?;
             if n == 0 {
                 return Err(ConnError::Io(io::ErrorKind::WriteZero.into()));
             }
@@ -307,12 +365,30 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
         Ok(())
     }
 
-    /// Closes the write side (best effort).
+    /// Closes the connection (best effort). Whatever the other side still
+    /// sends is read and dropped for a moment first: closing a socket with
+    /// unread bytes resets it, and the reset could destroy our last message
+    /// (an error saying why) before the other side reads it.
     pub(crate) async fn close(&mut self) {
         let _ = self.flush().await;
         let close = self.stream.close();
         let _ = quick_timeout(&self.rt, self.io_timeout, close).await;
+        let linger = self.io_timeout.min(Duration::from_secs(2));
+        let drain = async {
+            let mut sink = [0u8; 4096];
+            while let Ok(n) = self.stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = timeout(&self.rt, linger, drain).await;
     }
+}
+
+/// How long `bytes` may take at [`MIN_RATE`].
+pub(crate) fn rate_time(bytes: usize) -> Duration {
+    Duration::from_millis(bytes as u64 * 1000 / MIN_RATE)
 }
 
 /// Like [`timeout`], but arms no timer when the future is ready at once,
@@ -339,5 +415,6 @@ pub(crate) fn kind(m: &Message) -> &'static str {
         Message::Accept { .. } => "Accept",
         Message::Stored { .. } => "Stored",
         Message::Error { .. } => "Error",
+        Message::Working { .. } => "Working",
     }
 }

@@ -40,6 +40,10 @@ pub enum NameError {
     /// A control character (including NUL).
     #[error("the name contains the control character U+{0:04X}")]
     Control(u32),
+    /// An invisible or direction-changing character, which can make a name
+    /// look like another in a listing.
+    #[error("the name contains the invisible character U+{0:04X}")]
+    Invisible(u32),
     /// A character Windows does not allow in names (`<>:"|?*`); `:` also
     /// covers drive prefixes such as `C:` and alternate data streams.
     #[error("the name contains {0:?}, which Windows does not allow in file names")]
@@ -102,6 +106,13 @@ const RESERVED: &[&str] = &[
     "LPT9", "LPT¹", "LPT²", "LPT³",
 ];
 
+/// Format characters that change how text displays without showing:
+/// bidirectional overrides and isolates, zero-width characters, the byte
+/// order mark. (`a\u{202E}txt.exe` displays as `aexe.txt`.)
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
 fn check(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
@@ -119,6 +130,7 @@ fn check(name: &str) -> Result<(), NameError> {
             '/' | '\\' => return Err(NameError::Separator(c)),
             '<' | '>' | ':' | '"' | '|' | '?' | '*' => return Err(NameError::WindowsChar(c)),
             c if c.is_control() => return Err(NameError::Control(c as u32)),
+            c if is_invisible(c) => return Err(NameError::Invisible(c as u32)),
             _ => {}
         }
     }
@@ -182,6 +194,9 @@ mod tests {
             ("tab\t", Err(Control(0x09))),
             ("del\u{7f}", Err(Control(0x7f))),
             ("c1\u{85}", Err(Control(0x85))),
+            ("evil\u{202E}txt.exe", Err(Invisible(0x202E))),
+            ("zero\u{200B}width", Err(Invisible(0x200B))),
+            ("\u{FEFF}bom", Err(Invisible(0xFEFF))),
             ("CON", Err(Reserved("CON".into()))),
             ("con", Err(Reserved("con".into()))),
             ("nul.txt", Err(Reserved("nul.txt".into()))),

@@ -23,6 +23,10 @@ pub enum VerifyError {
     /// Bytes past the end of the requested range.
     #[error("data past the end of the requested range")]
     PastEnd,
+    /// A data frame with no bytes: it moves nothing, so a peer sending them
+    /// could keep a transfer alive forever.
+    #[error("empty data frame")]
+    Empty,
     /// A block that does not match the manifest.
     #[error("block {block} (bytes {start}..{end}) does not match the file's hash")]
     Corrupt {
@@ -84,6 +88,9 @@ impl BlockWriter {
     /// Takes the next bytes. Returns verified runs `(offset, bytes)` ready
     /// to be written, in order.
     pub fn push(&mut self, offset: u64, mut bytes: &[u8]) -> Result<Vec<(u64, Vec<u8>)>, VerifyError> {
+        if bytes.is_empty() {
+            return Err(VerifyError::Empty);
+        }
         if offset != self.next {
             return Err(VerifyError::OutOfOrder { expected: self.next, got: offset });
         }
@@ -166,6 +173,7 @@ mod tests {
         let bs = MIN_BLOCK as u64;
         let mut w = BlockWriter::new(m.clone(), bs..2 * bs).unwrap();
         assert_eq!(w.push(0, &data[..10]), Err(VerifyError::OutOfOrder { expected: bs, got: 0 }));
+        assert_eq!(w.push(bs, &[]), Err(VerifyError::Empty));
         assert_eq!(w.push(bs, &data[..bs as usize + 1]), Err(VerifyError::PastEnd));
         let runs = w.push(bs, &data[bs as usize..]).unwrap();
         assert_eq!(runs, vec![(bs, data[bs as usize..].to_vec())]);

@@ -421,7 +421,8 @@ fn corrupt_upload_is_refused_and_leaves_nothing() {
                 other => panic!("{name:?}: expected an invalid-name error, got {other:?}"),
             }
         }
-        assert!(!remote.path().parent().unwrap().join("escape.txt").exists());
+        let outside: Vec<_> = std::fs::read_dir(remote.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(outside, [".p2p"], "nothing but p2p's own state in the served folder");
     });
 }
 
@@ -579,5 +580,121 @@ fn a_silent_source_does_not_hold_up_the_download() {
         assert_eq!(report.sources[1].bytes, content.len() as u64);
         assert_eq!(report.sources[0].problem.as_deref(), Some("did not answer before the download finished"));
         assert_eq!(std::fs::read(out.path().join("f.bin")).unwrap(), content);
+    });
+}
+
+/// A store whose hashing takes a while, as a large file on a slow disk does.
+#[derive(Clone)]
+struct SlowHash(FsStore, SmolRuntime);
+
+impl Store for SlowHash {
+    type File = FsFile;
+    type Partial = <FsStore as Store>::Partial;
+
+    fn location(&self) -> String {
+        self.0.location()
+    }
+    async fn list(&self) -> Result<Vec<FileMeta>, StoreError> {
+        self.0.list().await
+    }
+    async fn stat(&self, name: &FileName) -> Result<Option<FileMeta>, StoreError> {
+        self.0.stat(name).await
+    }
+    async fn open(&self, name: &FileName) -> Result<(FsFile, FileMeta), StoreError> {
+        self.0.open(name).await
+    }
+    async fn hash(&self, name: &FileName) -> Result<(FileMeta, Manifest), StoreError> {
+        self.1.sleep(Duration::from_secs(3)).await;
+        self.0.hash(name).await
+    }
+    async fn create_partial(&self, name: &FileName, size: u64) -> Result<Self::Partial, StoreError> {
+        self.0.create_partial(name, size).await
+    }
+    async fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.load_state(key).await
+    }
+    async fn save_state(&self, key: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        self.0.save_state(key, data).await
+    }
+}
+
+#[test]
+fn slow_hashing_keeps_the_client_waiting_not_failing() {
+    let rt = SmolRuntime::new(2);
+    let dir = folder_with(&[("big.bin", b"pretend this is 20 GB")]);
+    rt.block_on(async {
+        let peer = start(&rt, SlowHash(FsStore::new(dir.path()), rt.clone()), ServerConfig::default()).await;
+        // The client gives up after one second of silence; hashing takes three.
+        let impatient = ClientConfig { io_timeout: Duration::from_secs(1), ..fast() };
+        let mut s = Session::connect(&TcpTransport, &rt, &peer.addr, &impatient).await.unwrap();
+        let files = s.list().await.unwrap();
+        assert_eq!(files.len(), 1);
+    });
+}
+
+#[test]
+fn a_full_server_says_busy_in_words() {
+    let rt = SmolRuntime::new(1);
+    let dir = folder_with(&[]);
+    rt.block_on(async {
+        let config = ServerConfig { max_connections: 1, ..ServerConfig::default() };
+        let peer = start(&rt, FsStore::new(dir.path()), config).await;
+        let _first = RawClient::connect(&peer.addr).await;
+        let err = Session::connect(&TcpTransport, &rt, &peer.addr, &fast()).await.unwrap_err();
+        assert_eq!(err.to_string(), "serving 1 connections already; try again later");
+    });
+}
+
+#[test]
+fn a_trickling_frame_is_a_stall() {
+    let rt = SmolRuntime::new(1);
+    let dir = folder_with(&[]);
+    rt.block_on(async {
+        let config = ServerConfig { io_timeout: Duration::from_millis(500), ..ServerConfig::default() };
+        let peer = start(&rt, FsStore::new(dir.path()), config).await;
+        let mut c = RawClient::connect(&peer.addr).await;
+        // A 100-byte frame, one byte every 200 ms: each read is quick, the
+        // frame never is.
+        c.stream.write_all(&[100, 0, 0, 0, 1]).await.unwrap();
+        let mut dropped = false;
+        for _ in 0..100 {
+            rt.sleep(Duration::from_millis(200)).await;
+            if c.stream.write_all(&[0]).await.is_err() {
+                dropped = true;
+                break;
+            }
+            let mut probe = [0u8; 256];
+            let read = futures_lite::future::or(async { Some(c.stream.read(&mut probe).await) }, async { None }).await;
+            if let Some(Ok(0) | Err(_)) = read {
+                dropped = true;
+                break;
+            }
+        }
+        assert!(dropped, "the server dropped the trickling client");
+    });
+}
+
+#[test]
+fn only_requests_are_queued_behind_a_transfer() {
+    use p2p_core::protocol::Message;
+    let rt = SmolRuntime::new(2);
+    let content = data(8_000_000, 13);
+    let dir = folder_with(&[("big.bin", &content)]);
+    rt.block_on(async {
+        let peer = start(&rt, FsStore::new(dir.path()), ServerConfig::default()).await;
+        let mut c = RawClient::connect(&peer.addr).await;
+        let hash = Hash::of(&content);
+        c.send(&Message::GetManifest { id: 1, file: FileRef::Name("big.bin".into()) }).await;
+        assert!(matches!(c.recv().await, Some(Message::ManifestPage { .. })));
+        c.send(&Message::Read { id: 2, hash, offset: 0, len: 8_000_000 }).await;
+        // Not a request: a listing page, as if the client were a server.
+        c.send(&Message::Files { id: 3, files: Vec::new(), last: true }).await;
+        match c.recv().await {
+            Some(Message::Error { id: 0, code: ErrorCode::BadRequest, message }) => {
+                assert!(message.contains("Files is not a request"), "{message}");
+            }
+            other => panic!("expected the connection to be refused, got {other:?}"),
+        }
+        assert_eq!(c.recv().await, None);
     });
 }

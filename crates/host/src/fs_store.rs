@@ -100,6 +100,37 @@ impl FsStore {
         .await
     }
 
+    /// Removes partial files left by transfers that died with their process
+    /// (SIGKILL, power loss). A partial file is named after the process
+    /// that wrote it; one whose process is gone is removed (where that
+    /// cannot be told, one untouched for a day). Returns how many went.
+    pub fn sweep_partials(&self) -> usize {
+        let dir = self.root.join(STATE_DIR).join("partial");
+        let Ok(entries) = fs::read_dir(&dir) else { return 0 };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let pid = name.get(..8).and_then(|p| u32::from_str_radix(p, 16).ok());
+            if pid == Some(std::process::id()) {
+                continue;
+            }
+            let abandoned = match pid {
+                Some(pid) if Path::new("/proc/self").exists() => !Path::new(&format!("/proc/{pid}")).exists(),
+                _ => entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 24 * 3600),
+            };
+            if abandoned && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     fn path(&self, name: &FileName) -> PathBuf {
         self.root.join(name.as_str())
     }
@@ -280,19 +311,25 @@ impl PartialFile for FsPartial {
                 // rename would silently replace.
                 match fs::hard_link(&self.path, &target) {
                     Ok(()) => {
-                        let _ = fs::remove_file(&self.path);
+                        if let Err(e) = fs::remove_file(&self.path) {
+                            // The file is in place; only a second name for
+                            // it is left in .p2p/partial.
+                            tracing::warn!("cannot remove {}: {e}", self.path.display());
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         return Err(StoreError::Exists(self.name.clone()));
                     }
                     // File systems without hard links (FAT, some network
-                    // mounts): check, then rename.
-                    Err(_) => {
+                    // mounts): check, then rename. Not atomic, but the best
+                    // such a file system allows.
+                    Err(e) if matches!(e.kind(), io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied) => {
                         if fs::symlink_metadata(&target).is_ok() {
                             return Err(StoreError::Exists(self.name.clone()));
                         }
                         fs::rename(&self.path, &target).map_err(|e| StoreError::io(what("writing"), e))?;
                     }
+                    Err(e) => return Err(StoreError::io(what("writing"), e)),
                 }
             }
             self.committed = true;
@@ -506,6 +543,22 @@ mod tests {
             drop(p);
             assert_eq!(fs::read_dir(dir.path().join(".p2p/partial")).unwrap().count(), 0);
             assert!(!dir.path().join("c.txt").exists());
+        });
+    }
+
+    #[test]
+    fn sweeps_partials_of_dead_processes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::new(dir.path());
+        let partial_dir = dir.path().join(".p2p/partial");
+        fs::create_dir_all(&partial_dir).unwrap();
+        // No process has pid 0x7ffffffe on Linux (pid_max is at most 2^22).
+        fs::write(partial_dir.join("7ffffffe0000000000000000.part"), b"x").unwrap();
+        futures_lite::future::block_on(async {
+            let live = store.create_partial(&name("live.txt"), 1).await.unwrap();
+            assert_eq!(store.sweep_partials(), 1);
+            assert_eq!(fs::read_dir(&partial_dir).unwrap().count(), 1, "ours stays");
+            drop(live);
         });
     }
 

@@ -53,7 +53,9 @@ impl Listener for TcpAcceptor {
 
     async fn accept(&self) -> io::Result<Accepted<TcpStream>> {
         let (stream, remote) = self.0.accept().await?;
-        stream.set_nodelay(true)?;
+        // Only a latency tweak: a socket the peer already reset may refuse
+        // it, and that must not look like a failed listener.
+        let _ = stream.set_nodelay(true);
         Ok(Accepted::new(stream, remote.to_string()))
     }
 

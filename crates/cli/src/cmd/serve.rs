@@ -37,7 +37,12 @@ pub(crate) fn run(ctx: &Context, args: Serve) -> anyhow::Result<Status> {
         io_timeout: Duration::from_secs(args.timeout.max(1)),
         ..ServerConfig::default()
     };
-    let server = Server::new(FsStore::new(&dir), rt.clone(), config);
+    let store = FsStore::new(&dir);
+    let swept = store.sweep_partials();
+    if swept > 0 {
+        tracing::info!("removed {swept} partial files left by transfers that were killed");
+    }
+    let server = Server::new(store, rt.clone(), config);
 
     if ctx.out.json {
         let line = json!({

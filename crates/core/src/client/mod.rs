@@ -9,11 +9,15 @@ use std::time::Duration;
 
 use crate::catalog::Entry;
 use crate::conn::{Conn, ConnError, Wait, kind};
-use crate::manifest::{Manifest, ManifestError, block_count, block_size_for};
+use crate::manifest::{MAX_FILE_SIZE, Manifest, ManifestError, block_count, block_size_for};
 use crate::protocol::codec::Frame;
 use crate::protocol::{ErrorCode, FileInfo, FileRef, Hello, Message};
 use crate::runtime::{Runtime, timeout};
 use crate::transport::Transport;
+
+/// Most files a listing may have: about 100 MiB of names at worst, and far
+/// more than a folder anyone shares.
+pub const MAX_LISTING: usize = 500_000;
 
 /// Settings of the asking side.
 #[derive(Debug, Clone)]
@@ -140,6 +144,10 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
         loop {
             match self.response(id).await? {
                 Message::Files { files: page, last, .. } => {
+                    if files.len() + page.len() > MAX_LISTING {
+                        let message = format!("the peer lists more than {MAX_LISTING} files");
+                        return Err(ConnError::Unexpected(message).into());
+                    }
                     files.extend(page);
                     if last {
                         return Ok(files);
@@ -162,6 +170,9 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
             else {
                 return Err(ClientError::Conn(ConnError::Unexpected("expected a manifest page".into())));
             };
+            if info.size > MAX_FILE_SIZE {
+                return Err(ClientError::Manifest(ManifestError::TooLarge(info.size)));
+            }
             let (first_info, bs) = head.get_or_insert_with(|| (info.clone(), block_size));
             if *first_info != info || *bs != block_size || first_block != cvs.len() as u64 {
                 return Err(ConnError::Unexpected("inconsistent manifest pages".into()).into());
@@ -185,13 +196,19 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
     }
 
     /// The next message answering request `id`; an error answer becomes
-    /// [`ClientError::Refused`].
+    /// [`ClientError::Refused`]. `Working` notes are skipped: each one
+    /// proves the peer is alive, and each read has its own timeout.
     async fn response(&mut self, id: u32) -> Result<Message, ClientError> {
-        let msg = self.conn.read_message(Wait::Busy).await?;
-        match msg {
-            Message::Error { id: i, code, message } if i == id || i == 0 => Err(ClientError::refused(code, &message)),
-            m if response_id(&m) == Some(id) => Ok(m),
-            other => Err(unexpected(&other)),
+        loop {
+            let msg = self.conn.read_message(Wait::Busy).await?;
+            match msg {
+                Message::Working { id: i } if i == id => {}
+                Message::Error { id: i, code, message } if i == id || i == 0 => {
+                    return Err(ClientError::refused(code, &message));
+                }
+                m if response_id(&m) == Some(id) => return Ok(m),
+                other => return Err(unexpected(&other)),
+            }
         }
     }
 
@@ -228,7 +245,8 @@ fn response_id(m: &Message) -> Option<u32> {
         | Message::ManifestPage { id, .. }
         | Message::Accept { id }
         | Message::Stored { id, .. }
-        | Message::Error { id, .. } => Some(*id),
+        | Message::Error { id, .. }
+        | Message::Working { id } => Some(*id),
         _ => None,
     }
 }

@@ -1,16 +1,19 @@
 //! Pushing a file to a peer.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::{ClientError, Session, unexpected};
 use crate::catalog::Entry;
-use crate::conn::{ConnError, Wait};
+use crate::conn::ConnError;
 use crate::protocol::codec::Frame;
 use crate::protocol::{MANIFEST_PAGE, MAX_DATA, Message, StoreOutcome};
 use crate::runtime::Runtime;
 use crate::store::{ReadAt, StoreError};
 use crate::transport::Stream;
+
+fn unexpected_data(id: u32) -> ClientError {
+    ClientError::Conn(ConnError::Unexpected(format!("data for request {id} during an upload")))
+}
 
 impl<S: Stream, R: Runtime> Session<S, R> {
     /// Uploads the file `entry` describes, reading its bytes from `file`.
@@ -70,29 +73,27 @@ impl<S: Stream, R: Runtime> Session<S, R> {
             pos = next;
             // A refusal mid-stream (a block failed verification, disk full)
             // arrives as an error: stop sending at once.
-            if let Some(Frame::Control(msg)) = self.conn.try_read_frame().await? {
-                return Err(match msg {
-                    Message::Error { code, message, .. } => ClientError::refused(code, &message),
-                    other => unexpected(&other),
-                });
+            match self.conn.try_read_frame().await? {
+                Some(Frame::Control(Message::Working { .. })) | None => {}
+                Some(Frame::Control(Message::Error { code, message, .. })) => {
+                    return Err(ClientError::refused(code, &message));
+                }
+                Some(Frame::Control(other)) => return Err(unexpected(&other)),
+                Some(Frame::Data(d)) => return Err(unexpected_data(d.id)),
             }
         }
         self.conn.flush().await?;
-        // The peer syncs the whole file before answering: allow for a slow
-        // disk (16 MiB/s) on top of the usual timeout.
-        let commit_wait = self.conn.io_timeout() + Duration::from_secs(size >> 24);
-        let msg = self.conn.read_message(Wait::Idle(commit_wait)).await?;
-        match msg {
-            Message::Stored { id: i, outcome } if i == id => Ok(outcome),
-            Message::Error { code, message, .. } => Err(ClientError::refused(code, &message)),
+        // The peer syncs the file before answering, saying it is working.
+        match self.response(id).await? {
+            Message::Stored { outcome, .. } => Ok(outcome),
             other => Err(unexpected(&other)),
         }
     }
 
     /// After a failed send: the peer's error message if it sent one.
     async fn reason_for(&mut self, id: u32, e: ConnError) -> ClientError {
-        match self.conn.read_message(Wait::Busy).await {
-            Ok(Message::Error { id: i, code, message }) if i == id || i == 0 => ClientError::refused(code, &message),
+        match self.response(id).await {
+            Err(refused @ ClientError::Refused { .. }) => refused,
             _ => ClientError::Conn(e),
         }
     }

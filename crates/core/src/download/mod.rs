@@ -309,6 +309,12 @@ where
             },
         }
     }
+    if !schedule.is_done() {
+        // The sources' events ended early (a task failed): never publish
+        // a file with holes.
+        let reasons = reports.iter().filter_map(|r| r.problem.clone().map(|p| (r.label.clone(), p))).collect();
+        return Err(DownloadError::SourcesFailed { name: name.clone(), done, size, reasons });
+    }
     progress(Progress { done, size, active: alive.len() });
     for (i, r) in reports.iter_mut().enumerate() {
         if r.problem.is_none() && r.bytes == 0 && entries[i].is_none() && !alive.contains(&i) {

@@ -11,12 +11,13 @@ use async_channel::{Receiver, Sender};
 use crate::catalog::Entry;
 use crate::client::{ClientConfig, ClientError, Session};
 use crate::conn::ConnError;
+use crate::conn::rate_time;
 use crate::hash::Hash;
 use crate::manifest::Manifest;
 use crate::name::FileName;
 use crate::protocol::FileRef;
 use crate::protocol::codec::Frame;
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, Time};
 use crate::store::WriteAt;
 use crate::transport::Transport;
 use crate::verify::{BlockWriter, VerifyError};
@@ -50,6 +51,9 @@ pub enum SourceError {
     /// The source sent data that failed verification.
     #[error("sent corrupt data: {0}")]
     Corrupt(VerifyError),
+    /// The source sent data slower than the minimum rate.
+    #[error("too slow: below 32 KiB/s")]
+    TooSlow,
 }
 
 pub(super) struct Source<T, R, P> {
@@ -67,6 +71,8 @@ struct Request {
     id: u32,
     range: Range<u64>,
     writer: BlockWriter,
+    /// When this request became the one being answered.
+    since: Option<Time>,
 }
 
 enum Next<'a, P> {
@@ -131,7 +137,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
                 Next::Command(Some(Command::Fetch(range))) => {
                     let id = session.send_read(hash, range.start, range.end - range.start).await?;
                     let writer = BlockWriter::new(manifest.clone(), range.clone()).map_err(SourceError::Corrupt)?;
-                    requests.push_back(Request { id, range, writer });
+                    requests.push_back(Request { id, range, writer, since: None });
                     None
                 }
                 Next::Command(Some(Command::Start { .. })) => None,
@@ -147,10 +153,26 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
                         );
                     };
                     let runs = req.writer.push(d.offset, d.bytes).map_err(SourceError::Corrupt)?;
+                    // However the bytes trickle, each request must keep a
+                    // minimum pace, or the source is dropped and its ranges
+                    // go to others.
+                    let now = self.rt.now();
+                    let since = *req.since.get_or_insert(now);
+                    let got = (req.writer.next_offset() - req.range.start) as usize;
+                    if now - since > self.config.io_timeout + rate_time(got) {
+                        return Err(Stop::Source(SourceError::TooSlow));
+                    }
                     for (offset, run) in runs {
                         out.write_at(offset, run).await.map_err(Stop::Local)?;
                     }
-                    if req.writer.is_done() { requests.pop_front() } else { None }
+                    if req.writer.is_done() {
+                        if let Some(next) = requests.get_mut(1) {
+                            next.since = Some(self.rt.now());
+                        }
+                        requests.pop_front()
+                    } else {
+                        None
+                    }
                 }
             };
             if let Some(req) = done {

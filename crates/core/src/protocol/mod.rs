@@ -38,7 +38,8 @@
 //! Control messages are serde types encoded with postcard; file bytes travel
 //! raw in data frames, never re-encoded. A frame longer than its limit is a
 //! protocol error: the receiver closes the connection as soon as it has read
-//! the length, before reading the body.
+//! the length, before reading the body. A frame that has started must also
+//! finish in time: the IO timeout plus its size at 32 KiB/s.
 //!
 //! # Requests
 //!
@@ -56,7 +57,8 @@
 //! | [`Message::Cancel`] | nothing; the named request stops at the next frame |
 //!
 //! Any request may instead be answered by [`Message::Error`] with a typed
-//! [`ErrorCode`].
+//! [`ErrorCode`]. Before its answer, a request that takes long may get
+//! [`Message::Working`] every second or so.
 //!
 //! # Limits
 //!
@@ -191,6 +193,13 @@ pub enum Message {
         code: ErrorCode,
         /// Details for people.
         message: String,
+    },
+    /// The request is still being worked on (a large file being hashed, an
+    /// upload being synced): sent about once a second until the answer, so
+    /// the asking side knows the peer is alive.
+    Working {
+        /// The request.
+        id: u32,
     },
 }
 

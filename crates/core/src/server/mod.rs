@@ -2,11 +2,13 @@
 //! uploads, for many connections at once.
 //!
 //! Each connection is one task that owns its stream and serves requests in
-//! order. Limits keep a misbehaving client from hurting the others: a
-//! bounded request queue, a stall timeout mid-frame, an idle timeout, a cap
-//! on connections, and one budget of read buffers shared by all
-//! connections so memory does not grow with the number of readers.
+//! order. Limits keep a misbehaving client from hurting the others: a small
+//! request queue that takes only requests, a deadline on every frame (a
+//! trickle is a stall), an idle timeout, a cap on connections, and two
+//! memory budgets shared by all connections (file data being sent; uploads
+//! being received), so memory does not grow with the number of clients.
 
+mod link;
 mod read;
 mod upload;
 
@@ -19,14 +21,14 @@ use std::time::Duration;
 use async_lock::Semaphore;
 
 use crate::catalog::Catalog;
-use crate::conn::{Conn, ConnError, Wait, kind};
+use crate::conn::{Conn, ConnError, kind};
 use crate::hash::Hash;
 use crate::name::FileName;
-use crate::protocol::codec::Frame;
-use crate::protocol::{CAP_SERVE, CAP_UPLOAD, ErrorCode, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, MAX_DATA, Message};
-use crate::runtime::{Runtime, Task};
+use crate::protocol::{CAP_SERVE, CAP_UPLOAD, ErrorCode, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, Message};
+use crate::runtime::{Runtime, Task, timeout};
 use crate::store::{Store, StoreError};
 use crate::transport::{Listener, Stream};
+use link::Link;
 
 /// Limits and policy of a server.
 #[derive(Debug, Clone)]
@@ -45,8 +47,12 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Requests a client may queue on one connection.
     pub max_queued: usize,
-    /// Bytes of file data all connections together hold in memory.
+    /// Bytes of file data all connections together hold in memory while
+    /// sending.
     pub read_budget: usize,
+    /// Bytes all uploads in progress together may hold (manifests and
+    /// buffers); an upload that does not fit is told "busy".
+    pub upload_budget: usize,
 }
 
 impl Default for ServerConfig {
@@ -58,8 +64,9 @@ impl Default for ServerConfig {
             io_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
             max_connections: 512,
-            max_queued: 64,
+            max_queued: 16,
             read_budget: 32 << 20,
+            upload_budget: 64 << 20,
         }
     }
 }
@@ -91,8 +98,10 @@ where
 struct Shared {
     /// Names with an upload in progress.
     uploading: Mutex<HashSet<FileName>>,
-    /// Permits of `MAX_DATA` bytes each, for file data held in memory.
+    /// Permits of [`read::CHUNK`] bytes each, for file data being sent.
     buffers: Arc<Semaphore>,
+    /// Permits of one MiB each, for uploads being received.
+    uploads: Arc<Semaphore>,
     connections: AtomicUsize,
 }
 
@@ -133,14 +142,16 @@ struct ConnStats {
 impl<S: Store, R: Runtime> Server<S, R> {
     /// A server for `store`.
     pub fn new(store: S, rt: R, config: ServerConfig) -> Self {
-        let permits = (config.read_budget / MAX_DATA).max(2);
+        let read_permits = (config.read_budget / read::CHUNK).max(2);
+        let upload_permits = (config.upload_budget >> 20).max(upload::MIN_PERMITS);
         Self {
             catalog: Catalog::new(store),
             rt,
             config,
             shared: Arc::new(Shared {
                 uploading: Mutex::default(),
-                buffers: Arc::new(Semaphore::new(permits)),
+                buffers: Arc::new(Semaphore::new(read_permits)),
+                uploads: Arc::new(Semaphore::new(upload_permits)),
                 connections: AtomicUsize::new(0),
             }),
         }
@@ -207,104 +218,67 @@ impl<S: Store, R: Runtime> Server<S, R> {
         let count = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
         let _count = Decrement(&self.shared.connections);
         if count > self.config.max_connections {
-            let _ = conn
-                .send(&Message::Error {
-                    id: 0,
-                    code: ErrorCode::Busy,
-                    message: format!("serving {} connections already; try again later", self.config.max_connections),
-                })
-                .await;
-            conn.close().await;
+            let max = self.config.max_connections;
+            conn.refuse(ErrorCode::Busy, format!("serving {max} connections already; try again later")).await;
             tracing::warn!(%remote, "refused: too many connections");
             return;
         }
-        let mut stats = ConnStats::default();
         let started = self.rt.now();
-        let result = self.connection(&mut conn, &remote, &mut stats).await;
-        let mut who = remote.clone();
-        match result {
-            Ok(id) if !id.is_empty() => who = format!("{id} ({remote})"),
-            Ok(_) => {}
-            Err((id, e)) => {
-                if !id.is_empty() {
-                    who = format!("{id} ({remote})");
-                }
+        let mut link = Link {
+            conn,
+            queue: VecDeque::new(),
+            discard: None,
+            who: remote.clone(),
+            stats: ConnStats::default(),
+            max_queued: self.config.max_queued,
+        };
+        if let Err(e) = self.connection(&mut link, &remote).await {
+            match e {
                 // A client that simply went away is not worth a warning.
-                match e {
-                    ConnError::Closed => tracing::debug!(client = %who, "connection closed"),
-                    e => {
-                        let message = e.to_string();
-                        let _ = conn
-                            .send(&Message::Error { id: 0, code: ErrorCode::BadRequest, message: message.clone() })
-                            .await;
-                        tracing::warn!(client = %who, error = %message, "dropped connection");
-                    }
+                ConnError::Closed => tracing::debug!(client = %link.who, "connection closed"),
+                e => {
+                    let message = e.to_string();
+                    let error = Message::Error { id: 0, code: ErrorCode::BadRequest, message: message.clone() };
+                    let _ = link.conn.send(&error).await;
+                    tracing::warn!(client = %link.who, error = %message, "dropped connection");
                 }
             }
         }
-        conn.close().await;
+        link.conn.close().await;
         let secs = (self.rt.now() - started).as_secs_f64();
-        for (name, bytes) in stats.sent.into_values() {
-            tracing::info!("sent {name}: {} to {who} in {secs:.2}s", crate::units::bytes(bytes));
+        for (name, bytes) in std::mem::take(&mut link.stats.sent).into_values() {
+            tracing::info!("sent {name}: {} to {} in {secs:.2}s", crate::units::bytes(bytes), link.who);
         }
     }
 
-    /// The request loop. Returns the client's peer id; on error, with it.
-    async fn connection<St: Stream>(
-        &self,
-        conn: &mut Conn<St, R>,
-        remote: &str,
-        stats: &mut ConnStats,
-    ) -> Result<String, (String, ConnError)> {
+    /// The handshake, then the request loop.
+    async fn connection<St: Stream>(&self, link: &mut Link<St, R>, remote: &str) -> Result<(), ConnError> {
         let caps = CAP_SERVE | if self.config.accept_uploads { CAP_UPLOAD } else { 0 };
         let hello = Hello { peer_id: self.config.peer_id.clone(), agent: crate::AGENT.into(), capabilities: caps };
-        let theirs = conn.handshake_accept(hello).await.map_err(|e| (String::new(), e))?;
+        let handshake = link.conn.handshake_accept(hello);
+        let theirs = timeout(&self.rt, self.config.io_timeout, handshake).await??;
         let client = crate::sanitize(&theirs.peer_id, crate::protocol::MAX_PEER_ID);
-        let who = if client.is_empty() { remote.to_owned() } else { format!("{client} ({remote})") };
-        let mut queue = VecDeque::new();
-        // An upload refused midway: its remaining data is still on the way
-        // and is dropped quietly, so the uploader reads our error instead
-        // of a reset connection.
-        let mut discard = None;
-        loop {
-            let msg = match queue.pop_front() {
-                Some(m) => m,
-                None => match conn.read_frame(Wait::Idle(self.config.idle_timeout)).await {
-                    Ok(None) => return Ok(client),
-                    Ok(Some(Frame::Control(m))) => m,
-                    Ok(Some(Frame::Data(d))) if Some(d.id) == discard => continue,
-                    Ok(Some(Frame::Data(d))) => {
-                        let e = ConnError::Unexpected(format!("data for request {} that is not an upload", d.id));
-                        return Err((client, e));
-                    }
-                    Err(e) => return Err((client, e)),
-                },
-            };
-            if let Message::Offer { id, .. } = &msg {
-                discard = Some(*id);
-            }
-            if let Err(e) = self.request(conn, msg, &mut queue, &who, stats).await {
-                return Err((client, e));
-            }
+        if !client.is_empty() {
+            link.who = format!("{client} ({remote})");
         }
+        while let Some(msg) = link.next_request(self.config.idle_timeout).await? {
+            self.request(link, msg).await?;
+        }
+        Ok(())
     }
 
-    async fn request<St: Stream>(
-        &self,
-        conn: &mut Conn<St, R>,
-        msg: Message,
-        queue: &mut VecDeque<Message>,
-        who: &str,
-        stats: &mut ConnStats,
-    ) -> Result<(), ConnError> {
+    async fn request<St: Stream>(&self, link: &mut Link<St, R>, msg: Message) -> Result<(), ConnError> {
         let (id, result) = match msg {
-            Message::List { id } => (id, self.list(conn, id).await),
-            Message::GetManifest { id, file } => (id, self.manifest(conn, id, file).await),
+            Message::List { id } => (id, self.list(link, id).await),
+            Message::GetManifest { id, file } => (id, self.manifest(link, id, file).await),
             Message::Read { id, hash, offset, len } => {
-                (id, self.read(conn, queue, read::ReadRequest { id, hash, offset, len }, stats).await)
+                (id, self.read(link, read::ReadRequest { id, hash, offset, len }).await)
             }
             Message::Offer { id, name, size, hash } => {
-                (id, self.upload(conn, queue, upload::Offer { id, name, size, hash }, who).await)
+                // Whatever happens, data still on its way for this offer is
+                // dropped rather than taken for a protocol error.
+                link.discard = Some(id);
+                (id, self.upload(link, upload::Offer { id, name, size, hash }).await)
             }
             // The request finished before its cancel arrived.
             Message::Cancel { .. } => return Ok(()),
@@ -313,12 +287,13 @@ impl<S: Store, R: Runtime> Server<S, R> {
         match result {
             Ok(()) => Ok(()),
             Err(Failure::Conn(e)) => Err(e),
-            Err(Failure::Refused(r)) => conn.send(&Message::Error { id, code: r.code, message: r.message }).await,
+            Err(Failure::Refused(r)) => link.conn.send(&Message::Error { id, code: r.code, message: r.message }).await,
         }
     }
 
-    async fn list<St: Stream>(&self, conn: &mut Conn<St, R>, id: u32) -> Result<(), Failure> {
-        let files = self.catalog.list().await.map_err(Refusal::from)?;
+    async fn list<St: Stream>(&self, link: &mut Link<St, R>, id: u32) -> Result<(), Failure> {
+        let files = link.working(id, self.catalog.list()).await?.map_err(Refusal::from)?;
+        let conn = &mut link.conn;
         let mut pages = files.chunks(LIST_PAGE).peekable();
         if pages.peek().is_none() {
             conn.send(&Message::Files { id, files: Vec::new(), last: true }).await?;
@@ -330,21 +305,21 @@ impl<S: Store, R: Runtime> Server<S, R> {
         Ok(())
     }
 
-    async fn manifest<St: Stream>(&self, conn: &mut Conn<St, R>, id: u32, file: FileRef) -> Result<(), Failure> {
+    async fn manifest<St: Stream>(&self, link: &mut Link<St, R>, id: u32, file: FileRef) -> Result<(), Failure> {
         let entry = match file {
             FileRef::Name(raw) => {
                 let name = FileName::new(&raw).map_err(|e| {
                     Refusal::new(ErrorCode::InvalidName, format!("{:?}: {e}", crate::sanitize(&raw, 300)))
                 })?;
-                self.catalog.by_name(&name).await.map_err(Refusal::from)?
+                link.working(id, self.catalog.by_name(&name)).await?.map_err(Refusal::from)?
             }
-            FileRef::Hash(hash) => self
-                .catalog
-                .by_hash(&hash)
-                .await
+            FileRef::Hash(hash) => link
+                .working(id, self.catalog.by_hash(&hash))
+                .await?
                 .map_err(Refusal::from)?
                 .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no file with hash {hash}")))?,
         };
+        let conn = &mut link.conn;
         let m = &entry.manifest;
         let mut first = 0u64;
         for page in m.cvs().chunks(MANIFEST_PAGE) {
@@ -393,43 +368,5 @@ struct Decrement<'a>(&'a AtomicUsize);
 impl Drop for Decrement<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Takes control messages that arrive while a transfer is running: cancels
-/// for `id` stop it (returns true), others wait in `queue`.
-async fn poll_incoming<St: Stream, R: Runtime>(
-    conn: &mut Conn<St, R>,
-    queue: &mut VecDeque<Message>,
-    id: u32,
-    max_queued: usize,
-) -> Result<bool, ConnError> {
-    while let Some(frame) = conn.try_read_frame().await? {
-        match frame {
-            Frame::Control(Message::Cancel { id: c }) if c == id => return Ok(true),
-            Frame::Control(Message::Cancel { id: c }) => {
-                queue.retain(|m| request_id(m) != Some(c));
-            }
-            Frame::Control(m) => {
-                if queue.len() >= max_queued {
-                    return Err(ConnError::Unexpected(format!("more than {max_queued} requests queued")));
-                }
-                queue.push_back(m);
-            }
-            Frame::Data(d) => {
-                return Err(ConnError::Unexpected(format!("data for request {} that is not an upload", d.id)));
-            }
-        }
-    }
-    Ok(false)
-}
-
-fn request_id(m: &Message) -> Option<u32> {
-    match m {
-        Message::List { id }
-        | Message::GetManifest { id, .. }
-        | Message::Read { id, .. }
-        | Message::Offer { id, .. } => Some(*id),
-        _ => None,
     }
 }

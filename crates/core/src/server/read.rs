@@ -1,18 +1,21 @@
 //! Serving a Read request: file bytes out, one data frame per chunk, with
 //! the next chunk read from the store while the current one is sent.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use async_lock::SemaphoreGuardArc;
 
-use super::{ConnStats, Failure, Refusal, Server, poll_incoming};
-use crate::conn::Conn;
+use super::link::Link;
+use super::{Failure, Refusal, Server};
 use crate::hash::Hash;
-use crate::protocol::{ErrorCode, MAX_DATA, MAX_READ, Message};
-use crate::runtime::{Runtime, Task};
+use crate::protocol::{ErrorCode, MAX_READ};
+use crate::runtime::{Runtime, Task, timeout};
 use crate::store::{ReadAt, Store};
 use crate::transport::Stream;
+
+/// Bytes read from the store and sent as one data frame. Small enough that
+/// the shared budget of file data in memory covers many clients at once.
+pub(super) const CHUNK: usize = 256 * 1024;
 
 pub(super) struct ReadRequest {
     pub(super) id: u32,
@@ -25,20 +28,11 @@ pub(super) struct ReadRequest {
 type Pending = Task<(std::io::Result<Vec<u8>>, SemaphoreGuardArc)>;
 
 impl<S: Store, R: Runtime> Server<S, R> {
-    pub(super) async fn read<St: Stream>(
-        &self,
-        conn: &mut Conn<St, R>,
-        queue: &mut VecDeque<Message>,
-        req: ReadRequest,
-        stats: &mut ConnStats,
-    ) -> Result<(), Failure> {
+    pub(super) async fn read<St: Stream>(&self, link: &mut Link<St, R>, req: ReadRequest) -> Result<(), Failure> {
         let ReadRequest { id, hash, offset, len } = req;
         if len == 0 || len > MAX_READ {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                format!("read of {len} bytes; the limit is 1..={MAX_READ}"),
-            )
-            .into());
+            let message = format!("read of {len} bytes; the limit is 1..={MAX_READ}");
+            return Err(Refusal::new(ErrorCode::BadRequest, message).into());
         }
         let entry = self
             .catalog
@@ -52,13 +46,12 @@ impl<S: Store, R: Runtime> Server<S, R> {
         })?;
         let (file, meta) = self.catalog.store().open(&entry.info.name).await.map_err(Refusal::from)?;
         if meta.size != size {
-            return Err(
-                Refusal::new(ErrorCode::Changed, format!("{} changed while being served", entry.info.name)).into()
-            );
+            let message = format!("{} changed while being served", entry.info.name);
+            return Err(Refusal::new(ErrorCode::Changed, message).into());
         }
         let file = Arc::new(file);
         let mut pos = offset;
-        let mut pending = Some(self.start_read(&file, pos, end, None).await);
+        let mut pending = Some(self.start_read(&file, pos, end, None).await?);
         while let Some(task) = pending.take() {
             let (data, permit) = task.await;
             let data = data.map_err(|e| {
@@ -71,36 +64,46 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 // room; never wait for a second permit while holding one,
                 // so connections cannot starve each other into a deadlock.
                 if let Some(p) = self.shared.buffers.try_acquire_arc() {
-                    pending = Some(self.start_read(&file, next, end, Some(p)).await);
+                    pending = Some(self.start_read(&file, next, end, Some(p)).await?);
                 }
             }
-            conn.send_data(id, pos, &data).await?;
+            link.conn.send_data(id, pos, &data).await?;
             drop(permit);
-            let sent = stats.sent.entry(hash).or_insert_with(|| (entry.info.name.clone(), 0));
+            let sent = link.stats.sent.entry(hash).or_insert_with(|| (entry.info.name.clone(), 0));
             sent.1 += data.len() as u64;
             pos = next;
-            if poll_incoming(conn, queue, id, self.config.max_queued).await? {
+            if link.take_incoming(id).await? {
                 break;
             }
             if pending.is_none() && pos < end {
-                pending = Some(self.start_read(&file, pos, end, None).await);
+                pending = Some(self.start_read(&file, pos, end, None).await?);
             }
         }
-        conn.flush().await?;
+        link.conn.flush().await?;
         Ok(())
     }
 
-    /// Starts reading the chunk at `pos` on its own task.
-    async fn start_read(&self, file: &Arc<S::File>, pos: u64, end: u64, permit: Option<SemaphoreGuardArc>) -> Pending {
+    /// Starts reading the chunk at `pos` on its own task. Waits for room in
+    /// the memory budget, but not forever: a client is told "busy" rather
+    /// than left waiting behind slow readers.
+    async fn start_read(
+        &self,
+        file: &Arc<S::File>,
+        pos: u64,
+        end: u64,
+        permit: Option<SemaphoreGuardArc>,
+    ) -> Result<Pending, Refusal> {
         let permit = match permit {
             Some(p) => p,
-            None => self.shared.buffers.acquire_arc().await,
+            None => timeout(&self.rt, self.config.io_timeout, self.shared.buffers.acquire_arc())
+                .await
+                .map_err(|_| Refusal::new(ErrorCode::Busy, "serving too many clients at once; try again later"))?,
         };
-        let len = (end - pos).min(MAX_DATA as u64) as usize;
+        let len = (end - pos).min(CHUNK as u64) as usize;
         let file = file.clone();
-        self.rt.spawn(async move {
+        Ok(self.rt.spawn(async move {
             let r = file.read_at(pos, len, Vec::with_capacity(len)).await;
             (r, permit)
-        })
+        }))
     }
 }

@@ -82,6 +82,7 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u32>(), prop::sample::select(vec![StoreOutcome::Stored, StoreOutcome::Unchanged]))
             .prop_map(|(id, outcome)| Message::Stored { id, outcome }),
         (any::<u32>(), code(), ".{0,40}").prop_map(|(id, code, message)| Message::Error { id, code, message }),
+        any::<u32>().prop_map(|id| Message::Working { id }),
     ]
 }
 
@@ -241,6 +242,7 @@ fn wire_snapshots() {
         ("Accept", Message::Accept { id: 4 }),
         ("Stored", Message::Stored { id: 4, outcome: StoreOutcome::Unchanged }),
         ("Error", Message::Error { id: 5, code: ErrorCode::AlreadyUploading, message: "busy".into() }),
+        ("Working", Message::Working { id: 6 }),
     ];
     let mut out = String::new();
     for (label, msg) in samples {
