@@ -54,6 +54,11 @@ pub struct BlockWriter {
     buf_start: u64,
     /// Bytes of `buf` already verified.
     verified: usize,
+    /// Size of the buffers: a run of verified bytes, at least a block.
+    cap: usize,
+    /// Buffers handed back after writing, reused for the next runs: fresh
+    /// allocations of a MiB cost a page fault per 4 KiB.
+    spare: Vec<Vec<u8>>,
 }
 
 impl BlockWriter {
@@ -69,9 +74,12 @@ impl BlockWriter {
             manifest,
             next: range.start,
             end: range.end,
-            buf: Vec::with_capacity(cap),
+            // Allocated on the first bytes, preferably from a spare.
+            buf: Vec::new(),
             buf_start: range.start,
             verified: 0,
+            cap,
+            spare: Vec::new(),
         })
     }
 
@@ -97,6 +105,9 @@ impl BlockWriter {
         if bytes.len() as u64 > self.end - self.next {
             return Err(VerifyError::PastEnd);
         }
+        if self.buf.capacity() == 0 {
+            self.buf = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(self.cap));
+        }
         let mut out = Vec::new();
         let bs = u64::from(self.manifest.block_size());
         while !bytes.is_empty() {
@@ -120,10 +131,27 @@ impl BlockWriter {
         Ok(out)
     }
 
+    /// Gives back a buffer from an earlier run, once written.
+    pub fn give(&mut self, mut buf: Vec<u8>) {
+        if self.spare.len() < 2 && buf.capacity() >= self.cap {
+            buf.clear();
+            self.spare.push(buf);
+        }
+    }
+
+    /// The buffers this writer holds, for the next writer.
+    pub fn into_buffers(mut self) -> Vec<Vec<u8>> {
+        if self.buf.capacity() >= self.cap {
+            self.buf.clear();
+            self.spare.push(self.buf);
+        }
+        self.spare
+    }
+
     fn take_verified(&mut self) -> (u64, Vec<u8>) {
         let offset = self.buf_start;
-        let cap = self.buf.capacity();
-        let run = std::mem::replace(&mut self.buf, Vec::with_capacity(cap));
+        let next = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(self.cap));
+        let run = std::mem::replace(&mut self.buf, next);
         self.buf_start += run.len() as u64;
         self.verified = 0;
         (offset, run)

@@ -122,6 +122,8 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
         out: &P,
     ) -> Result<(), Stop> {
         let mut requests: VecDeque<Request> = VecDeque::new();
+        // Buffers of finished requests, for the next ones.
+        let mut pool: Vec<Vec<u8>> = Vec::new();
         loop {
             let next = if requests.is_empty() {
                 Next::Command(self.commands.recv().await.ok())
@@ -136,7 +138,10 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
                 Next::Command(None) => return Ok(()),
                 Next::Command(Some(Command::Fetch(range))) => {
                     let id = session.send_read(hash, range.start, range.end - range.start).await?;
-                    let writer = BlockWriter::new(manifest.clone(), range.clone()).map_err(SourceError::Corrupt)?;
+                    let mut writer = BlockWriter::new(manifest.clone(), range.clone()).map_err(SourceError::Corrupt)?;
+                    for buf in pool.drain(..) {
+                        writer.give(buf);
+                    }
                     requests.push_back(Request { id, range, writer, since: None });
                     None
                 }
@@ -163,20 +168,31 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
                         return Err(Stop::Source(SourceError::TooSlow));
                     }
                     for (offset, run) in runs {
-                        out.write_at(offset, run).await.map_err(Stop::Local)?;
+                        let buf = out.write_at(offset, run).await.map_err(Stop::Local)?;
+                        req.writer.give(buf);
                     }
-                    if req.writer.is_done() {
-                        if let Some(next) = requests.get_mut(1) {
-                            next.since = Some(self.rt.now());
+                    if !req.writer.is_done() {
+                        None
+                    } else if let Some(finished) = requests.pop_front() {
+                        // Its buffers serve the next request.
+                        let buffers = finished.writer.into_buffers();
+                        match requests.front_mut() {
+                            Some(next) => {
+                                next.since = Some(self.rt.now());
+                                for b in buffers {
+                                    next.writer.give(b);
+                                }
+                            }
+                            None => pool.extend(buffers),
                         }
-                        requests.pop_front()
+                        Some(finished.range)
                     } else {
                         None
                     }
                 }
             };
-            if let Some(req) = done {
-                let _ = self.events.send(Event::Done { source: self.index, range: req.range }).await;
+            if let Some(range) = done {
+                let _ = self.events.send(Event::Done { source: self.index, range }).await;
             }
         }
     }

@@ -51,7 +51,10 @@ impl<S: Store, R: Runtime> Server<S, R> {
         }
         let file = Arc::new(file);
         let mut pos = offset;
-        let mut pending = Some(self.start_read(&file, pos, end, None).await?);
+        // A sent chunk's buffer is read into again: no fresh allocation
+        // (and its page faults) per chunk.
+        let mut spare = None;
+        let mut pending = Some(self.start_read(&file, pos, end, None, None).await?);
         while let Some(task) = pending.take() {
             let (data, permit) = task.await;
             let data = data.map_err(|e| {
@@ -64,19 +67,20 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 // room; never wait for a second permit while holding one,
                 // so connections cannot starve each other into a deadlock.
                 if let Some(p) = self.shared.buffers.try_acquire_arc() {
-                    pending = Some(self.start_read(&file, next, end, Some(p)).await?);
+                    pending = Some(self.start_read(&file, next, end, Some(p), spare.take()).await?);
                 }
             }
             link.conn.send_data(id, pos, &data).await?;
             drop(permit);
             let sent = link.stats.sent.entry(hash).or_insert_with(|| (entry.info.name.clone(), 0));
             sent.1 += data.len() as u64;
+            spare = Some(data);
             pos = next;
             if link.take_incoming(id).await? {
                 break;
             }
             if pending.is_none() && pos < end {
-                pending = Some(self.start_read(&file, pos, end, None).await?);
+                pending = Some(self.start_read(&file, pos, end, None, spare.take()).await?);
             }
         }
         link.conn.flush().await?;
@@ -92,6 +96,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
         pos: u64,
         end: u64,
         permit: Option<SemaphoreGuardArc>,
+        buf: Option<Vec<u8>>,
     ) -> Result<Pending, Refusal> {
         let permit = match permit {
             Some(p) => p,
@@ -101,8 +106,9 @@ impl<S: Store, R: Runtime> Server<S, R> {
         };
         let len = (end - pos).min(CHUNK as u64) as usize;
         let file = file.clone();
+        let buf = buf.unwrap_or_else(|| Vec::with_capacity(CHUNK));
         Ok(self.rt.spawn(async move {
-            let r = file.read_at(pos, len, Vec::with_capacity(len)).await;
+            let r = file.read_at(pos, len, buf).await;
             (r, permit)
         }))
     }
