@@ -21,6 +21,10 @@ use crate::transport::Stream;
 /// connection goes idle.
 const SMALL_BUF: usize = 64 * 1024;
 
+/// Read buffer of a new connection: enough for a handshake, so that a
+/// crowd of connections that never send a request costs little.
+const FIRST_BUF: usize = 4 * 1024;
+
 /// The slowest a frame may move once it has started, in bytes per second,
 /// on top of the IO timeout. It stops a peer that keeps a connection (and
 /// what it holds) alive by trickling a byte at a time.
@@ -106,7 +110,7 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
         Self {
             stream,
             rt,
-            buf: vec![0; SMALL_BUF],
+            buf: vec![0; FIRST_BUF],
             start: 0,
             end: 0,
             consumed: 0,
@@ -163,6 +167,8 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
     /// Turns a connection away instead of the handshake: preambles (so the
     /// other side can read what follows), one error, and close.
     pub(crate) async fn refuse(&mut self, code: crate::protocol::ErrorCode, message: String) {
+        // Refusals are cheap to ask for: spend little time on each.
+        self.io_timeout = self.io_timeout.min(Duration::from_secs(2));
         if self.exchange_preambles().await.is_ok() {
             let _ = self.send(&Message::Error { id: 0, code, message }).await;
         }
