@@ -1,47 +1,21 @@
 //! `p2p filelist PEER...`
 
-use p2p_core::client::Session;
 use p2p_core::protocol::FileInfo;
-use p2p_core::runtime::Runtime;
 use p2p_core::units;
-use p2p_transport_tcp::TcpTransport;
 use serde_json::json;
 
-use super::{client_config, interrupted, targets, until_interrupted};
+use super::{client_config, targets, with_each_peer};
 use crate::args::Filelist;
-use crate::output::{self, describe};
+use crate::output;
 use crate::{Context, Status};
 
 pub(crate) fn run(ctx: &Context, args: Filelist) -> anyhow::Result<Status> {
     let targets = targets(ctx, &args.peers)?;
-    let config = client_config(args.timeout);
-    let rt = &ctx.rt;
-    let asked = until_interrupted(rt, async {
-        let tasks: Vec<_> = targets
-            .iter()
-            .map(|t| {
-                t.as_ref().ok().map(|t| {
-                    let (rt2, config, addr) = (rt.clone(), config.clone(), t.addr.clone());
-                    rt.spawn(async move {
-                        let mut s = Session::connect(&TcpTransport, &rt2, &addr, &config).await?;
-                        let files = s.list().await?;
-                        s.close().await;
-                        Ok::<_, p2p_core::client::ClientError>(files)
-                    })
-                })
-            })
-            .collect();
-        let mut results = Vec::new();
-        for (t, task) in targets.iter().zip(tasks) {
-            results.push(match (t, task) {
-                (Ok(_), Some(task)) => task.await.map_err(|e| describe(&e)),
-                (Err(e), _) => Err(e.clone()),
-                (Ok(_), None) => Err("not asked".into()),
-            });
-        }
-        results
+    let results = with_each_peer(ctx, &targets, &client_config(args.timeout), |mut s| async move {
+        let files = s.list().await?;
+        s.close().await;
+        Ok(files)
     });
-    let Some(results) = asked else { interrupted() };
 
     let mut all_ok = true;
     let mut doc = Vec::new();

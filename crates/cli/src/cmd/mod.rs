@@ -9,8 +9,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_lite::StreamExt;
-use p2p_core::client::ClientConfig;
+use p2p_core::client::{ClientConfig, ClientError, Session};
+use p2p_core::runtime::Runtime;
+use p2p_core::transport::Transport;
 use p2p_host::SmolRuntime;
+use p2p_transport_tcp::TcpTransport;
 
 use crate::args::{Cli, Command};
 use crate::output::{self, Output};
@@ -48,6 +51,48 @@ pub(crate) fn targets(ctx: &Context, args: &[String]) -> anyhow::Result<Vec<Resu
     }
     let list = PeerList::find(ctx.settings.as_deref())?;
     Ok(args.iter().map(|a| resolve(a, list.as_ref())).collect())
+}
+
+/// Opens a session with every resolved target at once and runs `op` on
+/// it. Results come in the order of `targets`; a target that could not be
+/// resolved keeps its reason. Ctrl-C ends the command.
+pub(crate) fn with_each_peer<T, F, Fut>(
+    ctx: &Context,
+    targets: &[Result<Target, String>],
+    config: &ClientConfig,
+    op: F,
+) -> Vec<Result<T, String>>
+where
+    T: Send + 'static,
+    F: Fn(Session<<TcpTransport as Transport>::Stream, SmolRuntime>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<T, ClientError>> + Send + 'static,
+{
+    let rt = &ctx.rt;
+    let run = async {
+        let tasks: Vec<_> = targets
+            .iter()
+            .map(|t| {
+                let t = t.as_ref().ok()?;
+                let (rt2, config, addr) = (rt.clone(), config.clone(), t.addr.clone());
+                let connect = async move { Session::connect(&TcpTransport, &rt2, &addr, &config).await };
+                let op = op.clone();
+                Some(rt.spawn(async move { op(connect.await?).await }))
+            })
+            .collect();
+        let mut results = Vec::new();
+        for (t, task) in targets.iter().zip(tasks) {
+            results.push(match (t, task) {
+                (Ok(_), Some(task)) => task.await.map_err(|e| output::describe(&e)),
+                (Err(e), _) => Err(e.clone()),
+                (Ok(_), None) => Err("not asked".into()),
+            });
+        }
+        results
+    };
+    match until_interrupted(rt, run) {
+        Some(results) => results,
+        None => interrupted(),
+    }
 }
 
 /// Connection settings for the one-shot commands.

@@ -5,18 +5,16 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use p2p_core::catalog::{Catalog, Entry};
-use p2p_core::client::Session;
 use p2p_core::name::FileName;
 use p2p_core::protocol::{FileInfo, StoreOutcome};
 use p2p_core::runtime::Runtime;
 use p2p_core::store::Store;
 use p2p_host::{FsFile, FsStore};
-use p2p_transport_tcp::TcpTransport;
 use serde_json::json;
 
-use super::{client_config, interrupted, targets, until_interrupted};
+use super::{client_config, interrupted, targets, until_interrupted, with_each_peer};
 use crate::args::Upload;
-use crate::output::{self, describe, transfer};
+use crate::output::{self, transfer};
 use crate::{Context, Status};
 
 /// The folder FILE is looked up in first, as in the original tool.
@@ -28,36 +26,16 @@ pub(crate) fn run(ctx: &Context, args: Upload) -> anyhow::Result<Status> {
     let Some(local) = until_interrupted(rt, open_local(&args.file)) else { interrupted() };
     let (file, entry) = local?;
     let file = Arc::new(file);
-    let config = client_config(args.timeout);
-
-    let pushed = until_interrupted(rt, async {
-        let tasks: Vec<_> = targets
-            .iter()
-            .map(|t| {
-                t.as_ref().ok().map(|t| {
-                    let (rt2, config, addr) = (rt.clone(), config.clone(), t.addr.clone());
-                    let (file, entry) = (file.clone(), entry.clone());
-                    rt.spawn(async move {
-                        let started = rt2.now();
-                        let mut s = Session::connect(&TcpTransport, &rt2, &addr, &config).await?;
-                        let outcome = s.upload(&rt2, file, &entry).await?;
-                        s.close().await;
-                        Ok::<_, p2p_core::client::ClientError>((outcome, rt2.now() - started))
-                    })
-                })
-            })
-            .collect();
-        let mut results = Vec::new();
-        for (t, task) in targets.iter().zip(tasks) {
-            results.push(match (t, task) {
-                (Ok(_), Some(task)) => task.await.map_err(|e| describe(&e)),
-                (Err(e), _) => Err(e.clone()),
-                (Ok(_), None) => Err("not asked".into()),
-            });
+    let (rt2, upload) = (rt.clone(), entry.clone());
+    let results = with_each_peer(ctx, &targets, &client_config(args.timeout), move |mut s| {
+        let (rt, file, entry) = (rt2.clone(), file.clone(), upload.clone());
+        async move {
+            let started = rt.now();
+            let outcome = s.upload(&rt, file, &entry).await?;
+            s.close().await;
+            Ok((outcome, rt.now() - started))
         }
-        results
     });
-    let Some(results) = pushed else { interrupted() };
 
     let name = &entry.info.name;
     let mut all_ok = true;
