@@ -3,8 +3,10 @@
 //! TCP, TLS over any transport, and simnet's in-memory links implement it.
 //! The engine only sees byte streams.
 
+use std::fmt;
 use std::future::Future;
 use std::io;
+use std::str::FromStr;
 
 use futures_io::{AsyncRead, AsyncWrite};
 
@@ -26,8 +28,8 @@ pub trait Transport: Clone + Send + Sync + 'static {
     /// A short name for output and logs ("tcp", "tls").
     fn name(&self) -> &'static str;
 
-    /// Connects to `addr`.
-    fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// Connects to `addr`, including any handshake the transport does.
+    fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Connected<Self::Stream>>> + Send;
 
     /// Listens on `addr`.
     fn bind(&self, addr: &str) -> impl Future<Output = io::Result<Self::Listener>> + Send;
@@ -35,28 +37,97 @@ pub trait Transport: Clone + Send + Sync + 'static {
 
 /// A listening endpoint.
 pub trait Listener: Send + Sync + 'static {
-    /// An accepted connection.
+    /// An established connection.
     type Stream: Stream;
+    /// An accepted connection still to be set up.
+    type Incoming: Incoming<Stream = Self::Stream>;
 
-    /// Waits for the next connection.
-    fn accept(&self) -> impl Future<Output = io::Result<Accepted<Self::Stream>>> + Send;
+    /// Waits for the next connection. Returns before any handshake, so a
+    /// client that stalls its handshake cannot hold up the listener.
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Incoming>> + Send;
 
     /// The address actually bound (with the port filled in when 0 was asked).
     fn local_addr(&self) -> io::Result<String>;
 }
 
-/// A connection a listener accepted.
-#[derive(Debug)]
-pub struct Accepted<S> {
-    /// The connection.
-    pub stream: S,
-    /// Where it came from, for logs.
-    pub remote: String,
+/// A connection accepted but not yet set up (a TLS handshake may be due).
+/// The server sets it up in the connection's own task, under a timeout.
+pub trait Incoming: Send + 'static {
+    /// The established connection.
+    type Stream: Stream;
+
+    /// Where it comes from, for logs.
+    fn remote(&self) -> String;
+
+    /// Does the transport's handshake.
+    fn establish(self) -> impl Future<Output = io::Result<Connected<Self::Stream>>> + Send;
 }
 
-impl<S> Accepted<S> {
-    /// Wraps an accepted stream.
-    pub fn new(stream: S, remote: impl Into<String>) -> Self {
-        Self { stream, remote: remote.into() }
+/// An established connection.
+#[derive(Debug)]
+pub struct Connected<S> {
+    /// The byte stream.
+    pub stream: S,
+    /// Who is at the other end, where the transport authenticates it.
+    pub peer: Option<Fingerprint>,
+}
+
+impl<S> Connected<S> {
+    /// A connection whose transport does not authenticate the peer.
+    pub fn anonymous(stream: S) -> Self {
+        Self { stream, peer: None }
+    }
+}
+
+/// A peer's identity as a transport authenticated it: the SHA-256 of its
+/// certificate (in DER), as Syncthing's device ids are. Displayed as 64
+/// lowercase hex digits, what `openssl x509 -fingerprint -sha256` prints
+/// without the colons.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint(pub [u8; 32]);
+
+/// Text that is not a SHA-256 fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a fingerprint is 64 hex digits (colons between pairs are fine)")]
+pub struct ParseFingerprintError;
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = ParseFingerprintError;
+
+    /// Accepts `ab12…` and `AB:12:…`, as openssl prints it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let digits: String = s.chars().filter(|&c| c != ':').collect();
+        let h: crate::hash::Hash = digits.parse().map_err(|_| ParseFingerprintError)?;
+        Ok(Fingerprint(h.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_parse_as_openssl_prints_them() {
+        let plain = "ab".repeat(32);
+        let openssl = vec!["AB"; 32].join(":");
+        let a: Fingerprint = plain.parse().unwrap();
+        assert_eq!(openssl.parse::<Fingerprint>(), Ok(a));
+        assert_eq!(a.to_string(), plain);
+        assert!("abc".parse::<Fingerprint>().is_err());
     }
 }

@@ -279,7 +279,7 @@ struct RawClient {
 
 impl RawClient {
     async fn connect(addr: &str) -> Self {
-        let mut stream = TcpTransport.connect(addr).await.unwrap();
+        let mut stream = TcpTransport.connect(addr).await.unwrap().stream;
         stream.write_all(&codec::encode_preamble(p2p_core::protocol::VERSION)).await.unwrap();
         let mut c = RawClient { stream, buf: Vec::new() };
         let hello = p2p_core::protocol::Hello { peer_id: "raw".into(), agent: "test".into(), capabilities: 0 };
@@ -435,7 +435,7 @@ fn garbage_oversized_and_stalled_connections_are_dropped_and_others_served() {
         let peer = start(&rt, FsStore::new(dir.path()), config).await;
 
         // Not our protocol at all.
-        let mut junk = TcpTransport.connect(&peer.addr).await.unwrap();
+        let mut junk = TcpTransport.connect(&peer.addr).await.unwrap().stream;
         junk.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
         assert!(closed_within(&rt, &mut junk, Duration::from_secs(5)).await);
 
@@ -481,7 +481,7 @@ fn wrong_version_is_refused_with_a_clear_error() {
     let dir = folder_with(&[]);
     rt.block_on(async {
         let peer = start(&rt, FsStore::new(dir.path()), ServerConfig::default()).await;
-        let mut raw = TcpTransport.connect(&peer.addr).await.unwrap();
+        let mut raw = TcpTransport.connect(&peer.addr).await.unwrap().stream;
         raw.write_all(&codec::encode_preamble(99)).await.unwrap();
         let mut reply = Vec::new();
         let _ = raw.read_to_end(&mut reply).await;

@@ -11,7 +11,7 @@
 //!
 //! let listener = TcpTransport.bind("127.0.0.1:0").await?;
 //! let addr = listener.local_addr()?;
-//! let stream = TcpTransport.connect(&addr).await?;
+//! let connection = TcpTransport.connect(&addr).await?;
 //! # std::io::Result::Ok(()) });
 //! ```
 #![warn(missing_docs)]
@@ -19,7 +19,7 @@
 use std::io;
 
 use async_net::{TcpListener, TcpStream};
-use p2p_core::transport::{Accepted, Listener, Transport};
+use p2p_core::transport::{Connected, Incoming, Listener, Transport};
 
 /// Plain TCP.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,6 +29,13 @@ pub struct TcpTransport;
 #[derive(Debug)]
 pub struct TcpAcceptor(TcpListener);
 
+/// An accepted TCP connection: nothing left to set up.
+#[derive(Debug)]
+pub struct TcpIncoming {
+    stream: TcpStream,
+    remote: String,
+}
+
 impl Transport for TcpTransport {
     type Stream = TcpStream;
     type Listener = TcpAcceptor;
@@ -37,10 +44,10 @@ impl Transport for TcpTransport {
         "tcp"
     }
 
-    async fn connect(&self, addr: &str) -> io::Result<TcpStream> {
+    async fn connect(&self, addr: &str) -> io::Result<Connected<TcpStream>> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(stream)
+        Ok(Connected::anonymous(stream))
     }
 
     async fn bind(&self, addr: &str) -> io::Result<TcpAcceptor> {
@@ -50,17 +57,30 @@ impl Transport for TcpTransport {
 
 impl Listener for TcpAcceptor {
     type Stream = TcpStream;
+    type Incoming = TcpIncoming;
 
-    async fn accept(&self) -> io::Result<Accepted<TcpStream>> {
+    async fn accept(&self) -> io::Result<TcpIncoming> {
         let (stream, remote) = self.0.accept().await?;
         // Only a latency tweak: a socket the peer already reset may refuse
         // it, and that must not look like a failed listener.
         let _ = stream.set_nodelay(true);
-        Ok(Accepted::new(stream, remote.to_string()))
+        Ok(TcpIncoming { stream, remote: remote.to_string() })
     }
 
     fn local_addr(&self) -> io::Result<String> {
         Ok(self.0.local_addr()?.to_string())
+    }
+}
+
+impl Incoming for TcpIncoming {
+    type Stream = TcpStream;
+
+    fn remote(&self) -> String {
+        self.remote.clone()
+    }
+
+    async fn establish(self) -> io::Result<Connected<TcpStream>> {
+        Ok(Connected::anonymous(self.stream))
     }
 }
 
@@ -79,9 +99,11 @@ mod tests {
                 };
                 let addr = listener.local_addr().unwrap();
                 let (client, server) = futures_lite::future::zip(TcpTransport.connect(&addr), listener.accept()).await;
-                let mut client = client.unwrap();
-                let mut server = server.unwrap();
-                assert!(server.remote.contains(if bind.starts_with('[') { "::1" } else { "127.0.0.1" }));
+                let mut client = client.unwrap().stream;
+                let server = server.unwrap();
+                assert!(server.remote().contains(if bind.starts_with('[') { "::1" } else { "127.0.0.1" }));
+                let mut server = server.establish().await.unwrap();
+                assert!(server.peer.is_none());
                 client.write_all(b"ping").await.unwrap();
                 let mut buf = [0; 4];
                 server.stream.read_exact(&mut buf).await.unwrap();

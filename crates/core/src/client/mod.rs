@@ -13,7 +13,7 @@ use crate::manifest::{MAX_FILE_SIZE, Manifest, ManifestError, block_count, block
 use crate::protocol::codec::Frame;
 use crate::protocol::{ErrorCode, FileInfo, FileRef, Hello, Message};
 use crate::runtime::{Runtime, timeout};
-use crate::transport::Transport;
+use crate::transport::{Fingerprint, Transport};
 
 /// Most files a listing may have: about 100 MiB of names at worst, and far
 /// more than a folder anyone shares.
@@ -94,6 +94,8 @@ impl ClientError {
 pub struct Session<S, R> {
     conn: Conn<S, R>,
     peer: Hello,
+    identity: Option<Fingerprint>,
+    transport: &'static str,
     next_id: u32,
 }
 
@@ -110,14 +112,15 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
         T: Transport<Stream = S>,
     {
         let setup = async {
-            let stream = transport
+            let connected = transport
                 .connect(addr)
                 .await
                 .map_err(|source| ClientError::Connect { addr: addr.to_owned(), source })?;
-            let mut conn = Conn::new(stream, rt.clone(), config.io_timeout);
+            let mut conn = Conn::new(connected.stream, rt.clone(), config.io_timeout);
             let hello = Hello { peer_id: config.peer_id.clone(), agent: crate::AGENT.into(), capabilities: 0 };
             let peer = conn.handshake_connect(hello).await?;
-            Ok::<_, ClientError>(Session { conn, peer, next_id: 1 })
+            let transport = transport.name();
+            Ok::<_, ClientError>(Session { conn, peer, identity: connected.peer, transport, next_id: 1 })
         };
         match timeout(rt, config.connect_timeout, setup).await {
             Ok(r) => r,
@@ -128,6 +131,17 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
     /// The peer's handshake.
     pub fn peer(&self) -> &Hello {
         &self.peer
+    }
+
+    /// The peer's certificate fingerprint, where the transport
+    /// authenticated it.
+    pub fn identity(&self) -> Option<Fingerprint> {
+        self.identity
+    }
+
+    /// The transport's name ("tcp", "tls").
+    pub fn transport(&self) -> &'static str {
+        self.transport
     }
 
     fn id(&mut self) -> u32 {

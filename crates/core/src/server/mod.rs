@@ -27,7 +27,7 @@ use crate::name::FileName;
 use crate::protocol::{CAP_SERVE, CAP_UPLOAD, ErrorCode, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, Message};
 use crate::runtime::{Runtime, Task, timeout};
 use crate::store::{Store, StoreError};
-use crate::transport::{Listener, Stream};
+use crate::transport::{Connected, Incoming, Listener, Stream};
 use link::Link;
 
 /// Limits and policy of a server.
@@ -186,9 +186,9 @@ impl<S: Store, R: Runtime> Server<S, R> {
                     None
                 })
                 .await;
-                let accepted = match accepted {
+                let incoming = match accepted {
                     None => continue,
-                    Some(Ok(a)) => a,
+                    Some(Ok(i)) => i,
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "accept failed");
                         self.rt.sleep(Duration::from_millis(100)).await;
@@ -200,7 +200,14 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 let this = self.clone();
                 let done = done_tx.clone();
                 let task = self.rt.spawn(async move {
-                    this.serve_connection(accepted.stream, accepted.remote).await;
+                    let remote = incoming.remote();
+                    // The transport's handshake (TLS) runs here, in the
+                    // connection's own task and under the IO timeout.
+                    match timeout(&this.rt, this.config.io_timeout, incoming.establish()).await {
+                        Ok(Ok(connected)) => this.serve_connection(connected, remote).await,
+                        Ok(Err(e)) => tracing::warn!("refused {remote}: {e}"),
+                        Err(e) => tracing::warn!("refused {remote}: handshake not finished, {e}"),
+                    }
                     let _ = done.send(id).await;
                 });
                 tasks.insert(id, task);
@@ -212,9 +219,9 @@ impl<S: Store, R: Runtime> Server<S, R> {
         }
     }
 
-    /// Serves one connection until it closes or fails.
-    pub async fn serve_connection<St: Stream>(&self, stream: St, remote: String) {
-        let mut conn = Conn::new(stream, self.rt.clone(), self.config.io_timeout);
+    /// Serves one established connection until it closes or fails.
+    pub async fn serve_connection<St: Stream>(&self, connected: Connected<St>, remote: String) {
+        let mut conn = Conn::new(connected.stream, self.rt.clone(), self.config.io_timeout);
         let count = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
         let _count = Decrement(&self.shared.connections);
         if count > self.config.max_connections {
