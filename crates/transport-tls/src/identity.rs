@@ -1,0 +1,217 @@
+//! A peer's identity: its certificate chain and private key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use p2p_core::transport::Fingerprint;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A certificate chain (the peer's own certificate first) and its key.
+pub struct Identity {
+    pub(crate) chain: Vec<CertificateDer<'static>>,
+    pub(crate) key: PrivateKeyDer<'static>,
+}
+
+/// Why an identity could not be loaded or made.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No certificate in the certificate file.
+    #[error("{0}: no PEM certificate found (expected -----BEGIN CERTIFICATE-----)")]
+    NoCertificate(PathBuf),
+    /// No usable key in the key file.
+    #[error("{0}: no PEM private key found (PKCS#8, PKCS#1 \"RSA PRIVATE KEY\" or SEC1 \"EC PRIVATE KEY\")")]
+    NoKey(PathBuf),
+    /// The key is protected by a passphrase.
+    #[error(
+        "{0}: the private key is encrypted; p2p needs it unencrypted: \
+         openssl pkey -in {0} -out key-plain.pem (then keep key-plain.pem private)"
+    )]
+    Encrypted(PathBuf),
+    /// The file is not valid PEM.
+    #[error("{path}: not a valid PEM file: {why}")]
+    BadPem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// The key does not belong to the certificate, or is of a kind rustls
+    /// cannot sign with.
+    #[error("{cert} and {key} do not go together: {why}")]
+    Mismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// Making a new certificate failed.
+    #[error("cannot make a certificate: {0}")]
+    Generate(String),
+}
+
+impl Identity {
+    /// Loads a PEM certificate chain and key, as made by `p2p init` or by
+    /// openssl (RSA, ECDSA P-256/P-384 or Ed25519; PKCS#8, PKCS#1 or SEC1).
+    pub fn load(cert: &Path, key: &Path) -> Result<Identity, IdentityError> {
+        let read = |p: &Path| std::fs::read(p).map_err(|source| IdentityError::Io { path: p.to_owned(), source });
+        let cert_pem = read(cert)?;
+        let key_pem = read(key)?;
+        let chain = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| IdentityError::BadPem { path: cert.to_owned(), why: e.to_string() })?;
+        if chain.is_empty() {
+            return Err(IdentityError::NoCertificate(cert.to_owned()));
+        }
+        let text = String::from_utf8_lossy(&key_pem);
+        if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
+            return Err(IdentityError::Encrypted(key.to_owned()));
+        }
+        let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| match e {
+            rustls_pki_types::pem::Error::NoItemsFound => IdentityError::NoKey(key.to_owned()),
+            e => IdentityError::BadPem { path: key.to_owned(), why: e.to_string() },
+        })?;
+        let identity = Identity { chain, key: key_der };
+        identity.check(cert, key)?;
+        Ok(identity)
+    }
+
+    /// A new self-signed identity (ECDSA P-256) for peer `id`, in memory.
+    pub fn generate(id: &str) -> Result<Identity, IdentityError> {
+        let made = self_signed(id)?;
+        let key = PrivateKeyDer::Pkcs8(made.signing_key.serialize_der().into());
+        Ok(Identity { chain: vec![made.cert.der().clone()], key })
+    }
+
+    /// Makes a new self-signed identity for peer `id` and writes it as PEM:
+    /// the key readable by its owner only.
+    pub fn create(id: &str, cert: &Path, key: &Path) -> Result<Identity, IdentityError> {
+        let made = self_signed(id)?;
+        write_private(key, made.signing_key.serialize_pem().as_bytes())
+            .map_err(|source| IdentityError::Io { path: key.to_owned(), source })?;
+        std::fs::write(cert, made.cert.pem()).map_err(|source| IdentityError::Io { path: cert.to_owned(), source })?;
+        Identity::load(cert, key)
+    }
+
+    /// The fingerprint others see: SHA-256 of the certificate.
+    pub fn fingerprint(&self) -> Fingerprint {
+        fingerprint(&self.chain[0])
+    }
+
+    /// Checks that rustls can sign with the key and that it matches the
+    /// certificate.
+    fn check(&self, cert: &Path, key: &Path) -> Result<(), IdentityError> {
+        let provider = rustls::crypto::ring::default_provider();
+        let mismatch = |why: String| IdentityError::Mismatch { cert: cert.to_owned(), key: key.to_owned(), why };
+        let signing =
+            provider.key_provider.load_private_key(self.key.clone_key()).map_err(|e| mismatch(e.to_string()))?;
+        let certified = rustls::sign::CertifiedKey::new(self.chain.clone(), signing);
+        certified.keys_match().map_err(|e| mismatch(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+impl Identity {
+    /// A self-signed identity valid only between two dates, for tests of
+    /// expired and not-yet-valid certificates.
+    pub(crate) fn with_dates(id: &str, from: (i32, u8, u8), until: (i32, u8, u8)) -> Identity {
+        let mut params = rcgen::CertificateParams::new(vec![id.to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+        params.not_after = rcgen::date_time_ymd(until.0, until.1, until.2);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Identity { chain: vec![cert.der().clone()], key: PrivateKeyDer::Pkcs8(key.serialize_der().into()) }
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity").field("fingerprint", &self.fingerprint()).finish_non_exhaustive()
+    }
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity { chain: self.chain.clone(), key: self.key.clone_key() }
+    }
+}
+
+/// SHA-256 of a certificate's DER.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> Fingerprint {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    Fingerprint(out)
+}
+
+/// A self-signed certificate naming the peer (and localhost), valid for a
+/// century: identities are pinned by fingerprint, not by expiry.
+fn self_signed(id: &str) -> Result<rcgen::CertifiedKey<rcgen::KeyPair>, IdentityError> {
+    rcgen::generate_simple_self_signed(vec![id.to_string(), "localhost".to_string()])
+        .map_err(|e| IdentityError::Generate(e.to_string()))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_then_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let id = Identity::create("peer1", &cert, &key).unwrap();
+        let back = Identity::load(&cert, &key).unwrap();
+        assert_eq!(back.fingerprint(), id.fingerprint());
+        assert_ne!(Identity::generate("peer1").unwrap().fingerprint(), id.fingerprint());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        // Another identity's key does not fit this certificate.
+        let key2 = dir.path().join("key2.pem");
+        Identity::create("peer2", &dir.path().join("cert2.pem"), &key2).unwrap();
+        assert!(matches!(Identity::load(&cert, &key2), Err(IdentityError::Mismatch { .. })));
+    }
+
+    #[test]
+    fn clear_errors_for_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "hello").unwrap();
+        let enc = dir.path().join("enc.pem");
+        std::fs::write(&enc, "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n")
+            .unwrap();
+        let cert = dir.path().join("cert.pem");
+        Identity::create("p", &cert, &dir.path().join("key.pem")).unwrap();
+        assert!(matches!(Identity::load(&junk, &junk), Err(IdentityError::NoCertificate(_))));
+        assert!(matches!(Identity::load(&cert, &junk), Err(IdentityError::NoKey(_))));
+        let e = Identity::load(&cert, &enc).unwrap_err();
+        assert!(e.to_string().contains("openssl pkey -in"), "{e}");
+        assert!(matches!(Identity::load(&dir.path().join("none"), &junk), Err(IdentityError::Io { .. })));
+    }
+}
