@@ -176,14 +176,14 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
     }
 
     /// The accepting side's handshake.
-    pub(crate) async fn handshake_accept(&mut self, hello: Hello) -> Result<Hello, ConnError> {
+    /// The accepting side's handshake, up to the other side's Hello. The
+    /// caller answers with its own Hello, or with an error to refuse.
+    pub(crate) async fn handshake_accept(&mut self) -> Result<Hello, ConnError> {
         self.exchange_preambles().await?;
-        let theirs = match self.read_message(Wait::Busy).await? {
-            Message::Hello(h) => h,
-            other => return Err(ConnError::Unexpected(format!("expected Hello, got {}", kind(&other)))),
-        };
-        self.send(&Message::Hello(hello)).await?;
-        Ok(theirs)
+        match self.read_message(Wait::Busy).await? {
+            Message::Hello(h) => Ok(h),
+            other => Err(ConnError::Unexpected(format!("expected Hello, got {}", kind(&other)))),
+        }
     }
 
     /// The next frame, or `None` if the peer closed the connection cleanly

@@ -91,6 +91,15 @@ pub struct Fingerprint(pub [u8; 32]);
 #[error("a fingerprint is 64 hex digits (colons between pairs are fine)")]
 pub struct ParseFingerprintError;
 
+impl Fingerprint {
+    /// The first 12 hex digits, for people.
+    pub fn short(&self) -> String {
+        let mut s = self.to_string();
+        s.truncate(12);
+        s
+    }
+}
+
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for b in self.0 {

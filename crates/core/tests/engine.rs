@@ -44,6 +44,8 @@ struct Peer<S: Store> {
 }
 
 async fn start<S: Store>(rt: &SmolRuntime, store: S, config: ServerConfig) -> Peer<S> {
+    // Plain TCP authenticates nobody: these tests push as strangers.
+    let config = ServerConfig { uploads: p2p_core::server::UploadPolicy::Anyone, ..config };
     let listener = TcpTransport.bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = Server::new(store, rt.clone(), config);
@@ -696,5 +698,67 @@ fn only_requests_are_queued_behind_a_transfer() {
             other => panic!("expected the connection to be refused, got {other:?}"),
         }
         assert_eq!(c.recv().await, None);
+    });
+}
+
+/// Knows "friend", refuses "enemy", and takes everyone else as a stranger.
+#[derive(Debug)]
+struct ByName;
+
+impl p2p_core::server::Gate for ByName {
+    fn admit(&self, client: &p2p_core::server::ClientInfo) -> Result<p2p_core::server::Standing, String> {
+        match client.claimed_id.as_str() {
+            "friend" => Ok(p2p_core::server::Standing::Known),
+            "enemy" => Err("enemy is not welcome".into()),
+            _ => Ok(p2p_core::server::Standing::Stranger),
+        }
+    }
+}
+
+#[test]
+fn policies_decide_who_may_list_and_push() {
+    use p2p_core::server::UploadPolicy;
+    let rt = SmolRuntime::new(1);
+    let content = data(10_000, 14);
+    let local = folder_with(&[("f.bin", &content)]);
+    rt.block_on(async {
+        let (file, manifest) = FsStore::open_path(local.path().join("f.bin")).await.unwrap();
+        let file = Arc::new(file);
+        let entry = p2p_core::catalog::Entry {
+            info: p2p_core::protocol::FileInfo {
+                name: FileName::new("f.bin").unwrap(),
+                size: manifest.size(),
+                hash: manifest.root(),
+            },
+            manifest: Arc::new(manifest),
+        };
+        let as_who = |id: &str| ClientConfig { peer_id: id.into(), ..fast() };
+        let gate: Arc<dyn p2p_core::server::Gate> = Arc::new(ByName);
+        for (uploads, private) in [(UploadPolicy::KnownPeers, false), (UploadPolicy::Nobody, true)] {
+            let dir = folder_with(&[]);
+            let listener = TcpTransport.bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let config = ServerConfig { uploads, private, gate: Some(gate.clone()), ..ServerConfig::default() };
+            let server = Server::new(FsStore::new(dir.path()), rt.clone(), config);
+            let _task = rt.spawn(async move { server.run(listener, std::future::pending()).await });
+
+            let err = Session::connect(&TcpTransport, &rt, &addr, &as_who("enemy")).await.unwrap_err();
+            assert_eq!(err.to_string(), "enemy is not welcome");
+
+            let mut stranger = Session::connect(&TcpTransport, &rt, &addr, &as_who("")).await.unwrap();
+            let mut friend = Session::connect(&TcpTransport, &rt, &addr, &as_who("friend")).await.unwrap();
+            assert_eq!(
+                stranger.list().await.map(|_| ()).map_err(|e| e.code()),
+                if private { Err(Some(ErrorCode::Forbidden)) } else { Ok(()) }
+            );
+            assert!(friend.list().await.is_ok());
+            let e = stranger.upload(&rt, file.clone(), &entry).await.unwrap_err();
+            assert_eq!(e.code(), Some(ErrorCode::Forbidden), "{e}");
+            let r = friend.upload(&rt, file.clone(), &entry).await;
+            match uploads {
+                UploadPolicy::Nobody => assert_eq!(r.unwrap_err().code(), Some(ErrorCode::Forbidden)),
+                _ => assert_eq!(r.unwrap(), StoreOutcome::Stored),
+            }
+        }
     });
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use p2p_core::runtime::Runtime;
-use p2p_core::server::{Server, ServerConfig};
+use p2p_core::server::{Server, ServerConfig, UploadPolicy};
 use p2p_core::transport::{Listener, Transport};
 use p2p_host::FsStore;
 use p2p_transport_tcp::TcpTransport;
@@ -32,7 +32,7 @@ pub(crate) fn run(ctx: &Context, args: Serve) -> anyhow::Result<Status> {
     let bound = listener.local_addr()?;
     let config = ServerConfig {
         peer_id: args.peer_id.clone(),
-        accept_uploads: !args.no_uploads,
+        uploads: if args.no_uploads { UploadPolicy::Nobody } else { UploadPolicy::Anyone },
         allow_overwrite: args.allow_overwrite,
         io_timeout: Duration::from_secs(args.timeout.max(1)),
         ..ServerConfig::default()

@@ -33,8 +33,12 @@ pub(super) struct Link<St, R> {
     /// way: they are dropped quietly, so the uploader reads the refusal
     /// instead of a reset connection.
     pub(super) discard: Option<u32>,
-    /// "peer (address)", for logs.
+    /// "peer (address, cert …)", for logs.
     pub(super) who: String,
+    /// The fingerprint the transport proved, if any.
+    pub(super) identity: Option<crate::transport::Fingerprint>,
+    /// What the gate made of the client.
+    pub(super) standing: super::Standing,
     pub(super) stats: ConnStats,
     pub(super) max_queued: usize,
 }

@@ -27,7 +27,7 @@ use crate::name::FileName;
 use crate::protocol::{CAP_SERVE, CAP_UPLOAD, ErrorCode, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, Message};
 use crate::runtime::{Runtime, Task, timeout};
 use crate::store::{Store, StoreError};
-use crate::transport::{Connected, Incoming, Listener, Stream};
+use crate::transport::{Connected, Fingerprint, Incoming, Listener, Stream};
 use link::Link;
 
 /// Limits and policy of a server.
@@ -35,8 +35,12 @@ use link::Link;
 pub struct ServerConfig {
     /// This peer's id, sent in the handshake.
     pub peer_id: String,
-    /// Whether uploads are accepted at all.
-    pub accept_uploads: bool,
+    /// Who may push files.
+    pub uploads: UploadPolicy,
+    /// Serve (list, manifest, read) known clients only.
+    pub private: bool,
+    /// Decides who a client is; without one, no client is known.
+    pub gate: Option<Arc<dyn Gate>>,
     /// Whether an upload may replace a file with different content.
     pub allow_overwrite: bool,
     /// Longest wait for the rest of a frame, or for a write to progress.
@@ -59,7 +63,9 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             peer_id: String::new(),
-            accept_uploads: true,
+            uploads: UploadPolicy::KnownPeers,
+            private: false,
+            gate: None,
             allow_overwrite: false,
             io_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
@@ -69,6 +75,46 @@ impl Default for ServerConfig {
             upload_budget: 64 << 20,
         }
     }
+}
+
+/// Who may push files to a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UploadPolicy {
+    /// Nobody: the folder is read-only to others.
+    Nobody,
+    /// Clients the [`Gate`] knows (a pinned or remembered identity).
+    #[default]
+    KnownPeers,
+    /// Anyone who can connect (a trusted network).
+    Anyone,
+}
+
+/// A client as the server sees it after the handshake.
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    /// The peer id it claims in its Hello (empty if none).
+    pub claimed_id: String,
+    /// The fingerprint its transport proved, if the transport authenticates.
+    pub identity: Option<Fingerprint>,
+    /// Where it connects from.
+    pub remote: String,
+}
+
+/// Who a client is, once admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// An identity the server knows (pinned, or remembered for a listed peer).
+    Known,
+    /// Anyone else.
+    Stranger,
+}
+
+/// Decides who a client is from the id it claims and the identity its
+/// transport proved: known, a stranger, or refused outright (an identity
+/// that contradicts a pin).
+pub trait Gate: Send + Sync + std::fmt::Debug + 'static {
+    /// The client's standing, or why it is refused.
+    fn admit(&self, client: &ClientInfo) -> Result<Standing, String>;
 }
 
 /// A peer's serving side.
@@ -231,11 +277,17 @@ impl<S: Store, R: Runtime> Server<S, R> {
             return;
         }
         let started = self.rt.now();
+        let who = match connected.peer {
+            Some(fp) => format!("{remote}, cert {}", fp.short()),
+            None => remote.clone(),
+        };
         let mut link = Link {
             conn,
             queue: VecDeque::new(),
             discard: None,
-            who: remote.clone(),
+            who,
+            identity: connected.peer,
+            standing: Standing::Stranger,
             stats: ConnStats::default(),
             max_queued: self.config.max_queued,
         };
@@ -260,14 +312,26 @@ impl<S: Store, R: Runtime> Server<S, R> {
 
     /// The handshake, then the request loop.
     async fn connection<St: Stream>(&self, link: &mut Link<St, R>, remote: &str) -> Result<(), ConnError> {
-        let caps = CAP_SERVE | if self.config.accept_uploads { CAP_UPLOAD } else { 0 };
+        let caps = CAP_SERVE | if self.config.uploads == UploadPolicy::Nobody { 0 } else { CAP_UPLOAD };
         let hello = Hello { peer_id: self.config.peer_id.clone(), agent: crate::AGENT.into(), capabilities: caps };
-        let handshake = link.conn.handshake_accept(hello);
+        let handshake = link.conn.handshake_accept();
         let theirs = timeout(&self.rt, self.config.io_timeout, handshake).await??;
         let client = crate::sanitize(&theirs.peer_id, crate::protocol::MAX_PEER_ID);
         if !client.is_empty() {
-            link.who = format!("{client} ({remote})");
+            link.who = format!("{client} ({})", link.who);
         }
+        if let Some(gate) = &self.config.gate {
+            let info = ClientInfo { claimed_id: client, identity: link.identity, remote: remote.to_owned() };
+            match gate.admit(&info) {
+                Ok(standing) => link.standing = standing,
+                Err(reason) => {
+                    tracing::warn!("refused {}: {reason}", link.who);
+                    let refusal = Message::Error { id: 0, code: ErrorCode::Forbidden, message: reason };
+                    return link.conn.send(&refusal).await;
+                }
+            }
+        }
+        link.conn.send(&Message::Hello(hello)).await?;
         while let Some(msg) = link.next_request(self.config.idle_timeout).await? {
             self.request(link, msg).await?;
         }
@@ -275,6 +339,12 @@ impl<S: Store, R: Runtime> Server<S, R> {
     }
 
     async fn request<St: Stream>(&self, link: &mut Link<St, R>, msg: Message) -> Result<(), ConnError> {
+        if self.config.private && link.standing != Standing::Known {
+            if let Message::List { id } | Message::GetManifest { id, .. } | Message::Read { id, .. } = msg {
+                let message = "this peer serves known peers only".to_string();
+                return link.conn.send(&Message::Error { id, code: ErrorCode::Forbidden, message }).await;
+            }
+        }
         let (id, result) = match msg {
             Message::List { id } => (id, self.list(link, id).await),
             Message::GetManifest { id, file } => (id, self.manifest(link, id, file).await),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_lock::SemaphoreGuardArc;
 
 use super::link::Link;
-use super::{Failure, Refusal, Server};
+use super::{Failure, Refusal, Server, Standing, UploadPolicy};
 use crate::conn::{ConnError, Wait, kind, rate_time};
 use crate::hash::Hash;
 use crate::manifest::{MAX_FILE_SIZE, Manifest, block_count, block_size_for};
@@ -58,8 +58,20 @@ impl<S: Store, R: Runtime> Server<S, R> {
         let Offer { id, name, size, hash } = offer;
         let name = FileName::new(&name)
             .map_err(|e| Refusal::new(ErrorCode::InvalidName, format!("{:?}: {e}", crate::sanitize(&name, 300))))?;
-        if !self.config.accept_uploads {
-            return Err(Refusal::new(ErrorCode::Forbidden, "this peer does not accept uploads").into());
+        match (self.config.uploads, link.standing) {
+            (UploadPolicy::Nobody, _) => {
+                return Err(Refusal::new(ErrorCode::Forbidden, "this peer does not accept uploads").into());
+            }
+            (UploadPolicy::KnownPeers, Standing::Stranger) => {
+                let who = match link.identity {
+                    Some(fp) => format!("this client's certificate {fp} is not one it knows"),
+                    None => "this client has no identity".to_string(),
+                };
+                tracing::info!("refused upload of {name} from {}: not a known peer", link.who);
+                let message = format!("this peer accepts uploads from known peers only, and {who}");
+                return Err(Refusal::new(ErrorCode::Forbidden, message).into());
+            }
+            _ => {}
         }
         if size > MAX_FILE_SIZE {
             return Err(Refusal::new(ErrorCode::TooLarge, format!("{size} bytes is over the 4 TiB limit")).into());
