@@ -1,16 +1,9 @@
 //! The three commands doing their job: the original README's workflow.
 
-use serde_json::Value;
+use crate::common::{Mode, Net, b3, content, partials};
 
-use crate::common::{Net, b3, content, partials};
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-#[test]
-fn filelist_asks_every_peer() {
-    let net = Net::start(&["peer1", "peer2", "peer3"]);
+fn filelist_asks_every_peer(mode: Mode) {
+    let net = Net::start(mode, &["peer1", "peer2", "peer3"]);
     net.put("peer1", "notes.txt", b"hello from peer1\n");
     net.put("peer1", "data.bin", &content(100_000, 1));
     net.put("peer2", "data.bin", &content(100_000, 1));
@@ -22,18 +15,17 @@ fn filelist_asks_every_peer() {
 
     let run = net.p2p(&["--json", "filelist", "peer1", "peer2", "peer3"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let doc = json(&run.stdout);
+    let doc = net.json(&run.stdout);
     assert_eq!(doc[0]["files"][0]["hash"], b3(&content(100_000, 1)));
     insta::assert_json_snapshot!("filelist_json", doc);
 
     // `--json` after the subcommand works too.
     let again = net.p2p(&["filelist", "peer1", "--json"]);
-    assert_eq!(json(&again.stdout)[0], doc[0]);
+    assert_eq!(net.json(&again.stdout)[0], doc[0]);
 }
 
-#[test]
-fn download_from_one_peer() {
-    let net = Net::start(&["peer1"]);
+fn download_from_one_peer(mode: Mode) {
+    let net = Net::start(mode, &["peer1"]);
     let data = content(300_000, 2);
     net.put("peer1", "photo.jpg", &data);
     let run = net.p2p(&["download", "photo.jpg", "peer1"]);
@@ -45,23 +37,22 @@ fn download_from_one_peer() {
     // Already there: nothing fetched, still success.
     let run = net.p2p(&["--json", "download", "photo.jpg", "peer1"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let mut doc = json(&run.stdout);
+    let mut doc = net.json(&run.stdout);
     let path = net.served("client").canonicalize().unwrap().join("photo.jpg");
     assert_eq!(doc["path"], path.display().to_string(), "an absolute path");
     doc["path"] = "[PATH]".into();
     insta::assert_json_snapshot!("download_again_json", doc);
 }
 
-#[test]
-fn download_takes_ranges_from_two_peers_at_once() {
-    let net = Net::start(&["peer1", "peer2"]);
+fn download_takes_ranges_from_two_peers_at_once(mode: Mode) {
+    let net = Net::start(mode, &["peer1", "peer2"]);
     let data = content(6_000_000, 3);
     net.put("peer1", "big.bin", &data);
     net.put("peer2", "big.bin", &data);
     let out = net.root.path().join("elsewhere");
     let run = net.p2p(&["--json", "download", "big.bin", "peer1", "peer2", "--output", out.to_str().unwrap()]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let doc = json(&run.stdout);
+    let doc = net.json(&run.stdout);
     assert_eq!(doc["status"], "downloaded");
     assert_eq!(doc["hash"], b3(&data));
     assert_eq!(doc["size"], data.len());
@@ -76,9 +67,8 @@ fn download_takes_ranges_from_two_peers_at_once() {
     }));
 }
 
-#[test]
-fn upload_to_two_peers_then_again() {
-    let net = Net::start(&["peer1", "peer2", "peer3"]);
+fn upload_to_two_peers_then_again(mode: Mode) {
+    let net = Net::start(mode, &["peer1", "peer2", "peer3"]);
     net.put("client", "notes.txt", b"meeting at noon\n");
 
     let run = net.p2p(&["upload", "notes.txt", "peer2", "peer3"]);
@@ -92,7 +82,7 @@ fn upload_to_two_peers_then_again() {
 
     let run = net.p2p(&["--json", "upload", "notes.txt", "peer2", "peer3"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    insta::assert_json_snapshot!("upload_again_json", json(&run.stdout));
+    insta::assert_json_snapshot!("upload_again_json", net.json(&run.stdout));
 
     // A path instead of a name in served_files.
     let elsewhere = net.root.path().join("report.pdf");
@@ -105,14 +95,13 @@ fn upload_to_two_peers_then_again() {
     }
 }
 
-#[test]
-fn upload_over_different_content_needs_allow_overwrite() {
-    let mut net = Net::start(&["peer1"]);
+fn upload_over_different_content_needs_allow_overwrite(mode: Mode) {
+    let mut net = Net::start(mode, &["peer1"]);
     net.put("peer1", "notes.txt", b"theirs\n");
     net.put("client", "notes.txt", b"mine\n");
     let run = net.p2p(&["--json", "upload", "notes.txt", "peer1"]);
     assert_eq!(run.code, 1);
-    insta::assert_json_snapshot!("upload_exists_json", json(&run.stdout));
+    insta::assert_json_snapshot!("upload_exists_json", net.json(&run.stdout));
     assert_eq!(net.read("peer1", "notes.txt"), b"theirs\n", "nothing lost");
 
     net.spawn_peer("peer1", &["--allow-overwrite"]);
@@ -122,22 +111,20 @@ fn upload_over_different_content_needs_allow_overwrite() {
     assert_eq!(net.read("peer1", "notes.txt"), b"mine\n");
 }
 
-#[test]
-fn peers_given_as_addresses() {
-    let net = Net::start(&["peer1"]);
+fn peers_given_as_addresses(mode: Mode) {
+    let net = Net::start(mode, &["peer1"]);
     net.put("peer1", "a.txt", b"a");
     let addr = net.peer("peer1").addr.clone();
     let run = net.p2p(&["--json", "filelist", &addr]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(json(&run.stdout)[0]["peer"], addr);
+    assert_eq!(net.json(&run.stdout)[0]["peer"], addr);
     let run = net.p2p(&["download", "a.txt", &addr]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(net.read("client", "a.txt"), b"a");
 }
 
-#[test]
-fn empty_file_round_trip() {
-    let net = Net::start(&["peer1", "peer2"]);
+fn empty_file_round_trip(mode: Mode) {
+    let net = Net::start(mode, &["peer1", "peer2"]);
     net.put("peer1", "empty", b"");
     let run = net.p2p(&["download", "empty", "peer1"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
@@ -146,3 +133,13 @@ fn empty_file_round_trip() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(net.read("peer2", "empty"), b"");
 }
+
+both_modes!(
+    filelist_asks_every_peer,
+    download_from_one_peer,
+    download_takes_ranges_from_two_peers_at_once,
+    upload_to_two_peers_then_again,
+    upload_over_different_content_needs_allow_overwrite,
+    peers_given_as_addresses,
+    empty_file_round_trip,
+);

@@ -2,6 +2,7 @@
 //! on 127.0.0.1 with ephemeral ports, driven the way a user would.
 #![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub, dead_code)]
 
+#[macro_use]
 mod common;
 
 mod commands;

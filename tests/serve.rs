@@ -73,7 +73,10 @@ fn malformed_peer_list_names_the_line() {
     let root = layout("peer1 127.0.0.1 5000\n\npeer2 127.0.0.1\n");
     let run = run_in(&root.path().join("peer1"), &["serve", "peer1"]);
     assert_eq!(run.code, 1);
-    assert_eq!(run.stderr, "error: ../peer_settings.txt:3: expected \"peerID ip port\", found 2 fields\n");
+    assert_eq!(
+        run.stderr,
+        "error: ../peer_settings.txt:3: expected \"peerID ip port [fingerprint]\", found 2 fields\n"
+    );
     let run = run_in(&root.path().join("peer1"), &["filelist", "peer1"]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("peer_settings.txt:3"), "{}", run.stderr);
@@ -105,13 +108,12 @@ fn port_taken() {
     );
 }
 
-#[test]
-fn ctrl_c_during_an_upload_leaves_no_partial_file() {
+fn ctrl_c_during_an_upload_leaves_no_partial_file(mode: crate::common::Mode) {
     use p2p_core::protocol::Message;
-    let mut net = crate::common::Net::start(&["peer1"]);
+    let mut net = crate::common::Net::start(mode, &["peer1"]);
     let data = crate::common::content(300_000, 9);
     let m = p2p_core::manifest::manifest_of(&data);
-    let mut raw = crate::common::raw::Raw::connect(&net.peer("peer1").addr);
+    let mut raw = crate::common::raw::Raw::connect(&net, &net.peer("peer1").addr);
     raw.send(&Message::Offer { id: 1, name: "big.bin".into(), size: data.len() as u64, hash: m.root() });
     assert_eq!(raw.recv(), Some(Message::Accept { id: 1 }));
     let served = net.served("peer1");
@@ -126,3 +128,5 @@ fn ctrl_c_during_an_upload_leaves_no_partial_file() {
     assert!(!served.join("big.bin").exists());
     assert!(net.log("peer1").contains("stopped"));
 }
+
+both_modes!(ctrl_c_during_an_upload_leaves_no_partial_file);

@@ -1,6 +1,6 @@
 //! A peer that speaks the protocol by hand and then misbehaves on cue:
 //! it dies or goes silent partway through the data. Built on p2p-core's
-//! pure codec, with plain blocking sockets.
+//! pure codec, with plain blocking sockets (wrapped in TLS in TLS mode).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -11,6 +11,9 @@ use std::time::Duration;
 use p2p_core::manifest::manifest_of;
 use p2p_core::protocol::codec::{self, Frame};
 use p2p_core::protocol::{ErrorCode, FileInfo, FileRef, Hello, MAX_DATA, Message, VERSION};
+
+use super::Mode;
+use super::tls::{self, Duplex};
 
 /// What the fake peer does once it has sent `after` bytes of file data.
 #[derive(Clone, Copy)]
@@ -39,7 +42,10 @@ impl Drop for FakePeer {
 }
 
 impl FakePeer {
-    pub fn start(name: &str, content: Vec<u8>, fault: Fault) -> FakePeer {
+    /// Serves `content` as `name` on an ephemeral loopback port, over TLS
+    /// (with a throwaway certificate) in TLS mode.
+    pub fn start(mode: Mode, name: &str, content: Vec<u8>, fault: Fault) -> FakePeer {
+        let tls = (mode == Mode::Tls).then(tls::server_config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
@@ -52,9 +58,14 @@ impl FakePeer {
                     return;
                 }
                 let Ok(conn) = conn else { continue };
-                let (content, name, flag) = (content.clone(), name.clone(), flag.clone());
+                let (content, name, flag, tls) = (content.clone(), name.clone(), flag.clone(), tls.clone());
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &name, &content, fault, &flag);
+                    let Ok(tcp) = conn.try_clone() else { return };
+                    let stream: Box<dyn Duplex> = match tls {
+                        Some(config) => tls::server(conn, config),
+                        None => Box::new(conn),
+                    };
+                    let _ = serve(stream, tcp, &name, &content, fault, &flag);
                 });
             }
         });
@@ -62,7 +73,14 @@ impl FakePeer {
     }
 }
 
-fn serve(mut s: TcpStream, name: &str, content: &[u8], fault: Fault, stop: &AtomicBool) -> std::io::Result<()> {
+fn serve(
+    mut s: Box<dyn Duplex>,
+    tcp: TcpStream,
+    name: &str,
+    content: &[u8],
+    fault: Fault,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
     let mut pre = [0u8; 8];
     s.read_exact(&mut pre)?;
     s.write_all(&codec::encode_preamble(VERSION))?;
@@ -135,7 +153,7 @@ fn serve(mut s: TcpStream, name: &str, content: &[u8], fault: Fault, stop: &Atom
                 while pos < end {
                     if sent >= limit {
                         s.write_all(&out)?;
-                        return misbehave(s, fault, stop);
+                        return misbehave(&tcp, fault, stop);
                     }
                     let n = (end - pos).min(MAX_DATA as u64).min(limit - sent).max(1);
                     let mut bytes = content[pos as usize..(pos + n) as usize].to_vec();
@@ -153,7 +171,7 @@ fn serve(mut s: TcpStream, name: &str, content: &[u8], fault: Fault, stop: &Atom
     }
 }
 
-fn misbehave(s: TcpStream, fault: Fault, stop: &AtomicBool) -> std::io::Result<()> {
+fn misbehave(s: &TcpStream, fault: Fault, stop: &AtomicBool) -> std::io::Result<()> {
     match fault {
         Fault::Die { .. } => s.shutdown(Shutdown::Both),
         Fault::Stall { .. } | Fault::Corrupt | Fault::Empty => {

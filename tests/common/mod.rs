@@ -2,9 +2,15 @@
 //! ports, in the original layout (a folder per peer holding served_files/,
 //! peer_settings.txt in the parent), and one-shot commands run from a
 //! client folder beside them.
+//!
+//! Every test that starts peers runs twice, through [`both_modes!`]: over
+//! plain TCP (no identities anywhere) and over TLS (`p2p init` in every
+//! folder, each peer pinned in the peer list, the client listed too so the
+//! peers know it). Snapshots get a `@tcp` or `@tls` suffix.
 
 pub mod fake;
 pub mod raw;
+pub mod tls;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,9 +23,43 @@ pub const P2P: &str = env!("CARGO_BIN_EXE_p2p");
 /// Longest a command may run before the test fails.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
 
+/// Declares `tcp::NAME` and `tls::NAME` tests for each `fn NAME(mode: Mode)`.
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod tcp {
+            $( #[test] fn $name() { super::$name(crate::common::Mode::Tcp) } )*
+        }
+        mod tls {
+            $( #[test] fn $name() { super::$name(crate::common::Mode::Tls) } )*
+        }
+    };
+}
+
+/// How the peers of a test talk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// No identities: plain TCP, as the original tool.
+    Tcp,
+    /// Every folder has an identity: TLS, pinned in the peer list.
+    Tls,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Tcp => "tcp",
+            Mode::Tls => "tls",
+        }
+    }
+}
+
 pub struct Net {
     pub root: tempfile::TempDir,
     pub peers: Vec<Peer>,
+    pub mode: Mode,
+    /// Fingerprints by id (TLS), the client's included.
+    pub fingerprints: Vec<(String, String)>,
+    _snapshots: insta::internals::SettingsBindDropGuard,
 }
 
 pub struct Peer {
@@ -37,21 +77,53 @@ pub struct Run {
 impl Net {
     /// Starts a served folder and a server for each id, and writes the
     /// peer list with the ports they got.
-    pub fn start(ids: &[&str]) -> Net {
-        Self::start_with(ids, &[])
+    pub fn start(mode: Mode, ids: &[&str]) -> Net {
+        Self::start_with(mode, ids, &[])
     }
 
     /// Like [`start`](Self::start), with extra `serve` arguments for all.
-    pub fn start_with(ids: &[&str], extra: &[&str]) -> Net {
+    pub fn start_with(mode: Mode, ids: &[&str], extra: &[&str]) -> Net {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("client/served_files")).unwrap();
-        let mut net = Net { root, peers: Vec::new() };
+        let mut settings = insta::Settings::clone_current();
+        settings.set_snapshot_suffix(mode.name());
+        let mut net =
+            Net { root, peers: Vec::new(), mode, fingerprints: Vec::new(), _snapshots: settings.bind_to_scope() };
+        if mode == Mode::Tls {
+            net.init("client");
+        }
         for id in ids {
             std::fs::create_dir_all(net.root.path().join(id).join("served_files")).unwrap();
+            if mode == Mode::Tls {
+                net.init(id);
+            }
             net.spawn_peer(id, extra);
         }
         net.write_settings(&[]);
         net
+    }
+
+    /// Gives folder `id` an identity with `p2p init`.
+    pub fn init(&mut self, id: &str) -> String {
+        let dir = self.root.path().join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let run = run_in(&dir, &["init", "--id", id, "--json"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let fp = doc["fingerprint"].as_str().unwrap().to_string();
+        self.fingerprints.push((id.to_string(), fp.clone()));
+        fp
+    }
+
+    /// The fingerprint of `id` (TLS).
+    pub fn fingerprint(&self, id: &str) -> Option<&str> {
+        self.fingerprints.iter().find(|(i, _)| i == id).map(|(_, fp)| fp.as_str())
+    }
+
+    /// The client folder's identity files (TLS).
+    pub fn client_identity(&self) -> Option<(PathBuf, PathBuf)> {
+        let dir = self.root.path().join("client");
+        (self.mode == Mode::Tls).then(|| (dir.join("p2p-cert.pem"), dir.join("p2p-key.pem")))
     }
 
     /// Starts (or restarts) the server of peer `id`.
@@ -73,12 +145,19 @@ impl Net {
     }
 
     /// Writes `root/peer_settings.txt` with every running peer, plus
-    /// `extra` lines.
+    /// `extra` lines. Over TLS each line pins the peer's fingerprint, and
+    /// the client is listed (it serves nothing: any port will do) so that
+    /// the peers know it.
     pub fn write_settings(&self, extra: &[&str]) {
         let mut text = String::from("# written by the e2e harness\n");
         for p in &self.peers {
             let (host, port) = p.addr.rsplit_once(':').unwrap();
-            text += &format!("{} {host} {port}\n", p.id);
+            let pin = self.fingerprint(&p.id).unwrap_or_default();
+            text += format!("{} {host} {port} {pin}", p.id).trim_end();
+            text += "\n";
+        }
+        if let Some(fp) = self.fingerprint("client") {
+            text += &format!("client 127.0.0.1 9 {fp}\n");
         }
         for l in extra {
             text += l;
@@ -124,7 +203,22 @@ impl Net {
         for p in &self.peers {
             s = s.replace(&p.addr, &format!("[{}]", p.id.to_uppercase()));
         }
-        redact_common(&s)
+        redact_common(&self.redact_fingerprints(&s))
+    }
+
+    /// Turns fingerprints, whole or short, into `[FP:ID]` and `[fp:ID]`.
+    pub fn redact_fingerprints(&self, text: &str) -> String {
+        let mut s = text.to_string();
+        for (id, fp) in &self.fingerprints {
+            s = s.replace(fp, &format!("[FP:{id}]"));
+            s = s.replace(&fp[..12], &format!("[fp:{id}]"));
+        }
+        s
+    }
+
+    /// A command's JSON output with fingerprints redacted.
+    pub fn json(&self, text: &str) -> serde_json::Value {
+        serde_json::from_str(&self.redact_fingerprints(text)).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
     }
 }
 

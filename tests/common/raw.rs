@@ -8,21 +8,32 @@ use std::time::Duration;
 use p2p_core::protocol::codec::{self, Frame};
 use p2p_core::protocol::{Hello, Message, VERSION};
 
+use super::tls::{self, Duplex};
+use super::{Mode, Net};
+
 pub struct Raw {
-    pub stream: TcpStream,
+    pub stream: Box<dyn Duplex>,
     buf: Vec<u8>,
 }
 
 impl Raw {
-    /// Connects and does the handshake.
-    pub fn connect(addr: &str) -> Raw {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    /// Connects to `addr` the way the net's peers talk and does the
+    /// handshake. Over TLS it shows the client folder's certificate and
+    /// claims its id, so the peer knows it.
+    pub fn connect(net: &Net, addr: &str) -> Raw {
+        let tcp = Self::bare(addr);
+        let (mut stream, id): (Box<dyn Duplex>, _) = match net.mode {
+            Mode::Tcp => (Box::new(tcp), "raw"),
+            Mode::Tls => {
+                let (cert, key) = net.client_identity().unwrap();
+                (tls::client(tcp, tls::client_config(Some((&cert, &key)))), "client")
+            }
+        };
         stream.write_all(&codec::encode_preamble(VERSION)).unwrap();
         let mut pre = [0u8; 8];
         stream.read_exact(&mut pre).unwrap();
         let mut raw = Raw { stream, buf: Vec::new() };
-        raw.send(&Message::Hello(Hello { peer_id: "raw".into(), agent: "test".into(), capabilities: 0 }));
+        raw.send(&Message::Hello(Hello { peer_id: id.into(), agent: "test".into(), capabilities: 0 }));
         assert!(matches!(raw.recv(), Some(Message::Hello(_))));
         raw
     }
@@ -77,13 +88,16 @@ impl Raw {
 
 /// Whether the server closes `s` (reading and dropping anything it sends
 /// first). Bounded by the stream's read timeout.
-pub fn closed(s: &mut TcpStream) -> bool {
+pub fn closed<S: Read + ?Sized>(s: &mut S) -> bool {
     let mut sink = vec![0u8; 65536];
     loop {
         match s.read(&mut sink) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            // Over TLS, a close without close_notify is an unexpected end.
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof) => {
+                return true;
+            }
             Err(_) => return false,
         }
     }

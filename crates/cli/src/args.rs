@@ -4,18 +4,44 @@ use std::path::PathBuf;
 
 use argh::FromArgs;
 
+use crate::net::Choice;
+
+/// `--uploads` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UploadsArg {
+    Nobody,
+    Known,
+    Anyone,
+}
+
+impl std::str::FromStr for UploadsArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "nobody" => Ok(UploadsArg::Nobody),
+            "known" => Ok(UploadsArg::Known),
+            "anyone" => Ok(UploadsArg::Anyone),
+            _ => Err(format!("{s:?}: expected nobody, known or anyone")),
+        }
+    }
+}
+
 /// Share folders between machines you control. Every byte is verified
 /// (BLAKE3) before it is written; files appear only when whole.
 #[derive(FromArgs, Debug)]
 #[argh(
-    note = "PEER is an id from the peer list (peer_settings.txt: lines \"peerID ip port\", looked up in the \
-            current folder, then its parent) or an address host:port.\n\n\
+    note = "PEER is an id from the peer list (peer_settings.txt: lines \"peerID ip port [fingerprint]\", looked \
+            up in the current folder, then its parent) or an address host:port.\n\n\
+            With an identity (`p2p init`), connections use TLS 1.3 and both sides prove who they are: a peer's \
+            certificate must match its pinned fingerprint, else the one it showed first (known_peers.txt beside \
+            p2p.ron). Without one, plain TCP as the original tool.\n\n\
             Exit status: 0 when every requested operation succeeded, 1 when any failed, 2 for usage errors.",
     example = "{command_name} serve peer1\n\
                {command_name} filelist peer1 peer2\n\
                {command_name} upload notes.txt peer2 peer3\n\
                {command_name} download notes.txt peer1 peer2\n\
-               {command_name} --json filelist 127.0.0.1:5000"
+               {command_name} --json filelist 127.0.0.1:5000\n\
+               {command_name} init && {command_name} id"
 )]
 pub(crate) struct Cli {
     /// print results as JSON on stdout (stable format, see the README)
@@ -27,6 +53,15 @@ pub(crate) struct Cli {
     /// the peer list (default: peer_settings.txt in the current folder, then its parent)
     #[argh(option, arg_name = "FILE")]
     pub(crate) settings: Option<PathBuf>,
+    /// this peer's configuration and identity (default: ./p2p.ron)
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// tcp or tls (default: tls when there is an identity or a pinned peer)
+    #[argh(option, arg_name = "NAME")]
+    pub(crate) transport: Option<Choice>,
+    /// trust certificates issued by the CA in FILE (PEM) instead of pins and first use
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
     #[argh(subcommand)]
     pub(crate) command: Command,
 }
@@ -34,10 +69,47 @@ pub(crate) struct Cli {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub(crate) enum Command {
+    Init(Init),
+    Id(Id),
     Serve(Serve),
     Filelist(Filelist),
     Upload(Upload),
     Download(Download),
+}
+
+/// Create this peer's identity: a key, a self-signed certificate and p2p.ron.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "init",
+    note = "Writes p2p-key.pem (readable by you only), p2p-cert.pem and p2p.ron in the current folder, and prints \
+            the fingerprint other peers pin in their peer list (a fourth column). With an identity, p2p uses TLS: \
+            every connection encrypted, both sides authenticated. Certificates made with openssl work too: point \
+            cert and key in p2p.ron at them.",
+    example = "{command_name}\n{command_name} --id peer1 --listen 0.0.0.0:5000"
+)]
+pub(crate) struct Init {
+    /// this peer's id (default: the name of the current folder)
+    #[argh(option, arg_name = "NAME")]
+    pub(crate) id: Option<String>,
+    /// where `serve` listens by default
+    #[argh(option, arg_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+    /// replace an existing identity
+    #[argh(switch)]
+    pub(crate) force: bool,
+    /// print the result as JSON
+    #[argh(switch)]
+    pub(crate) json: bool,
+}
+
+/// Print this peer's id and certificate fingerprint.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "id", example = "{command_name}\n{command_name} --json")]
+pub(crate) struct Id {
+    /// print JSON
+    #[argh(switch)]
+    pub(crate) json: bool,
 }
 
 /// Serve a folder to other peers until Ctrl-C.
@@ -47,13 +119,15 @@ pub(crate) enum Command {
     name = "serve",
     note = "Listens on the address the peer list gives PEER_ID (or --listen). Files under their names in the \
             folder are listed and served; uploads land in it only once complete and verified. p2p keeps its own \
-            state (partial files, cached hashes) in DIR/.p2p. One log line per transfer goes to stderr.",
+            state (partial files, cached hashes) in DIR/.p2p. One log line per transfer goes to stderr.\n\n\
+            Over TLS, a client is known when its certificate matches the pin of the id it claims in the peer list \
+            or p2p.ron, or, for a listed id without a pin, the certificate it showed first.",
     example = "{command_name} peer1\n{command_name} peer1 --dir ~/shared --allow-overwrite\n{command_name} me --listen 127.0.0.1:0"
 )]
 pub(crate) struct Serve {
-    /// this peer's id in the peer list
+    /// this peer's id in the peer list (default: the id in p2p.ron)
     #[argh(positional, arg_name = "PEER_ID")]
-    pub(crate) peer_id: String,
+    pub(crate) peer_id: Option<String>,
     /// the folder to serve (default: ./served_files, created if missing)
     #[argh(option, arg_name = "DIR")]
     pub(crate) dir: Option<PathBuf>,
@@ -63,9 +137,21 @@ pub(crate) struct Serve {
     /// let uploads replace a file that has different content
     #[argh(switch)]
     pub(crate) allow_overwrite: bool,
-    /// refuse all uploads
+    /// who may push files: nobody, known or anyone (default: known over TLS, anyone over plain TCP)
+    #[argh(option, arg_name = "WHO")]
+    pub(crate) uploads: Option<UploadsArg>,
+    /// refuse all uploads (same as --uploads nobody)
     #[argh(switch)]
     pub(crate) no_uploads: bool,
+    /// only known peers may list and download
+    #[argh(switch)]
+    pub(crate) private: bool,
+    /// tcp or tls (default: tls when this peer has an identity)
+    #[argh(option, arg_name = "NAME")]
+    pub(crate) transport: Option<Choice>,
+    /// trust client certificates issued by the CA in FILE
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
     /// seconds a connection may stall mid-transfer before it is dropped (default 30)
     #[argh(option, default = "30", arg_name = "SECS")]
     pub(crate) timeout: u64,
@@ -95,6 +181,12 @@ pub(crate) struct Filelist {
     #[argh(option, default = "30", arg_name = "SECS")]
     /// seconds to wait for a peer that stops answering (default 30)
     pub(crate) timeout: u64,
+    /// tcp or tls (default: tls when there is an identity or a pinned peer)
+    #[argh(option, arg_name = "NAME")]
+    pub(crate) transport: Option<Choice>,
+    /// trust certificates issued by the CA in FILE
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
     /// print JSON on stdout
     #[argh(switch)]
     pub(crate) json: bool,
@@ -126,6 +218,12 @@ pub(crate) struct Upload {
     #[argh(option, default = "30", arg_name = "SECS")]
     /// seconds to wait for a peer that stops answering (default 30)
     pub(crate) timeout: u64,
+    /// tcp or tls (default: tls when there is an identity or a pinned peer)
+    #[argh(option, arg_name = "NAME")]
+    pub(crate) transport: Option<Choice>,
+    /// trust certificates issued by the CA in FILE
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
     /// print JSON on stdout
     #[argh(switch)]
     pub(crate) json: bool,
@@ -163,6 +261,12 @@ pub(crate) struct Download {
     #[argh(option, default = "30", arg_name = "SECS")]
     /// seconds to wait for a peer that stops answering (default 30)
     pub(crate) timeout: u64,
+    /// tcp or tls (default: tls when there is an identity or a pinned peer)
+    #[argh(option, arg_name = "NAME")]
+    pub(crate) transport: Option<Choice>,
+    /// trust certificates issued by the CA in FILE
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
     /// print JSON on stdout
     #[argh(switch)]
     pub(crate) json: bool,

@@ -5,6 +5,8 @@
 
 mod args;
 mod cmd;
+mod config;
+mod net;
 mod output;
 mod peers;
 mod settings;
@@ -97,5 +99,12 @@ impl From<bool> for Status {
 pub(crate) struct Context {
     pub(crate) rt: p2p_host::SmolRuntime,
     pub(crate) out: Output,
+    /// `--settings`.
     pub(crate) settings: Option<std::path::PathBuf>,
+    /// `--config`.
+    pub(crate) config: Option<std::path::PathBuf>,
+    /// `--transport`.
+    pub(crate) transport: net::Choice,
+    /// `--ca`.
+    pub(crate) ca: Option<std::path::PathBuf>,
 }

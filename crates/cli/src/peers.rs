@@ -1,5 +1,7 @@
 //! Turning PEER arguments into addresses.
 
+use p2p_core::transport::Fingerprint;
+
 use crate::settings::{FILE_NAME, PeerList};
 
 /// A peer to talk to.
@@ -9,6 +11,8 @@ pub(crate) struct Target {
     pub(crate) label: String,
     /// `host:port`.
     pub(crate) addr: String,
+    /// The certificate fingerprint pinned for it.
+    pub(crate) pin: Option<Fingerprint>,
 }
 
 impl Target {
@@ -16,15 +20,24 @@ impl Target {
     pub(crate) fn display(&self) -> String {
         if self.label == self.addr { self.label.clone() } else { format!("{} ({})", self.label, self.addr) }
     }
+
+    /// "peer1 (127.0.0.1:5000, tls 1a2b3c4d5e6f)": with how it was reached.
+    pub(crate) fn display_via(&self, via: &str) -> String {
+        if self.label == self.addr {
+            format!("{} ({via})", self.label)
+        } else {
+            format!("{} ({}, {via})", self.label, self.addr)
+        }
+    }
 }
 
 /// Resolves `arg`: an id from the list first, else `host:port`.
 pub(crate) fn resolve(arg: &str, list: Option<&PeerList>) -> Result<Target, String> {
     if let Some(p) = list.and_then(|l| l.get(arg)) {
-        return Ok(Target { label: p.id.clone(), addr: p.addr() });
+        return Ok(Target { label: p.id.clone(), addr: p.addr(), pin: p.pin });
     }
     if looks_like_address(arg) {
-        return Ok(Target { label: arg.to_owned(), addr: arg.to_owned() });
+        return Ok(Target { label: arg.to_owned(), addr: arg.to_owned(), pin: None });
     }
     Err(match list {
         Some(l) => format!("unknown peer {arg:?}: not in {} (known: {})", l.path.display(), l.ids()),
@@ -55,7 +68,7 @@ mod tests {
     fn ids_then_addresses() {
         let list = PeerList::parse("peer1 127.0.0.1 5000\n", Path::new("peer_settings.txt")).unwrap();
         let t = resolve("peer1", Some(&list)).unwrap();
-        assert_eq!(t, Target { label: "peer1".into(), addr: "127.0.0.1:5000".into() });
+        assert_eq!(t, Target { label: "peer1".into(), addr: "127.0.0.1:5000".into(), pin: None });
         assert_eq!(t.display(), "peer1 (127.0.0.1:5000)");
         for a in ["127.0.0.1:6000", "[::1]:6000", "localhost:6000"] {
             assert_eq!(resolve(a, Some(&list)).unwrap().addr, a);

@@ -4,12 +4,18 @@
 //! # comments and blank lines are fine
 //! peer1 127.0.0.1 5000
 //! peer2 ::1 5001
-//! peer3 build-box.lan 5000
+//! peer3 build-box.lan 5000 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
 //! ```
+//!
+//! The optional fourth column pins the peer's certificate fingerprint (what
+//! `p2p id` prints on that peer): a peer presenting another certificate is
+//! refused.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+
+use p2p_core::transport::Fingerprint;
 
 /// The file name looked up when no `--settings` is given.
 pub(crate) const FILE_NAME: &str = "peer_settings.txt";
@@ -27,6 +33,8 @@ pub(crate) struct PeerEntry {
     pub(crate) id: String,
     pub(crate) host: String,
     pub(crate) port: u16,
+    /// The pinned certificate fingerprint, if any.
+    pub(crate) pin: Option<Fingerprint>,
 }
 
 impl PeerEntry {
@@ -89,17 +97,20 @@ impl PeerList {
                 continue;
             }
             let fields: Vec<&str> = content.split_whitespace().collect();
-            let [id, host, port] = fields[..] else {
-                let hint = if fields.len() == 4 {
-                    " (a fourth column, a certificate fingerprint, needs the TLS transport, which this build does not have yet)"
-                } else {
-                    ""
-                };
-                return Err(err(format!(
-                    "expected \"peerID ip port\", found {} field{}{hint}",
-                    fields.len(),
-                    if fields.len() == 1 { "" } else { "s" }
-                )));
+            let (id, host, port, pin) = match fields[..] {
+                [id, host, port] => (id, host, port, None),
+                [id, host, port, pin] => (id, host, port, Some(pin)),
+                _ => {
+                    return Err(err(format!(
+                        "expected \"peerID ip port [fingerprint]\", found {} field{}",
+                        fields.len(),
+                        if fields.len() == 1 { "" } else { "s" }
+                    )));
+                }
+            };
+            let pin = match pin {
+                Some(p) => Some(p.parse::<Fingerprint>().map_err(|e| err(format!("{p:?}: {e}")))?),
+                None => None,
             };
             let port = match port.parse::<u16>() {
                 Ok(p) if p > 0 => p,
@@ -115,7 +126,7 @@ impl PeerList {
             if let Some((first, _)) = peers.iter().find(|(_, p)| p.id == id) {
                 return Err(err(format!("peer id {id:?} is already defined on line {first}")));
             }
-            peers.push((line, PeerEntry { id: id.to_owned(), host: host.to_owned(), port }));
+            peers.push((line, PeerEntry { id: id.to_owned(), host: host.to_owned(), port, pin }));
         }
         Ok(PeerList { path: path.to_owned(), peers: peers.into_iter().map(|(_, p)| p).collect() })
     }
@@ -175,15 +186,19 @@ mod tests {
     #[test]
     fn malformed_lines_name_their_line() {
         let cases = [
-            ("peer1 127.0.0.1\n", "peer_settings.txt:1: expected \"peerID ip port\", found 2 fields"),
+            ("peer1 127.0.0.1\n", "peer_settings.txt:1: expected \"peerID ip port [fingerprint]\", found 2 fields"),
             (
                 "\n\npeer1 127.0.0.1 5000 extra more\n",
-                "peer_settings.txt:3: expected \"peerID ip port\", found 5 fields",
+                "peer_settings.txt:3: expected \"peerID ip port [fingerprint]\", found 5 fields",
             ),
             ("peer1 127.0.0.1 port\n", "peer_settings.txt:1: port \"port\" is not a number from 1 to 65535"),
             ("peer1 127.0.0.1 0\n", "peer_settings.txt:1: port \"0\" is not a number from 1 to 65535"),
             ("peer1 127.0.0.1 70000\n", "peer_settings.txt:1: port \"70000\" is not a number from 1 to 65535"),
             ("peer1 not_a_host! 5000\n", "peer_settings.txt:1: \"not_a_host!\" is not an IP address or a host name"),
+            (
+                "peer1 127.0.0.1 5000 abcd\n",
+                "peer_settings.txt:1: \"abcd\": a fingerprint is 64 hex digits (colons between pairs are fine)",
+            ),
             (
                 "peer1 127.0.0.1 5000\n#\npeer1 127.0.0.1 5001\n",
                 "peer_settings.txt:3: peer id \"peer1\" is already defined on line 1",
@@ -192,6 +207,9 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(parse(text).unwrap_err(), want, "{text:?}");
         }
-        assert!(parse("peer1 127.0.0.1 5000 ab:cd\n").unwrap_err().contains("TLS"));
+        let fp = "ab".repeat(32);
+        let list = parse(&format!("peer1 127.0.0.1 5000 {fp}\npeer2 127.0.0.1 5001\n")).unwrap();
+        assert_eq!(list.peers[0].pin.map(|p| p.to_string()), Some(fp));
+        assert_eq!(list.peers[1].pin, None);
     }
 }

@@ -44,7 +44,7 @@ use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
 
 pub use identity::{Identity, IdentityError, fingerprint};
-use sniff::Sniff;
+pub use sniff::Sniff;
 pub use trust::{KnownPeers, Seen, Trust, TrustError};
 use verify::{ClientVerifier, ServerVerifier};
 
@@ -171,9 +171,16 @@ impl<T: Transport> Transport for TlsTransport<T> {
             (to_remember.lock().unwrap_or_else(PoisonError::into_inner).take(), &self.trust.known)
         {
             // Recorded only now that the peer proved it holds the key.
-            known
+            let seen = known
                 .remember(&format!("server {addr}"), fp)
                 .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()))?;
+            if seen == Seen::New {
+                tracing::warn!(
+                    "{addr}: trusting its certificate {fp} on first use (remembered in {}; a pin in the peer list \
+                     is safer)",
+                    known.path().display()
+                );
+            }
         }
         Ok(Connected { stream: TlsStream::Client(tls), peer: presented })
     }
@@ -260,6 +267,14 @@ fn explain(e: io::Error, first: &[u8], side: Side) -> io::Error {
                                  --transport tcp): use --transport tcp to reach it"
             .to_string(),
         (Side::Server, true) => "a plain-TCP client on this TLS port (it should use --transport tls)".to_string(),
+        // Every TLS connection opens with a handshake record (type 22).
+        (_, false) if first.first().is_some_and(|&b| b != 22) => {
+            let side = match side {
+                Side::Client => "the peer",
+                Side::Server => "the client",
+            };
+            format!("not a p2p peer: {side} does not speak TLS")
+        }
         _ => {
             let inner = e.get_ref().map(ToString::to_string).unwrap_or_else(|| e.to_string());
             if inner.contains("received fatal alert") {

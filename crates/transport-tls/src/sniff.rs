@@ -11,7 +11,8 @@ use futures_io::{AsyncRead, AsyncWrite};
 /// How many leading bytes are kept.
 const KEEP: usize = 8;
 
-/// A stream that records the first bytes read from it.
+/// A stream that records the first bytes read from it (to explain a failed
+/// handshake); otherwise it passes everything through.
 #[derive(Debug)]
 pub struct Sniff<S> {
     inner: S,

@@ -11,10 +11,9 @@ use p2p_core::name::FileName;
 use p2p_core::runtime::{Runtime, Time};
 use p2p_core::units;
 use p2p_host::FsStore;
-use p2p_transport_tcp::TcpTransport;
 use serde_json::json;
 
-use super::{client_config, interrupted, report_unresolved, targets, until_interrupted};
+use super::{client_config, client_net, interrupted, report_unresolved, targets, until_interrupted};
 use crate::args::Download;
 use crate::output::{self, transfer};
 use crate::{Context, Status};
@@ -39,13 +38,12 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
 
     let rt = &ctx.rt;
     let catalog = Catalog::new(FsStore::new(&dir));
-    let config = DownloadConfig { client: client_config(args.timeout), overwrite: args.overwrite };
+    let (net, id) = client_net(ctx, &targets)?;
+    let config = DownloadConfig { client: client_config(args.timeout, &id), overwrite: args.overwrite };
     let mut bar = Bar::new(ctx.out.progress(), name.to_string(), rt.now());
     let started = rt.now();
-    let result = until_interrupted(
-        rt,
-        download(&TcpTransport, rt, &catalog, &name, &sources, &config, |p| bar.update(rt.now(), p)),
-    );
+    let result =
+        until_interrupted(rt, download(&net, rt, &catalog, &name, &sources, &config, |p| bar.update(rt.now(), p)));
     bar.clear();
     let Some(result) = result else { interrupted() };
     let took = rt.now() - started;
@@ -93,6 +91,13 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
     }
     ctx.out.line(&format!("  saved as {}", path.display()));
     ctx.out.line(&format!("  blake3 {}", info.hash));
+    let ids: Vec<String> =
+        report.sources.iter().filter_map(|s| s.identity.map(|fp| format!("{} {}", s.label, fp.short()))).collect();
+    if ids.is_empty() {
+        ctx.out.line(&format!("  over {}", report.transport));
+    } else {
+        ctx.out.line(&format!("  over {}: {}", report.transport, ids.join(", ")));
+    }
     let status = match report.outcome {
         Outcome::Downloaded => "downloaded",
         Outcome::AlreadyPresent => "unchanged",
@@ -102,6 +107,8 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
         .iter()
         .map(|s| {
             let mut v = json!({ "peer": s.label, "bytes": s.bytes });
+            let via = super::Via { transport: report.transport, identity: s.identity };
+            via.annotate(&mut v);
             if let Some(p) = &s.problem {
                 v["error"] = json!(p);
             }

@@ -4,14 +4,15 @@ use p2p_core::protocol::FileInfo;
 use p2p_core::units;
 use serde_json::json;
 
-use super::{client_config, targets, with_each_peer};
+use super::{client_config, client_net, targets, with_each_peer};
 use crate::args::Filelist;
 use crate::output;
 use crate::{Context, Status};
 
 pub(crate) fn run(ctx: &Context, args: Filelist) -> anyhow::Result<Status> {
     let targets = targets(ctx, &args.peers)?;
-    let results = with_each_peer(ctx, &targets, &client_config(args.timeout), |mut s| async move {
+    let (net, id) = client_net(ctx, &targets)?;
+    let results = with_each_peer(ctx, &net, &targets, &client_config(args.timeout, &id), |mut s| async move {
         let files = s.list().await?;
         s.close().await;
         Ok(files)
@@ -22,11 +23,14 @@ pub(crate) fn run(ctx: &Context, args: Filelist) -> anyhow::Result<Status> {
     for (arg, (target, result)) in args.peers.iter().zip(targets.iter().zip(results)) {
         let label = target.as_ref().map_or(arg.clone(), |t| t.label.clone());
         match result {
-            Ok(files) => {
+            Ok((files, via)) => {
                 if let Ok(t) = target {
-                    print_table(ctx, &t.display(), &files);
+                    print_table(ctx, &t.display_via(&via.short()), &files);
                 }
-                doc.push(json!({ "peer": label, "files": files.iter().map(file_json).collect::<Vec<_>>() }));
+                let mut entry = json!({ "peer": label });
+                via.annotate(&mut entry);
+                entry["files"] = files.iter().map(file_json).collect::<Vec<_>>().into();
+                doc.push(entry);
             }
             Err(e) => {
                 all_ok = false;

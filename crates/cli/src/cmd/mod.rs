@@ -2,6 +2,8 @@
 
 mod download;
 mod filelist;
+mod id;
+mod init;
 mod serve;
 mod upload;
 
@@ -11,11 +13,12 @@ use std::time::Duration;
 use futures_lite::StreamExt;
 use p2p_core::client::{ClientConfig, ClientError, Session};
 use p2p_core::runtime::Runtime;
-use p2p_core::transport::Transport;
+use p2p_core::transport::Fingerprint;
 use p2p_host::SmolRuntime;
-use p2p_transport_tcp::TcpTransport;
 
 use crate::args::{Cli, Command};
+use crate::config::Loaded;
+use crate::net::{self, Choice, Net, NetStream};
 use crate::output::{self, Output};
 use crate::peers::{Target, resolve};
 use crate::settings::PeerList;
@@ -24,18 +27,25 @@ use crate::{Context, Status, UsageError};
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<Status> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1);
-    let (json, quiet, settings) = match &cli.command {
-        Command::Serve(a) => (a.json, a.quiet, a.settings.clone()),
-        Command::Filelist(a) => (a.json, a.quiet, a.settings.clone()),
-        Command::Upload(a) => (a.json, a.quiet, a.settings.clone()),
-        Command::Download(a) => (a.json, a.quiet, a.settings.clone()),
+    let (json, quiet, settings, transport, ca) = match &cli.command {
+        Command::Init(a) => (a.json, false, None, None, None),
+        Command::Id(a) => (a.json, false, None, None, None),
+        Command::Serve(a) => (a.json, a.quiet, a.settings.clone(), a.transport, a.ca.clone()),
+        Command::Filelist(a) => (a.json, a.quiet, a.settings.clone(), a.transport, a.ca.clone()),
+        Command::Upload(a) => (a.json, a.quiet, a.settings.clone(), a.transport, a.ca.clone()),
+        Command::Download(a) => (a.json, a.quiet, a.settings.clone(), a.transport, a.ca.clone()),
     };
     let ctx = Context {
         rt: SmolRuntime::new(threads),
         out: Output { json: cli.json || json, quiet: cli.quiet || quiet },
         settings: settings.or(cli.settings),
+        config: cli.config,
+        transport: transport.or(cli.transport).unwrap_or(Choice::Auto),
+        ca: ca.or(cli.ca),
     };
     match cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Id(a) => id::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
         Command::Filelist(a) => filelist::run(&ctx, a),
         Command::Upload(a) => upload::run(&ctx, a),
@@ -53,18 +63,54 @@ pub(crate) fn targets(ctx: &Context, args: &[String]) -> anyhow::Result<Vec<Resu
     Ok(args.iter().map(|a| resolve(a, list.as_ref())).collect())
 }
 
+/// The transport for a one-shot command, and this peer's id to announce.
+pub(crate) fn client_net(ctx: &Context, targets: &[Result<Target, String>]) -> anyhow::Result<(Net, String)> {
+    net::check_ca(ctx.ca.as_ref())?;
+    let config = Loaded::find(ctx.config.as_deref())?;
+    let net = net::for_client(ctx.transport, config.as_ref(), ctx.ca.as_ref(), targets)?;
+    let id = config.map(|c| c.config.id).unwrap_or_default();
+    Ok((net, id))
+}
+
+/// How a connection to a peer was made: the transport and, over TLS, the
+/// peer's fingerprint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Via {
+    pub(crate) transport: &'static str,
+    pub(crate) identity: Option<Fingerprint>,
+}
+
+impl Via {
+    /// "tls 1a2b3c4d5e6f" or "tcp".
+    pub(crate) fn short(&self) -> String {
+        match self.identity {
+            Some(fp) => format!("{} {}", self.transport, fp.short()),
+            None => self.transport.to_string(),
+        }
+    }
+
+    /// Adds `transport` (and `fingerprint`) to a JSON object.
+    pub(crate) fn annotate(&self, v: &mut serde_json::Value) {
+        v["transport"] = self.transport.into();
+        if let Some(fp) = self.identity {
+            v["fingerprint"] = fp.to_string().into();
+        }
+    }
+}
+
 /// Opens a session with every resolved target at once and runs `op` on
 /// it. Results come in the order of `targets`; a target that could not be
 /// resolved keeps its reason. Ctrl-C ends the command.
 pub(crate) fn with_each_peer<T, F, Fut>(
     ctx: &Context,
+    net: &Net,
     targets: &[Result<Target, String>],
     config: &ClientConfig,
     op: F,
-) -> Vec<Result<T, String>>
+) -> Vec<Result<(T, Via), String>>
 where
     T: Send + 'static,
-    F: Fn(Session<<TcpTransport as Transport>::Stream, SmolRuntime>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Session<NetStream, SmolRuntime>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<T, ClientError>> + Send + 'static,
 {
     let rt = &ctx.rt;
@@ -73,10 +119,13 @@ where
             .iter()
             .map(|t| {
                 let t = t.as_ref().ok()?;
-                let (rt2, config, addr) = (rt.clone(), config.clone(), t.addr.clone());
-                let connect = async move { Session::connect(&TcpTransport, &rt2, &addr, &config).await };
+                let (rt2, config, addr, net) = (rt.clone(), config.clone(), t.addr.clone(), net.clone());
                 let op = op.clone();
-                Some(rt.spawn(async move { op(connect.await?).await }))
+                Some(rt.spawn(async move {
+                    let session = Session::connect(&net, &rt2, &addr, &config).await?;
+                    let via = Via { transport: session.transport(), identity: session.identity() };
+                    Ok((op(session).await?, via))
+                }))
             })
             .collect();
         let mut results = Vec::new();
@@ -95,10 +144,11 @@ where
     }
 }
 
-/// Connection settings for the one-shot commands.
-pub(crate) fn client_config(timeout_secs: u64) -> ClientConfig {
+/// Connection settings for the one-shot commands; `id` is announced to
+/// peers (empty without an identity).
+pub(crate) fn client_config(timeout_secs: u64, id: &str) -> ClientConfig {
     let io = Duration::from_secs(timeout_secs.max(1));
-    ClientConfig { peer_id: String::new(), connect_timeout: io.min(Duration::from_secs(10)), io_timeout: io }
+    ClientConfig { peer_id: id.to_owned(), connect_timeout: io.min(Duration::from_secs(10)), io_timeout: io }
 }
 
 /// Completes on Ctrl-C or SIGTERM (never, if signals cannot be watched).

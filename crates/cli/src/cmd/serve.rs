@@ -8,31 +8,79 @@ use p2p_core::runtime::Runtime;
 use p2p_core::server::{Server, ServerConfig, UploadPolicy};
 use p2p_core::transport::{Listener, Transport};
 use p2p_host::FsStore;
-use p2p_transport_tcp::TcpTransport;
 use serde_json::json;
 
 use super::interrupt;
-use crate::args::Serve;
+use crate::args::{Serve, UploadsArg};
+use crate::config::{Loaded, Uploads};
+use crate::net::{self, Net};
 use crate::settings::{FILE_NAME, PeerList};
-use crate::{Context, Status};
+use crate::{Context, Status, UsageError};
 
 pub(crate) fn run(ctx: &Context, args: Serve) -> anyhow::Result<Status> {
-    let addr = match &args.listen {
-        Some(a) => a.clone(),
-        None => listen_addr(ctx, &args.peer_id)?,
+    net::check_ca(ctx.ca.as_ref())?;
+    let config = Loaded::find(ctx.config.as_deref())?;
+    let id = match (&args.peer_id, &config) {
+        (Some(id), Some(c)) if *id != c.config.id => anyhow::bail!(
+            "this folder's identity is {:?} ({}), not {id:?}: serve as {:?} or from another folder",
+            c.config.id,
+            c.path.display(),
+            c.config.id
+        ),
+        (Some(id), _) => id.clone(),
+        (None, Some(c)) => c.config.id.clone(),
+        (None, None) => {
+            return Err(
+                UsageError("name the PEER_ID to serve as (or run `p2p init` to give this folder one)".into()).into()
+            );
+        }
     };
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from("served_files"));
+    let list = PeerList::find(ctx.settings.as_deref())?;
+    let addr = match (
+        &args.listen,
+        list.as_ref().and_then(|l| l.get(&id)),
+        config.as_ref().and_then(|c| c.config.listen.clone()),
+    ) {
+        (Some(a), _, _) => a.clone(),
+        (None, Some(entry), _) => entry.addr(),
+        (None, None, Some(a)) => a,
+        (None, None, None) => return Err(no_address(&id, list.as_ref())),
+    };
+    let dir = match (&args.dir, config.as_ref().and_then(|c| c.config.served.as_ref().map(|p| c.resolve(p)))) {
+        (Some(d), _) => d.clone(),
+        (None, Some(d)) => d,
+        (None, None) => PathBuf::from("served_files"),
+    };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize().with_context(|| format!("cannot open {}", dir.display()))?;
 
+    let (net, gate) = net::for_server(ctx.transport, config.as_ref(), ctx.ca.as_ref(), ctx.settings.as_deref())?;
+    let tls = matches!(net, Net::Tls(_));
+    let uploads = match (args.uploads, args.no_uploads, config.as_ref().and_then(|c| c.config.uploads)) {
+        (Some(UploadsArg::Nobody), _, _) | (None, true, _) | (None, false, Some(Uploads::Nobody)) => {
+            UploadPolicy::Nobody
+        }
+        (Some(UploadsArg::Known), _, _) | (None, false, Some(Uploads::KnownPeers)) => UploadPolicy::KnownPeers,
+        (Some(UploadsArg::Anyone), _, _) | (None, false, Some(Uploads::Anyone)) => UploadPolicy::Anyone,
+        // Over TLS, strangers may not push; plain TCP is for trusted
+        // networks, where the original tool let anyone push.
+        (None, false, None) if tls => UploadPolicy::KnownPeers,
+        (None, false, None) => UploadPolicy::Anyone,
+    };
+    let private = args.private || config.as_ref().is_some_and(|c| c.config.private);
+    if private && !tls {
+        anyhow::bail!("--private needs TLS: over plain TCP no peer can be told from another (run `p2p init`)");
+    }
     let rt = &ctx.rt;
     let listener = rt
-        .block_on(TcpTransport.bind(&addr))
+        .block_on(net.bind(&addr))
         .with_context(|| format!("cannot listen on {addr} (is another peer running there?)"))?;
     let bound = listener.local_addr()?;
     let config = ServerConfig {
-        peer_id: args.peer_id.clone(),
-        uploads: if args.no_uploads { UploadPolicy::Nobody } else { UploadPolicy::Anyone },
+        peer_id: id.clone(),
+        uploads,
+        private,
+        gate,
         allow_overwrite: args.allow_overwrite,
         io_timeout: Duration::from_secs(args.timeout.max(1)),
         ..ServerConfig::default()
@@ -44,14 +92,26 @@ pub(crate) fn run(ctx: &Context, args: Serve) -> anyhow::Result<Status> {
     }
     let server = Server::new(store, rt.clone(), config);
 
+    let fingerprint = net.fingerprint();
     if ctx.out.json {
-        let line = json!({
-            "peer": args.peer_id, "address": bound, "dir": dir.display().to_string(), "transport": "tcp",
-        });
+        let mut line = json!({ "peer": id, "address": bound, "dir": dir.display().to_string() });
+        super::Via { transport: net.label(), identity: fingerprint }.annotate(&mut line);
         ctx.out.json(&line);
     } else {
         // Printed even with -q: scripts and tests read the bound address here.
-        println!("serving {} as {} on {bound} (tcp)", dir.display(), args.peer_id);
+        let how = match fingerprint {
+            Some(fp) => format!("tls, fingerprint {fp}"),
+            None => "tcp".to_string(),
+        };
+        println!("serving {} as {id} on {bound} ({how})", dir.display());
+    }
+    match (tls, uploads) {
+        (false, UploadPolicy::Anyone) => tracing::warn!(
+            "plain TCP: connections are neither encrypted nor authenticated, and anyone who can reach {bound} may \
+             push files (`p2p init` for TLS, or --uploads nobody)"
+        ),
+        (false, _) => tracing::warn!("plain TCP: connections are neither encrypted nor authenticated"),
+        _ => {}
     }
 
     let indexer = server.clone();
@@ -69,16 +129,13 @@ pub(crate) fn run(ctx: &Context, args: Serve) -> anyhow::Result<Status> {
     Ok(Status::Ok)
 }
 
-/// The address the peer list gives `id`.
-fn listen_addr(ctx: &Context, id: &str) -> anyhow::Result<String> {
-    let Some(list) = PeerList::find(ctx.settings.as_deref())? else {
-        anyhow::bail!(
+/// Why there is no address to listen on.
+fn no_address(id: &str, list: Option<&PeerList>) -> anyhow::Error {
+    match list {
+        Some(list) => anyhow::anyhow!("peer {id:?} is not in {} (known: {})", list.path.display(), list.ids()),
+        None => anyhow::anyhow!(
             "no {FILE_NAME} in this folder or its parent to find {id:?} in: create one (lines \"peerID ip port\"), \
              pass --settings FILE, or pass --listen ADDR"
-        );
-    };
-    match list.get(id) {
-        Some(p) => Ok(p.addr()),
-        None => anyhow::bail!("peer {id:?} is not in {} (known: {})", list.path.display(), list.ids()),
+        ),
     }
 }

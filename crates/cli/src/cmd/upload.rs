@@ -12,7 +12,7 @@ use p2p_core::store::Store;
 use p2p_host::{FsFile, FsStore};
 use serde_json::json;
 
-use super::{client_config, interrupted, targets, until_interrupted, with_each_peer};
+use super::{client_config, client_net, interrupted, targets, until_interrupted, with_each_peer};
 use crate::args::Upload;
 use crate::output::{self, transfer};
 use crate::{Context, Status};
@@ -26,8 +26,9 @@ pub(crate) fn run(ctx: &Context, args: Upload) -> anyhow::Result<Status> {
     let Some(local) = until_interrupted(rt, open_local(&args.file)) else { interrupted() };
     let (file, entry) = local?;
     let file = Arc::new(file);
+    let (net, id) = client_net(ctx, &targets)?;
     let (rt2, upload) = (rt.clone(), entry.clone());
-    let results = with_each_peer(ctx, &targets, &client_config(args.timeout), move |mut s| {
+    let results = with_each_peer(ctx, &net, &targets, &client_config(args.timeout, &id), move |mut s| {
         let (rt, file, entry) = (rt2.clone(), file.clone(), upload.clone());
         async move {
             let started = rt.now();
@@ -44,13 +45,21 @@ pub(crate) fn run(ctx: &Context, args: Upload) -> anyhow::Result<Status> {
         let label = target.as_ref().map_or(arg.clone(), |t| t.label.clone());
         let shown = target.as_ref().map_or(arg.clone(), |t| t.display());
         match result {
-            Ok((StoreOutcome::Stored, took)) => {
-                ctx.out.line(&format!("{shown}: stored {name} ({})", transfer(entry.info.size, took)));
-                doc.push(json!({ "peer": label, "status": "stored" }));
-            }
-            Ok((StoreOutcome::Unchanged, _)) => {
-                ctx.out.line(&format!("{shown}: {name} unchanged (the peer already has this exact file)"));
-                doc.push(json!({ "peer": label, "status": "unchanged" }));
+            Ok(((outcome, took), via)) => {
+                let shown = target.as_ref().map_or(arg.clone(), |t| t.display_via(&via.short()));
+                let status = match outcome {
+                    StoreOutcome::Stored => {
+                        ctx.out.line(&format!("{shown}: stored {name} ({})", transfer(entry.info.size, took)));
+                        "stored"
+                    }
+                    StoreOutcome::Unchanged => {
+                        ctx.out.line(&format!("{shown}: {name} unchanged (the peer already has this exact file)"));
+                        "unchanged"
+                    }
+                };
+                let mut v = json!({ "peer": label, "status": status });
+                via.annotate(&mut v);
+                doc.push(v);
             }
             Err(e) => {
                 all_ok = false;

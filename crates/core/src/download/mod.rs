@@ -23,7 +23,7 @@ use crate::name::FileName;
 use crate::protocol::{ErrorCode, FileInfo};
 use crate::runtime::{Runtime, Task};
 use crate::store::{FileMeta, PartialFile, Store, StoreError};
-use crate::transport::Transport;
+use crate::transport::{Fingerprint, Transport};
 pub use peer::SourceError;
 use peer::{Command, Event};
 use schedule::Schedule;
@@ -70,6 +70,8 @@ pub struct DownloadReport {
     pub outcome: Outcome,
     /// Every source, in the order given.
     pub sources: Vec<SourceReport>,
+    /// The transport used ("tcp", "tls").
+    pub transport: &'static str,
 }
 
 /// What one source did.
@@ -81,6 +83,8 @@ pub struct SourceReport {
     pub bytes: u64,
     /// Why it delivered less than it could have, if it did.
     pub problem: Option<String>,
+    /// Its certificate fingerprint, where the transport authenticated it.
+    pub identity: Option<Fingerprint>,
 }
 
 /// Why a download failed.
@@ -178,8 +182,10 @@ where
         tasks.push(rt.spawn(source.run()));
     }
     drop(events_tx);
-    let mut reports: Vec<SourceReport> =
-        sources.iter().map(|s| SourceReport { label: s.label.clone(), bytes: 0, problem: None }).collect();
+    let mut reports: Vec<SourceReport> = sources
+        .iter()
+        .map(|s| SourceReport { label: s.label.clone(), bytes: 0, problem: None, identity: None })
+        .collect();
 
     // Wait for every source's answer, but once one has the file give the
     // others only GRACE: a slow source joins later if it has the same file.
@@ -197,8 +203,9 @@ where
                 .await
             }
         };
-        let Some(Event::Manifest { source, result }) = event else { break };
+        let Some(Event::Manifest { source, result, identity }) = event else { break };
         answered += 1;
+        reports[source].identity = identity;
         match result {
             Ok(e) => {
                 entries[source] = Some(e);
@@ -223,7 +230,12 @@ where
 
     match catalog.by_name(name).await {
         Ok(local) if local.info.hash == hash => {
-            return Ok(DownloadReport { info: entry.info, outcome: Outcome::AlreadyPresent, sources: reports });
+            return Ok(DownloadReport {
+                info: entry.info,
+                outcome: Outcome::AlreadyPresent,
+                sources: reports,
+                transport: transport.name(),
+            });
         }
         Ok(local) if !config.overwrite => {
             return Err(DownloadError::Exists {
@@ -296,9 +308,10 @@ where
             Event::LocalWrite { error } => {
                 return Err(StoreError::io(format!("writing {name} in {}", catalog.store().location()), error).into());
             }
-            Event::Manifest { source, result } => match result {
+            Event::Manifest { source, result, identity } => match result {
                 // A late source with the same file joins in.
                 Ok(e) if e.info.hash == hash => {
+                    reports[source].identity = identity;
                     if let Some(tx) = &commands[source] {
                         let _ = tx.try_send(Command::Start { manifest: entry.manifest.clone(), out: partial.writer() });
                         alive.insert(source);
@@ -337,7 +350,7 @@ where
         Err(e) => return Err(e.into()),
     };
     catalog.insert(meta, entry.manifest.clone()).await;
-    Ok(DownloadReport { info: entry.info, outcome: Outcome::Downloaded, sources: reports })
+    Ok(DownloadReport { info: entry.info, outcome: Outcome::Downloaded, sources: reports, transport: transport.name() })
 }
 
 fn different(e: &Entry) -> String {

@@ -19,6 +19,7 @@ use crate::protocol::FileRef;
 use crate::protocol::codec::Frame;
 use crate::runtime::{Runtime, Time};
 use crate::store::WriteAt;
+use crate::transport::Fingerprint;
 use crate::transport::Transport;
 use crate::verify::{BlockWriter, VerifyError};
 
@@ -32,8 +33,9 @@ pub(super) enum Command<P> {
 
 /// What a source tells the coordinator.
 pub(super) enum Event {
-    /// The source's manifest for the name, or why it has none.
-    Manifest { source: usize, result: Result<Entry, ClientError> },
+    /// The source's manifest for the name, or why it has none, and the
+    /// identity its transport proved.
+    Manifest { source: usize, result: Result<Entry, ClientError>, identity: Option<Fingerprint> },
     /// A range is verified and written.
     Done { source: usize, range: Range<u64> },
     /// The source failed; its unfinished ranges must go elsewhere.
@@ -86,13 +88,14 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
         let mut session = match Session::connect(&self.transport, &self.rt, &self.addr, &self.config).await {
             Ok(s) => s,
             Err(e) => {
-                let _ = self.events.send(Event::Manifest { source, result: Err(e) }).await;
+                let _ = self.events.send(Event::Manifest { source, result: Err(e), identity: None }).await;
                 return;
             }
         };
+        let identity = session.identity();
         let result = session.manifest(FileRef::Name(self.name.to_string())).await;
         let ok = result.is_ok();
-        let _ = self.events.send(Event::Manifest { source, result }).await;
+        let _ = self.events.send(Event::Manifest { source, result, identity }).await;
         if !ok {
             session.close().await;
             return;
