@@ -8,4 +8,5 @@ mod common;
 mod commands;
 mod failures;
 mod serve;
+mod tls;
 mod usage;

@@ -107,11 +107,11 @@ impl Net {
     pub fn init(&mut self, id: &str) -> String {
         let dir = self.root.path().join(id);
         std::fs::create_dir_all(&dir).unwrap();
-        let run = run_in(&dir, &["init", "--id", id, "--json"]);
+        let run = run_in(&dir, &["init", "--id", id, "--json", "--force"]);
         assert_eq!(run.code, 0, "{}", run.stderr);
         let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
         let fp = doc["fingerprint"].as_str().unwrap().to_string();
-        self.fingerprints.push((id.to_string(), fp.clone()));
+        self.set_fingerprint(id, &fp);
         fp
     }
 
@@ -128,11 +128,16 @@ impl Net {
 
     /// Starts (or restarts) the server of peer `id`.
     pub fn spawn_peer(&mut self, id: &str, extra: &[&str]) {
+        if let Some(old) = self.peers.iter_mut().find(|p| p.id == id) {
+            let _ = old.child.kill();
+            let _ = old.child.wait();
+        }
         let dir = self.root.path().join(id);
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(self.root.path().join(format!("{id}.log"))).unwrap();
         let mut child = Command::new(P2P)
-            .args(["serve", id, "--listen", "127.0.0.1:0"])
+            .args(["serve", id])
+            .args(if extra.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
             .args(extra)
             .current_dir(&dir)
             .stdout(Stdio::piped())
@@ -164,6 +169,23 @@ impl Net {
             text += "\n";
         }
         std::fs::write(self.root.path().join("peer_settings.txt"), text).unwrap();
+    }
+
+    /// The settings line of each running peer: `id 127.0.0.1 port [pin]`.
+    pub fn settings_line(&self, id: &str, pin: Option<&str>) -> String {
+        let (host, port) = self.peer(id).addr.rsplit_once(':').unwrap();
+        format!("{id} {host} {port} {}", pin.unwrap_or_default()).trim_end().to_string()
+    }
+
+    /// Replaces `root/peer_settings.txt` with `lines`.
+    pub fn write_settings_lines(&self, lines: &[String]) {
+        std::fs::write(self.root.path().join("peer_settings.txt"), lines.join("\n") + "\n").unwrap();
+    }
+
+    /// Records a new fingerprint for `id` (after `p2p init --force`).
+    pub fn set_fingerprint(&mut self, id: &str, fp: &str) {
+        self.fingerprints.retain(|(i, _)| i != id);
+        self.fingerprints.push((id.to_string(), fp.to_string()));
     }
 
     pub fn peer(&self, id: &str) -> &Peer {

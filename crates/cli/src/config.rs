@@ -90,14 +90,13 @@ impl Loaded {
         Ok(Some(Loaded { config, path }))
     }
 
-    /// The folder the config is in; its paths are relative to it.
-    pub(crate) fn dir(&self) -> &Path {
-        self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
-    }
-
     /// A path from the config, made relative to the config's folder.
     pub(crate) fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_owned() } else { self.dir().join(p) }
+        match self.path.parent() {
+            _ if p.is_absolute() => p.to_owned(),
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join(p),
+            _ => p.to_owned(),
+        }
     }
 
     /// The peer's identity.
@@ -108,7 +107,7 @@ impl Loaded {
 
     /// The known-peers file.
     pub(crate) fn known_peers(&self) -> PathBuf {
-        self.dir().join(KNOWN_PEERS)
+        self.resolve(Path::new(KNOWN_PEERS))
     }
 
     /// The pins of the config, parsed (checked on load).

@@ -16,7 +16,7 @@ use futures_rustls::TlsStream;
 use p2p_core::server::{ClientInfo, Gate, Standing};
 use p2p_core::transport::{Connected, Fingerprint, Incoming, Listener, Transport};
 use p2p_transport_tcp::{TcpAcceptor, TcpIncoming, TcpTransport};
-use p2p_transport_tls::{KnownPeers, Seen, Sniff, TlsIncoming, TlsListener, TlsTransport, Trust};
+use p2p_transport_tls::{KnownPeers, Seen, Sniff, TlsIncoming, TlsListener, TlsTransport, Trust, TrustError};
 
 use crate::config::Loaded;
 use crate::peers::Target;
@@ -108,7 +108,13 @@ pub(crate) fn for_server(
         trust.with_ca(ca)?;
     }
     let known = Arc::new(KnownPeers::open(&config.known_peers())?);
-    let gate = PeerGate { settings: settings.map(Path::to_owned), config_pins: config.pins(), known, ca: ca.is_some() };
+    let gate = PeerGate {
+        me: config.config.id.clone(),
+        settings: settings.map(Path::to_owned),
+        config_pins: config.pins(),
+        known,
+        ca: ca.is_some(),
+    };
     Ok((Net::Tls(TlsTransport::new(TcpTransport, Some(identity), trust)?), Some(Arc::new(gate))))
 }
 
@@ -120,6 +126,8 @@ pub(crate) fn for_server(
 /// effect without a restart.
 #[derive(Debug)]
 struct PeerGate {
+    /// This peer's id, for messages.
+    me: String,
     settings: Option<PathBuf>,
     config_pins: std::collections::BTreeMap<String, Fingerprint>,
     known: Arc<KnownPeers>,
@@ -155,6 +163,16 @@ impl Gate for PeerGate {
                 Ok(Standing::Known)
             }
             Ok(Seen::Known) => Ok(Standing::Known),
+            Err(TrustError::Changed { expected, .. }) => {
+                // The peer's log gets the loud version, through the refusal.
+                Err(format!(
+                    "{me} remembers another certificate for {id:?}: it was {expected}, it is now {presented}. \
+                     Someone may be impersonating {id:?}. If its identity really changed, delete the line \
+                     \"client {id}\" from {file} on {me}",
+                    me = self.me,
+                    file = self.known.path().display(),
+                ))
+            }
             Err(e) => Err(e.to_string()),
         }
     }

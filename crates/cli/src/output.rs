@@ -68,7 +68,15 @@ pub(crate) fn describe(e: &ClientError) -> String {
             io::ErrorKind::TimedOut => format!("cannot connect to {addr}: timed out"),
             _ => format!("cannot connect to {addr}: {source}"),
         },
-        other => other.to_string(),
+        other => {
+            let text = other.to_string();
+            // Over TLS 1.3 a client learns that the server refused its
+            // certificate only at its first read, as a bare alert.
+            match text.find("received fatal alert: ") {
+                Some(i) => format!("the peer refused the TLS handshake ({}); see its log for why", &text[i..]),
+                None => text,
+            }
+        }
     }
 }
 

@@ -175,7 +175,6 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
         self.close().await;
     }
 
-    /// The accepting side's handshake.
     /// The accepting side's handshake, up to the other side's Hello. The
     /// caller answers with its own Hello, or with an error to refuse.
     pub(crate) async fn handshake_accept(&mut self) -> Result<Hello, ConnError> {

@@ -157,9 +157,20 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> Fingerprint {
 
 /// A self-signed certificate naming the peer (and localhost), valid for a
 /// century: identities are pinned by fingerprint, not by expiry.
+/// A certificate naming the peer (common name `id`), with a new P-256 key.
+/// Peers are known by fingerprint, so the names are for people reading it.
 fn self_signed(id: &str) -> Result<rcgen::CertifiedKey<rcgen::KeyPair>, IdentityError> {
-    rcgen::generate_simple_self_signed(vec![id.to_string(), "localhost".to_string()])
-        .map_err(|e| IdentityError::Generate(e.to_string()))
+    let err = |e: rcgen::Error| IdentityError::Generate(e.to_string());
+    let mut names = vec!["localhost".to_string()];
+    if id.is_ascii() {
+        names.insert(0, id.to_string());
+    }
+    let mut params = rcgen::CertificateParams::new(names).map_err(err)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, id);
+    let signing_key = rcgen::KeyPair::generate().map_err(err)?;
+    let cert = params.self_signed(&signing_key).map_err(err)?;
+    Ok(rcgen::CertifiedKey { cert, signing_key })
 }
 
 #[cfg(unix)]

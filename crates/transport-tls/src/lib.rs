@@ -37,7 +37,10 @@ mod verify;
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use futures_io::AsyncWrite;
+use futures_lite::AsyncWriteExt;
 use futures_rustls::{TlsAcceptor, TlsConnector, TlsStream};
+use p2p_core::protocol::{ErrorCode, MAGIC, Message, VERSION, codec};
 use p2p_core::transport::{Connected, Fingerprint, Incoming, Listener, Transport};
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, ServerConfig};
@@ -244,12 +247,36 @@ impl<I: Incoming> Incoming for TlsIncoming<I> {
 
     async fn establish(self) -> io::Result<Connected<Self::Stream>> {
         let inner = self.inner.establish().await?;
-        let sniff = Sniff::new(inner.stream);
+        let mut sniff = Sniff::new(inner.stream);
         let first = sniff.first_bytes();
+        if sniff.peek().await?.first() == Some(&MAGIC[0]) {
+            return Err(refuse_plain(sniff.inner).await);
+        }
         let tls = self.acceptor.accept(sniff).await.map_err(|e| explain(e, &first.get(), Side::Server))?;
         let peer = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(fingerprint);
         Ok(Connected { stream: TlsStream::Server(tls), peer })
     }
+}
+
+/// Tells a plain-TCP p2p client, in its own protocol, that this port
+/// speaks TLS: without this it would only see the connection close.
+async fn refuse_plain<S: AsyncWrite + Unpin>(mut stream: S) -> io::Error {
+    let mut out = codec::encode_preamble(VERSION).to_vec();
+    let refusal = Message::Error {
+        id: 0,
+        code: ErrorCode::Forbidden,
+        message: "this peer speaks TLS only: give your folder an identity with `p2p init`, or pass --transport tls"
+            .into(),
+    };
+    if codec::encode_control(&refusal, &mut out).is_ok() {
+        let _ = stream.write_all(&out).await;
+        let _ = stream.flush().await;
+    }
+    let _ = stream.close().await;
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "a plain-TCP client on this TLS port (told to use `p2p init` or --transport tls)",
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -261,7 +288,7 @@ enum Side {
 /// Rewords a failed handshake when the cause is recognisable: the other
 /// side speaking plain p2p (no TLS), or refusing our certificate.
 fn explain(e: io::Error, first: &[u8], side: Side) -> io::Error {
-    let plain_p2p = first.starts_with(&p2p_core::protocol::MAGIC);
+    let plain_p2p = first.starts_with(&MAGIC);
     let text = match (side, plain_p2p) {
         (Side::Client, true) => "the peer speaks plain TCP, not TLS (it has no identity, or runs with \
                                  --transport tcp): use --transport tcp to reach it"

@@ -15,10 +15,12 @@ const KEEP: usize = 8;
 /// handshake); otherwise it passes everything through.
 #[derive(Debug)]
 pub struct Sniff<S> {
-    inner: S,
+    pub(crate) inner: S,
     first: First,
     /// Bytes recorded so far: past `KEEP`, reads skip the lock.
     kept: usize,
+    /// Bytes read ahead by [`Sniff::peek`], handed out by the next reads.
+    ahead: Vec<u8>,
 }
 
 /// The first bytes read, shared with whoever set up the stream.
@@ -33,7 +35,7 @@ impl First {
 
 impl<S> Sniff<S> {
     pub(crate) fn new(inner: S) -> Self {
-        Self { inner, first: First::default(), kept: 0 }
+        Self { inner, first: First::default(), kept: 0, ahead: Vec::new() }
     }
 
     pub(crate) fn first_bytes(&self) -> First {
@@ -41,16 +43,42 @@ impl<S> Sniff<S> {
     }
 }
 
+impl<S: AsyncRead + Unpin> Sniff<S> {
+    /// Reads the first bytes without consuming them: the next reads return
+    /// them again. Empty if the other side closed without sending any.
+    pub(crate) async fn peek(&mut self) -> io::Result<&[u8]> {
+        if self.ahead.is_empty() {
+            let mut buf = [0u8; KEEP];
+            let n = futures_lite::AsyncReadExt::read(&mut self.inner, &mut buf).await?;
+            self.ahead.extend_from_slice(&buf[..n]);
+        }
+        Ok(&self.ahead)
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Sniff<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        let n = std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-        if this.kept < KEEP {
-            let take = (KEEP - this.kept).min(n);
-            this.first.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(&buf[..take]);
-            this.kept += take;
+        if !this.ahead.is_empty() {
+            let n = this.ahead.len().min(buf.len());
+            buf[..n].copy_from_slice(&this.ahead[..n]);
+            this.ahead.drain(..n);
+            this.record(&buf[..n]);
+            return Poll::Ready(Ok(n));
         }
+        let n = std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        this.record(&buf[..n]);
         Poll::Ready(Ok(n))
+    }
+}
+
+impl<S> Sniff<S> {
+    fn record(&mut self, read: &[u8]) {
+        if self.kept < KEEP {
+            let take = (KEEP - self.kept).min(read.len());
+            self.first.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(&read[..take]);
+            self.kept += take;
+        }
     }
 }
 

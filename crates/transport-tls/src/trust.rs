@@ -76,8 +76,9 @@ pub enum TrustError {
     },
     /// The fingerprint changed since it was first seen.
     #[error(
-        "THE CERTIFICATE OF {key} HAS CHANGED: it was {expected}, it is now {presented}. Someone may be \
-         impersonating the peer. If the peer really has a new identity, delete its line from {file}"
+        "THE CERTIFICATE OF {} HAS CHANGED: it was {expected}, it is now {presented}. Someone may be \
+         impersonating the peer. If the peer really has a new identity, delete the line \"{key}\" from {file}",
+        who(key)
     )]
     Changed {
         /// What changed ("server 10.0.0.5:5000", "client peer2").
@@ -105,6 +106,16 @@ pub enum TrustError {
         /// Why.
         why: String,
     },
+}
+
+/// "the peer at 10.0.0.5:5000" for "server 10.0.0.5:5000", "peer2" for
+/// "client peer2".
+fn who(key: &str) -> String {
+    match key.split_once(' ') {
+        Some(("server", addr)) => format!("THE PEER AT {addr}"),
+        Some(("client", id)) => format!("{id:?}"),
+        _ => key.to_string(),
+    }
 }
 
 /// Fingerprints trusted on first use, kept in a text file, one per line:

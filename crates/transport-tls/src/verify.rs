@@ -50,8 +50,9 @@ impl ServerCertVerifier for ServerVerifier {
         if let Some(ca) = &self.ca {
             ca.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
                 .map_err(|e| self.refuse(format!("certificate not issued by the trusted CA: {e}")))?;
-        } else {
-            check_dates(end_entity, now).map_err(|e| self.refuse(e.to_string()))?;
+        } else if let Err((error, words)) = check_dates(end_entity, now) {
+            *self.refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(words);
+            return Err(error);
         }
         match (pin, &self.trust.known) {
             (Some(expected), _) if expected != presented => {
@@ -126,7 +127,7 @@ impl ClientCertVerifier for ClientVerifier {
         match &self.ca {
             Some(ca) => ca.verify_client_cert(end_entity, intermediates, now),
             None => {
-                check_dates(end_entity, now)?;
+                check_dates(end_entity, now).map_err(|(error, _)| error)?;
                 Ok(ClientCertVerified::assertion())
             }
         }
@@ -155,25 +156,31 @@ impl ClientCertVerifier for ClientVerifier {
     }
 }
 
-/// Refuses a certificate outside its validity dates.
-fn check_dates(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), Error> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
-        .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+/// Refuses a certificate outside its validity dates: the error for rustls
+/// (which picks the alert sent) and the reason in words.
+fn check_dates(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), (Error, String)> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| {
+        (Error::InvalidCertificate(CertificateError::BadEncoding), format!("the peer's certificate is malformed: {e}"))
+    })?;
     let validity = parsed.validity();
     let now_secs = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-    let time = now;
     let at = |secs: i64| UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs.max(0) as u64));
+    let day = |t: &x509_parser::time::ASN1Time| t.to_datetime().date().to_string();
     if now_secs < validity.not_before.timestamp() {
-        return Err(Error::InvalidCertificate(CertificateError::NotValidYetContext {
-            time,
-            not_before: at(validity.not_before.timestamp()),
-        }));
+        let error = CertificateError::NotValidYetContext { time: now, not_before: at(validity.not_before.timestamp()) };
+        let words = format!(
+            "the peer's certificate is not valid until {} (is one of the two clocks wrong?)",
+            day(&validity.not_before)
+        );
+        return Err((Error::InvalidCertificate(error), words));
     }
     if now_secs > validity.not_after.timestamp() {
-        return Err(Error::InvalidCertificate(CertificateError::ExpiredContext {
-            time,
-            not_after: at(validity.not_after.timestamp()),
-        }));
+        let error = CertificateError::ExpiredContext { time: now, not_after: at(validity.not_after.timestamp()) };
+        let words = format!(
+            "the peer's certificate expired on {} (it needs a new one: `p2p init --force` makes one)",
+            day(&validity.not_after)
+        );
+        return Err((Error::InvalidCertificate(error), words));
     }
     Ok(())
 }
