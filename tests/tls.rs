@@ -354,3 +354,34 @@ fn a_ca_vouches_for_peers_without_pins() {
     assert!(run.stderr.contains("peer2"), "{}", run.stderr);
     insta::assert_snapshot!("not_signed_by_the_ca", other.redact(&run.stderr));
 }
+
+#[test]
+fn first_use_counts_only_from_the_listed_address() {
+    let net = Net::start(Mode::Tls, &["peer1"]);
+    net.put("client", "b.txt", b"b");
+    let pin = net.fingerprint("peer1").map(str::to_owned);
+    // The client claims an id listed at another address, without a pin:
+    // anyone could claim it, so peer1 does not trust it on first use.
+    net.write_settings_lines(&[net.settings_line("peer1", pin.as_deref()), "client ::1 9".to_string()]);
+    let run = net.p2p(&["upload", "b.txt", "peer1"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("known peers only"), "{}", run.stderr);
+    assert!(eventually(LOG_WAIT, || net.log("peer1").contains("not from its listed address")), "{}", net.log("peer1"));
+    assert!(!net.root.path().join("peer1/known_peers.txt").exists());
+    // From its listed address, it is.
+    net.write_settings_lines(&[net.settings_line("peer1", pin.as_deref()), "client 127.0.0.1 9".to_string()]);
+    let run = net.p2p(&["upload", "b.txt", "peer1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn a_listed_peer_reached_by_address_keeps_its_pin() {
+    let net = Net::start(Mode::Tls, &["peer1"]);
+    let addr = net.peer("peer1").addr.clone();
+    let wrong = "ab".repeat(32);
+    net.write_settings_lines(&[net.settings_line("peer1", Some(&wrong))]);
+    let run = net.p2p(&["filelist", &addr]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains(&format!("does not match the pinned {wrong}")), "{}", run.stderr);
+    assert!(!net.root.path().join("client/known_peers.txt").exists(), "no first use: the pin decides");
+}

@@ -5,6 +5,7 @@
 //! with `--transport tcp` (trusted networks, benchmarks).
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -93,7 +94,9 @@ pub(crate) fn for_server(
     settings: Option<&Path>,
 ) -> anyhow::Result<(Net, Option<Arc<dyn Gate>>)> {
     let tls = match (choice, config) {
+        (Choice::Tcp, _) if ca.is_some() => anyhow::bail!("--ca needs TLS, not --transport tcp"),
         (Choice::Tcp, _) => false,
+        (_, None) if ca.is_some() => anyhow::bail!("--ca needs TLS, and TLS an identity: run `p2p init` first"),
         (Choice::Tls, None) => anyhow::bail!("TLS needs an identity: run `p2p init` in this folder first"),
         (_, Some(_)) => true,
         (Choice::Auto, None) => false,
@@ -150,30 +153,56 @@ impl Gate for PeerGate {
             }
             None => {}
         }
-        // A CA vouches for the certificate itself.
+        let Some(entry) = entry.filter(|_| !id.is_empty()) else {
+            return Ok(Standing::Stranger);
+        };
+        // A CA vouches for the certificate itself, for a listed id.
         if self.ca {
             return Ok(Standing::Known);
         }
-        if entry.is_none() || id.is_empty() {
+        let key = format!("client {id}");
+        match self.known.check(&key, presented) {
+            Ok(Seen::Known) => return Ok(Standing::Known),
+            Ok(Seen::New) => {}
+            Err(e) => return Err(self.refusal(id, presented, e)),
+        }
+        // Ids are no secret: a certificate is trusted on first use only
+        // when it comes from the address the peer list gives that id.
+        let from = client.remote.parse::<SocketAddr>().ok().map(|a| a.ip().to_canonical());
+        let listed = entry.host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical());
+        if from.is_none() || from != listed {
+            tracing::info!(
+                "{id:?} connects from {} with a certificate never seen, not from its listed address {}: a stranger \
+                 until its fingerprint {presented} is pinned in the peer list",
+                client.remote,
+                entry.host
+            );
             return Ok(Standing::Stranger);
         }
-        match self.known.remember(&format!("client {id}"), presented) {
+        match self.known.remember(&key, presented) {
             Ok(Seen::New) => {
                 tracing::info!("trusting {id} on first use: certificate {presented}");
                 Ok(Standing::Known)
             }
             Ok(Seen::Known) => Ok(Standing::Known),
-            Err(TrustError::Changed { expected, .. }) => {
-                // The peer's log gets the loud version, through the refusal.
-                Err(format!(
-                    "{me} remembers another certificate for {id:?}: it was {expected}, it is now {presented}. \
-                     Someone may be impersonating {id:?}. If its identity really changed, delete the line \
-                     \"client {id}\" from {file} on {me}",
-                    me = self.me,
-                    file = self.known.path().display(),
-                ))
-            }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(self.refusal(id, presented, e)),
+        }
+    }
+}
+
+impl PeerGate {
+    /// What a client is told when its certificate contradicts the one
+    /// remembered (the peer's log gets it too).
+    fn refusal(&self, id: &str, presented: Fingerprint, e: TrustError) -> String {
+        match e {
+            TrustError::Changed { expected, .. } => format!(
+                "{me} remembers another certificate for {id:?}: it was {expected}, it is now {presented}. Someone \
+                 may be impersonating {id:?}. If its identity really changed, delete the line \"client {id}\" from \
+                 {file} on {me}",
+                me = self.me,
+                file = self.known.path().display(),
+            ),
+            e => e.to_string(),
         }
     }
 }

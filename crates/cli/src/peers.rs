@@ -1,8 +1,10 @@
 //! Turning PEER arguments into addresses.
 
+use std::net::SocketAddr;
+
 use p2p_core::transport::Fingerprint;
 
-use crate::settings::{FILE_NAME, PeerList};
+use crate::settings::{FILE_NAME, PeerEntry, PeerList};
 
 /// A peer to talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +39,21 @@ pub(crate) fn resolve(arg: &str, list: Option<&PeerList>) -> Result<Target, Stri
         return Ok(Target { label: p.id.clone(), addr: p.addr(), pin: p.pin });
     }
     if looks_like_address(arg) {
-        return Ok(Target { label: arg.to_owned(), addr: arg.to_owned(), pin: None });
+        // A listed peer reached by its address keeps its pin.
+        let same = |e: &&PeerEntry| match (e.addr().parse::<SocketAddr>(), arg.parse::<SocketAddr>()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => e.addr().eq_ignore_ascii_case(arg),
+        };
+        let pins: Vec<Fingerprint> =
+            list.iter().flat_map(|l| l.peers.iter().filter(same)).filter_map(|e| e.pin).collect();
+        let pin = match pins.split_first() {
+            Some((first, rest)) if rest.iter().any(|p| p != first) => {
+                return Err(format!("{arg}: the peer list pins different fingerprints for this address"));
+            }
+            Some((first, _)) => Some(*first),
+            None => None,
+        };
+        return Ok(Target { label: arg.to_owned(), addr: arg.to_owned(), pin });
     }
     Err(match list {
         Some(l) => format!("unknown peer {arg:?}: not in {} (known: {})", l.path.display(), l.ids()),
@@ -79,5 +95,17 @@ mod tests {
         assert!(resolve("peer9", None).unwrap_err().contains("no peer_settings.txt"));
         assert!(resolve("host:0", None).is_err());
         assert!(resolve("::1", None).is_err());
+    }
+
+    #[test]
+    fn a_listed_peer_reached_by_address_keeps_its_pin() {
+        let (a, b) = ("ab".repeat(32), "cd".repeat(32));
+        let text = format!("peer1 127.0.0.1 5000 {a}\npeer2 ::1 5001 {a}\npeer3 ::1 5001 {b}\n");
+        let list = PeerList::parse(&text, Path::new("peer_settings.txt")).unwrap();
+        let pin = resolve("127.0.0.1:5000", Some(&list)).unwrap().pin;
+        assert_eq!(pin.map(|p| p.to_string()), Some(a));
+        assert_eq!(resolve("127.0.0.1:5999", Some(&list)).unwrap().pin, None);
+        let e = resolve("[::1]:5001", Some(&list)).unwrap_err();
+        assert!(e.contains("different fingerprints"), "{e}");
     }
 }

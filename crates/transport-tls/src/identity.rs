@@ -59,6 +59,16 @@ pub enum IdentityError {
     /// Making a new certificate failed.
     #[error("cannot make a certificate: {0}")]
     Generate(String),
+    /// A line of the known-peers file cannot be read.
+    #[error("{path}:{line}: {why} (fix the line or delete it)")]
+    KnownPeers {
+        /// The file.
+        path: PathBuf,
+        /// The line number.
+        line: usize,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 impl Identity {
@@ -176,8 +186,11 @@ fn self_signed(id: &str) -> Result<rcgen::CertifiedKey<rcgen::KeyPair>, Identity
 #[cfg(unix)]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    // The mode applies only to a new file: tighten one being replaced,
+    // before the key is in it.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(bytes)
 }
 

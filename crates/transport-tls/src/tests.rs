@@ -237,3 +237,96 @@ fn openssl_made_identities_work() {
     let e = Identity::load(&d.join("ec.pem"), &d.join("ec-enc.key")).unwrap_err().to_string();
     assert!(e.contains("encrypted") && e.contains("openssl pkey"), "{e}");
 }
+
+#[test]
+fn a_server_holds_a_bounded_number_of_handshakes() {
+    use p2p_core::runtime::Runtime;
+    use p2p_core::server::{Server, ServerConfig};
+
+    /// Reads until the other side closes; false if it has not within 20 s.
+    async fn closed<S: futures_io::AsyncRead + Unpin>(s: &mut S) -> bool {
+        let read = async {
+            let mut buf = [0u8; 64];
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => {}
+                }
+            }
+        };
+        futures_lite::future::or(read, async {
+            smol::Timer::after(std::time::Duration::from_secs(20)).await;
+            false
+        })
+        .await
+    }
+
+    let rt = p2p_host::SmolRuntime::new(2);
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let (s, listener, addr) = server(Identity::generate("peer1").unwrap()).await;
+        // Handshakes never time out here: only the bound can turn clients away.
+        let config = ServerConfig {
+            max_handshakes: 2,
+            handshake_timeout: std::time::Duration::from_secs(600),
+            ..ServerConfig::default()
+        };
+        let server = Server::new(p2p_host::FsStore::new(dir.path()), rt.clone(), config);
+        let running = server.clone();
+        let _task = rt.spawn(async move { running.run(listener, std::future::pending()).await });
+
+        // Two clients that never start their handshake take both places...
+        let silent1 = TcpTransport.connect(&addr).await.unwrap().stream;
+        let mut silent2 = TcpTransport.connect(&addr).await.unwrap().stream;
+        // ...(once the server has them: a TLS client waits its turn in the
+        // backlog until then, so use a third silent one to know).
+        let mut third = TcpTransport.connect(&addr).await.unwrap().stream;
+        assert!(closed(&mut third).await, "a third handshake is refused at once");
+
+        // One leaves: its place is free for a real client.
+        drop(silent1);
+        let mut trust = Trust::new();
+        trust.pin(&addr, s.fingerprint().unwrap());
+        let client = TlsTransport::new(TcpTransport, None, trust).unwrap();
+        let mut connected = None;
+        for _ in 0..100 {
+            match client.connect(&addr).await {
+                Ok(c) => {
+                    connected = Some(c);
+                    break;
+                }
+                // The server may not have seen the first one leave yet.
+                Err(_) => smol::Timer::after(std::time::Duration::from_millis(20)).await,
+            };
+        }
+        assert!(connected.is_some(), "a client gets in once a place is free");
+        silent2.write_all(b"x").await.unwrap();
+    });
+}
+
+#[test]
+fn a_pin_decides_even_when_a_ca_is_trusted() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        // A CA that signed nothing here.
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&ca_key).unwrap();
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca.pem()).unwrap();
+
+        let (s, listener, addr) = server(Identity::generate("peer1").unwrap()).await;
+        let mut trust = Trust::new();
+        trust.with_ca(&ca_path).unwrap();
+        let without_pin = TlsTransport::new(TcpTransport, None, trust.clone()).unwrap();
+        trust.pin(&addr, s.fingerprint().unwrap());
+        let pinned = TlsTransport::new(TcpTransport, None, trust).unwrap();
+
+        let (c, srv) = pair(&pinned, &listener, &addr).await;
+        assert!(c.is_ok() && srv.is_ok(), "the pin matches: the CA need not have signed it");
+        let (c, _) = pair(&without_pin, &listener, &addr).await;
+        let e = c.unwrap_err().to_string();
+        assert!(e.contains("not issued by the trusted CA"), "{e}");
+    });
+}

@@ -119,11 +119,20 @@ fn who(key: &str) -> String {
 }
 
 /// Fingerprints trusted on first use, kept in a text file, one per line:
-/// `server HOST:PORT FINGERPRINT` or `client PEER_ID FINGERPRINT`.
+/// `server HOST:PORT FINGERPRINT` or `client PEER_ID FINGERPRINT`. The
+/// file is read again whenever it changes, so deleting a line (to trust a
+/// peer's new identity) takes effect at once, even in a running server.
 #[derive(Debug)]
 pub struct KnownPeers {
     path: PathBuf,
-    entries: Mutex<BTreeMap<String, Fingerprint>>,
+    state: Mutex<Loaded>,
+}
+
+#[derive(Debug, Default)]
+struct Loaded {
+    entries: BTreeMap<String, Fingerprint>,
+    /// The file's modification time when it was read.
+    modified: Option<std::time::SystemTime>,
 }
 
 /// Whether a fingerprint was known already.
@@ -138,33 +147,53 @@ pub enum Seen {
 impl KnownPeers {
     /// Opens (or starts) the known-peers file at `path`.
     pub fn open(path: &Path) -> Result<KnownPeers, IdentityError> {
+        let loaded = Self::load(path)?;
+        Ok(KnownPeers { path: path.to_owned(), state: Mutex::new(loaded) })
+    }
+
+    fn load(path: &Path) -> Result<Loaded, IdentityError> {
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(IdentityError::Io { path: path.to_owned(), source }),
+        };
         let mut entries = BTreeMap::new();
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                for (i, line) in text.lines().enumerate() {
-                    let line = line.split('#').next().unwrap_or("").trim();
-                    if line.is_empty() {
-                        continue;
-                    }
-                    let bad = |why: &str| IdentityError::BadPem {
-                        path: path.to_owned(),
-                        why: format!("line {}: {why}", i + 1),
-                    };
-                    let fields: Vec<&str> = line.split_whitespace().collect();
-                    let [kind, who, fp] = fields[..] else {
-                        return Err(bad("expected \"server HOST:PORT FINGERPRINT\" or \"client ID FINGERPRINT\""));
-                    };
-                    if kind != "server" && kind != "client" {
-                        return Err(bad("the first field is \"server\" or \"client\""));
-                    }
-                    let fp = fp.parse().map_err(|_| bad("not a fingerprint"))?;
-                    entries.insert(format!("{kind} {who}"), fp);
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let bad = |why: &str| IdentityError::KnownPeers { path: path.to_owned(), line: i + 1, why: why.into() };
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let [kind, who, fp] = fields[..] else {
+                return Err(bad("expected \"server HOST:PORT FINGERPRINT\" or \"client ID FINGERPRINT\""));
+            };
+            if kind != "server" && kind != "client" {
+                return Err(bad("the first field is \"server\" or \"client\""));
+            }
+            let fp = fp.parse().map_err(|_| bad("not a fingerprint (64 hex digits)"))?;
+            entries.insert(format!("{kind} {who}"), fp);
+        }
+        Ok(Loaded { entries, modified })
+    }
+
+    /// The entries, read again if the file changed since. A file that
+    /// became unreadable keeps the last good entries (and says so).
+    fn current(&self) -> std::sync::MutexGuard<'_, Loaded> {
+        // Plain values: a panic elsewhere cannot leave them torn.
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        if modified != state.modified {
+            match Self::load(&self.path) {
+                Ok(fresh) => *state = fresh,
+                Err(e) => {
+                    tracing::warn!("{e}; keeping the fingerprints read before");
+                    state.modified = modified;
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(IdentityError::Io { path: path.to_owned(), source }),
         }
-        Ok(KnownPeers { path: path.to_owned(), entries: Mutex::new(entries) })
+        state
     }
 
     /// The file.
@@ -174,7 +203,7 @@ impl KnownPeers {
 
     /// Checks `fingerprint` for `key` without recording anything.
     pub fn check(&self, key: &str, fingerprint: Fingerprint) -> Result<Seen, TrustError> {
-        match self.lock().get(key) {
+        match self.current().entries.get(key) {
             Some(&known) if known == fingerprint => Ok(Seen::Known),
             Some(&known) => Err(TrustError::Changed {
                 key: key.to_owned(),
@@ -188,8 +217,8 @@ impl KnownPeers {
 
     /// Records `fingerprint` for `key` if `key` is new; refuses a change.
     pub fn remember(&self, key: &str, fingerprint: Fingerprint) -> Result<Seen, TrustError> {
-        let mut entries = self.lock();
-        match entries.get(key) {
+        let mut state = self.current();
+        match state.entries.get(key) {
             Some(&known) if known == fingerprint => return Ok(Seen::Known),
             Some(&known) => {
                 return Err(TrustError::Changed {
@@ -212,13 +241,10 @@ impl KnownPeers {
         let header =
             if fresh { "# p2p: fingerprints trusted on first use. Delete a line to trust anew.\n" } else { "" };
         writeln!(f, "{header}{key} {fingerprint}").map_err(|e| record(e.to_string()))?;
-        entries.insert(key.to_owned(), fingerprint);
+        drop(f);
+        state.entries.insert(key.to_owned(), fingerprint);
+        state.modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
         Ok(Seen::New)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Fingerprint>> {
-        // A map of plain values: a panic elsewhere cannot leave it torn.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -251,6 +277,23 @@ mod tests {
         let path = dir.path().join("k.txt");
         std::fs::write(&path, "# ok\nserver a:1 zz\n").unwrap();
         let e = KnownPeers::open(&path).unwrap_err().to_string();
-        assert!(e.contains("line 2"), "{e}");
+        assert!(e.contains("k.txt:2: not a fingerprint"), "{e}");
+    }
+
+    #[test]
+    fn a_deleted_line_is_forgotten_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_peers.txt");
+        let (a, b) = (Fingerprint([1; 32]), Fingerprint([2; 32]));
+        let known = KnownPeers::open(&path).unwrap();
+        assert_eq!(known.remember("client peer2", a), Ok(Seen::New));
+        assert!(known.remember("client peer2", b).is_err());
+        // The user deletes the line (the clock may not tick between two
+        // writes: set a different time, as any later edit would have).
+        std::fs::write(&path, "# emptied\n").unwrap();
+        let f = std::fs::File::options().write(true).open(&path).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000)).unwrap();
+        assert_eq!(known.remember("client peer2", b), Ok(Seen::New));
+        assert_eq!(KnownPeers::open(&path).unwrap().check("client peer2", b), Ok(Seen::Known));
     }
 }

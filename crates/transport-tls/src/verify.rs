@@ -46,27 +46,35 @@ impl ServerCertVerifier for ServerVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
         let presented = fingerprint(end_entity);
-        let pin = self.trust.pinned(&self.addr);
+        let dates = |this: &Self| match check_dates(end_entity, now) {
+            Ok(()) => Ok(()),
+            Err((error, words)) => {
+                *this.refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(words);
+                Err(error)
+            }
+        };
+        // A pin decides alone: a CA may not overrule it either way.
+        if let Some(expected) = self.trust.pinned(&self.addr) {
+            if expected != presented {
+                return Err(self.refuse(TrustError::PinMismatch { expected, presented }.to_string()));
+            }
+            dates(self)?;
+            return Ok(ServerCertVerified::assertion());
+        }
         if let Some(ca) = &self.ca {
+            // The CA verifier checks the dates and the name too.
             ca.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
                 .map_err(|e| self.refuse(format!("certificate not issued by the trusted CA: {e}")))?;
-        } else if let Err((error, words)) = check_dates(end_entity, now) {
-            *self.refusal.lock().unwrap_or_else(PoisonError::into_inner) = Some(words);
-            return Err(error);
+            return Ok(ServerCertVerified::assertion());
         }
-        match (pin, &self.trust.known) {
-            (Some(expected), _) if expected != presented => {
-                Err(self.refuse(TrustError::PinMismatch { expected, presented }.to_string()))
-            }
-            (Some(_), _) => Ok(ServerCertVerified::assertion()),
-            // A CA vouches for peers without pins.
-            (None, _) if self.ca.is_some() => Ok(ServerCertVerified::assertion()),
-            (None, Some(known)) => {
+        dates(self)?;
+        match &self.trust.known {
+            Some(known) => {
                 known.check(&format!("server {}", self.addr), presented).map_err(|e| self.refuse(e.to_string()))?;
                 *self.to_remember.lock().unwrap_or_else(PoisonError::into_inner) = Some(presented);
                 Ok(ServerCertVerified::assertion())
             }
-            (None, None) => Err(self.refuse(TrustError::Unpinned(self.addr.clone()).to_string())),
+            None => Err(self.refuse(TrustError::Unpinned(self.addr.clone()).to_string())),
         }
     }
 

@@ -34,11 +34,13 @@ pub(crate) fn run(ctx: &Context, args: Init) -> anyhow::Result<Status> {
             here.file_name().and_then(|n| n.to_str()).map(str::to_owned).unwrap_or_else(|| "peer".into())
         }
     };
+    // The peer list and known_peers.txt are split on whitespace, with `#`
+    // starting a comment.
     if id.is_empty()
         || id.len() > p2p_core::protocol::MAX_PEER_ID
-        || id.chars().any(|c| c.is_whitespace() || c.is_control())
+        || id.chars().any(|c| c.is_whitespace() || c.is_control() || c == '#')
     {
-        anyhow::bail!("{id:?} is not a usable peer id: 1 to 128 characters, no spaces");
+        anyhow::bail!("{id:?} is not a usable peer id: 1 to 128 bytes, no spaces or '#'");
     }
     if let Some(listen) = &args.listen {
         if listen.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {

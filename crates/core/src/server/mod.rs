@@ -49,6 +49,12 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Connections served at once; more are told "busy" and closed.
     pub max_connections: usize,
+    /// Transport handshakes (TLS) in progress at once; connections beyond
+    /// are closed at once, so that clients that never finish theirs cannot
+    /// hold the server's sockets.
+    pub max_handshakes: usize,
+    /// Longest a transport handshake may take (capped by `io_timeout`).
+    pub handshake_timeout: Duration,
     /// Requests a client may queue on one connection.
     pub max_queued: usize,
     /// Bytes of file data all connections together hold in memory while
@@ -70,6 +76,8 @@ impl Default for ServerConfig {
             io_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
             max_connections: 512,
+            max_handshakes: 64,
+            handshake_timeout: Duration::from_secs(10),
             max_queued: 16,
             read_budget: 32 << 20,
             upload_budget: 64 << 20,
@@ -149,6 +157,8 @@ struct Shared {
     /// Permits of one MiB each, for uploads being received.
     uploads: Arc<Semaphore>,
     connections: AtomicUsize,
+    /// Transport handshakes in progress.
+    handshakes: AtomicUsize,
 }
 
 /// Why a request failed, as told to the client.
@@ -199,6 +209,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 buffers: Arc::new(Semaphore::new(read_permits)),
                 uploads: Arc::new(Semaphore::new(upload_permits)),
                 connections: AtomicUsize::new(0),
+                handshakes: AtomicUsize::new(0),
             }),
         }
     }
@@ -241,6 +252,13 @@ impl<S: Store, R: Runtime> Server<S, R> {
                         continue;
                     }
                 };
+                // Counted here, uncounted by the task when its handshake ends.
+                if self.shared.handshakes.fetch_add(1, Ordering::Relaxed) >= self.config.max_handshakes {
+                    self.shared.handshakes.fetch_sub(1, Ordering::Relaxed);
+                    let max = self.config.max_handshakes;
+                    tracing::warn!(remote = %incoming.remote(), "refused: {max} handshakes in progress already");
+                    continue;
+                }
                 next += 1;
                 let id = next;
                 let this = self.clone();
@@ -248,8 +266,12 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 let task = self.rt.spawn(async move {
                     let remote = incoming.remote();
                     // The transport's handshake (TLS) runs here, in the
-                    // connection's own task and under the IO timeout.
-                    match timeout(&this.rt, this.config.io_timeout, incoming.establish()).await {
+                    // connection's own task and under its own timeout.
+                    let limit = this.config.handshake_timeout.min(this.config.io_timeout);
+                    let handshaking = Decrement(&this.shared.handshakes);
+                    let established = timeout(&this.rt, limit, incoming.establish()).await;
+                    drop(handshaking);
+                    match established {
                         Ok(Ok(connected)) => this.serve_connection(connected, remote).await,
                         Ok(Err(e)) => tracing::warn!("refused {remote}: {e}"),
                         Err(e) => tracing::warn!("refused {remote}: handshake not finished, {e}"),
