@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A three-peer demo on this machine, no configuration needed:
 #   ./demo.sh            (KEEP=1 ./demo.sh keeps the demo folder)
-# Builds p2p, starts three peers on free loopback ports in a temporary
-# folder laid out like the original tool (peer_settings.txt beside one
-# folder per peer), then lists, uploads and downloads between them.
+# Builds p2p, gives three peers and "me" an identity (`p2p init`), starts
+# the peers on free loopback ports in a temporary folder laid out like the
+# original tool (peer_settings.txt beside one folder per peer, each line
+# pinning that peer's certificate), then lists, uploads and downloads
+# between them over mutually authenticated TLS.
 set -euo pipefail
 
 cd "$(dirname "$0")"
@@ -27,8 +29,13 @@ echo "hello from peer1" > "$demo/peer1/served_files/notes.txt"
 head -c 64000000 /dev/urandom > "$demo/peer1/served_files/video.bin"
 cp "$demo/peer1/served_files/video.bin" "$demo/peer2/served_files/video.bin"
 echo "my report" > "$demo/me/served_files/report.txt"
-# Each peer picks a free port; the peer list is written with what they got.
-: > "$demo/peer_settings.txt"
+# An identity per folder: a key, a self-signed certificate, p2p.ron.
+for id in peer1 peer2 peer3 me; do (cd "$demo/$id" && "$P2P" -q init --id "$id"); done
+# Each peer picks a free port; the peer list is written with what they got
+# and the fingerprint `p2p id` prints for each. "me" is listed too (it
+# serves nothing here) so that the peers know it and accept its uploads.
+fingerprint() { (cd "$demo/$1" && "$P2P" --json id | sed 's/.*"fingerprint":"\([0-9a-f]*\)".*/\1/'); }
+echo "me 127.0.0.1 9 $(fingerprint me)" > "$demo/peer_settings.txt"
 for id in peer1 peer2 peer3; do
     (cd "$demo/$id" && exec "$P2P" serve "$id" --listen 127.0.0.1:0 >"$demo/$id.out" 2>"$demo/$id.log") &
     pids+=("$!")
@@ -37,11 +44,12 @@ for id in peer1 peer2 peer3; do
     for _ in $(seq 100); do [ -s "$demo/$id.out" ] && break; sleep 0.05; done
     addr=$(sed -n 's/.* on \([0-9.]*\):\([0-9]*\) .*/\1 \2/p' "$demo/$id.out")
     [ -n "$addr" ] || { echo "peer $id did not start:"; cat "$demo/$id.log"; exit 1; }
-    echo "$id $addr" >> "$demo/peer_settings.txt"
+    echo "$id $addr $(fingerprint "$id")" >> "$demo/peer_settings.txt"
 done
 
 cd "$demo/me"
 
+show "$P2P" id
 show cat ../peer_settings.txt
 show "$P2P" filelist peer1 peer2 peer3
 show "$P2P" upload report.txt peer2 peer3
