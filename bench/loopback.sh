@@ -97,16 +97,26 @@ timed() { # label, command...: appends "seconds maxrss_kb" to $work/$label.times
     /usr/bin/time -f "%e %M" -o "$work/$label.one" "$@" > /dev/null
     cat "$work/$label.one" >> "$work/$label.times"
 }
-rm -f "$work"/*.times
-for r in $(seq "$rounds"); do
+run_p2p() {
     timed p2p "$P2P" -q download big.bin "$addr" --output "$work/dst"
     cmp -s "$src" "$work/dst/big.bin" || { echo "p2p download differs from the source!"; exit 1; }
+}
+run_p2p_tls() {
     timed p2p_tls "${P2P_TLS[@]}" download big.bin "$tls_addr" --output "$work/dst"
     cmp -s "$src" "$work/dst/big.bin" || { echo "p2p TLS download differs from the source!"; exit 1; }
-    timed nginx_curl curl -s -o "$work/dst/big.bin" "http://127.0.0.1:$nginx_port/big.bin"
-    timed nginx_https_curl curl -sk -o "$work/dst/big.bin" "https://127.0.0.1:$nginx_tls_port/big.bin"
-    timed cp cp "$src" "$work/dst/big.bin"
-    timed cp_fsync sh -c 'cp "$1" "$2" && sync "$2"' sh "$src" "$work/dst/big.bin"
+}
+run_nginx_curl() { timed nginx_curl curl -s -o "$work/dst/big.bin" "http://127.0.0.1:$nginx_port/big.bin"; }
+run_nginx_https_curl() { timed nginx_https_curl curl -sk -o "$work/dst/big.bin" "https://127.0.0.1:$nginx_tls_port/big.bin"; }
+run_cp() { timed cp cp "$src" "$work/dst/big.bin"; }
+run_cp_fsync() { timed cp_fsync sh -c 'cp "$1" "$2" && sync "$2"' sh "$src" "$work/dst/big.bin"; }
+runs=(run_p2p run_p2p_tls run_nginx_curl run_nginx_https_curl run_cp run_cp_fsync)
+rm -f "$work"/*.times
+for r in $(seq "$rounds"); do
+    # Each round starts with a different contender, so that whatever the
+    # previous round left behind (writeback, freed blocks) is shared out.
+    for i in $(seq 0 $((${#runs[@]} - 1))); do
+        "${runs[$(((i + r - 1) % ${#runs[@]}))]}"
+    done
     echo "round $r done"
 done
 rm -f "$work"/dst/*
