@@ -1,0 +1,267 @@
+//! Virtual time and the per-peer runtime handle.
+//!
+//! One thread runs everything. The clock stands still while any task can
+//! run; when none can, the simulation moves it to the earliest timer and
+//! wakes what waits there. Timers are ordered by (deadline, sequence
+//! number), so wake-ups happen in the same order on every run.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use async_executor::Executor;
+use p2p_core::runtime::{Runtime, Task, Time};
+
+/// The virtual clock and its timers, shared by every peer of one run.
+#[derive(Debug, Default)]
+pub struct Clock {
+    state: Mutex<ClockState>,
+}
+
+#[derive(Debug, Default)]
+struct ClockState {
+    now: Time,
+    next_seq: u64,
+    timers: BTreeMap<(Time, u64), Waker>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain values: a panic elsewhere cannot leave them torn.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Clock {
+    /// The current virtual time.
+    pub fn now(&self) -> Time {
+        lock(&self.state).now
+    }
+
+    /// Wakes `waker` at `at` (at once if that has passed); returns the
+    /// timer's key, for [`Clock::cancel`].
+    pub fn wake_at(&self, at: Time, waker: Waker) -> (Time, u64) {
+        let mut s = lock(&self.state);
+        let key = (at, s.next_seq);
+        s.next_seq += 1;
+        s.timers.insert(key, waker);
+        key
+    }
+
+    /// Forgets a timer.
+    pub fn cancel(&self, key: (Time, u64)) {
+        lock(&self.state).timers.remove(&key);
+    }
+
+    /// The earliest pending deadline.
+    pub fn next_deadline(&self) -> Option<Time> {
+        lock(&self.state).timers.keys().next().map(|k| k.0)
+    }
+
+    /// Moves the clock to `to` (never backwards) and wakes every timer due
+    /// by then, earliest first. Returns how many were woken.
+    pub fn advance_to(&self, to: Time) -> usize {
+        let due: Vec<Waker> = {
+            let mut s = lock(&self.state);
+            s.now = s.now.max(to);
+            let now = s.now;
+            let later = s.timers.split_off(&(now + Duration::from_nanos(1), 0));
+            std::mem::replace(&mut s.timers, later).into_values().collect()
+        };
+        let n = due.len();
+        for w in due {
+            w.wake();
+        }
+        n
+    }
+
+    /// A future that completes at `at`.
+    pub fn sleep_until(self: &Arc<Self>, at: Time) -> Sleep {
+        Sleep { clock: self.clone(), at, key: None }
+    }
+}
+
+/// Completes at a virtual time.
+#[derive(Debug)]
+pub struct Sleep {
+    clock: Arc<Clock>,
+    at: Time,
+    key: Option<(Time, u64)>,
+}
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.clock.now() >= self.at {
+            if let Some(k) = self.key.take() {
+                self.clock.cancel(k);
+            }
+            return Poll::Ready(());
+        }
+        if let Some(k) = self.key.take() {
+            self.clock.cancel(k);
+        }
+        let at = self.at;
+        self.key = Some(self.clock.wake_at(at, cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(k) = self.key.take() {
+            self.clock.cancel(k);
+        }
+    }
+}
+
+/// A peer's executor, which a crash drops (cancelling all its tasks).
+#[derive(Debug, Default)]
+pub struct Host {
+    executor: Mutex<Option<Arc<Executor<'static>>>>,
+}
+
+impl Host {
+    /// A host with a fresh executor.
+    pub fn up() -> Arc<Host> {
+        Arc::new(Host { executor: Mutex::new(Some(Arc::new(Executor::new()))) })
+    }
+
+    /// Runs one ready task; false if none was ready (or the host is down).
+    pub fn tick(&self) -> bool {
+        let exec = lock(&self.executor).clone();
+        exec.is_some_and(|e| e.try_tick())
+    }
+
+    /// Drops the executor and every task on it.
+    pub fn crash(&self) {
+        let exec = lock(&self.executor).take();
+        drop(exec);
+    }
+
+    /// A new, empty executor after a crash.
+    pub fn restart(&self) {
+        *lock(&self.executor) = Some(Arc::new(Executor::new()));
+    }
+
+    /// Whether the host is running.
+    pub fn is_up(&self) -> bool {
+        lock(&self.executor).is_some()
+    }
+}
+
+/// The [`Runtime`] a simulated peer's engine gets: virtual time, its host's
+/// executor, and its own random stream.
+#[derive(Debug, Clone)]
+pub struct SimRuntime {
+    clock: Arc<Clock>,
+    host: Weak<Host>,
+    rng: Arc<Mutex<fastrand::Rng>>,
+}
+
+impl SimRuntime {
+    /// A runtime for the peer on `host`, drawing from `seed`.
+    pub fn new(clock: Arc<Clock>, host: &Arc<Host>, seed: u64) -> Self {
+        SimRuntime { clock, host: Arc::downgrade(host), rng: Arc::new(Mutex::new(fastrand::Rng::with_seed(seed))) }
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<Clock> {
+        &self.clock
+    }
+}
+
+impl Runtime for SimRuntime {
+    fn now(&self) -> Time {
+        self.clock.now()
+    }
+
+    fn sleep(&self, d: Duration) -> impl Future<Output = ()> + Send + 'static {
+        self.clock.sleep_until(self.clock.now() + d)
+    }
+
+    fn spawn<T, F>(&self, fut: F) -> Task<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+    {
+        let exec = self.host.upgrade().and_then(|h| lock(&h.executor).clone());
+        match exec {
+            Some(e) => e.spawn(fut),
+            // The host crashed: the task never runs (and whoever spawned it
+            // is being dropped too).
+            None => {
+                let (runnable, task) = async_task::spawn(fut, |_| {});
+                drop(runnable);
+                task
+            }
+        }
+    }
+
+    fn spawn_blocking<T, F>(&self, f: F) -> Task<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        // Blocking work takes no virtual time; slow disks are modelled by
+        // the store.
+        self.spawn(async move { f() })
+    }
+
+    fn random_u64(&self) -> u64 {
+        lock(&self.rng).u64(..)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_jumps_to_the_next_timer_and_wakes_in_order() {
+        let clock = Arc::new(Clock::default());
+        let host = Host::up();
+        let rt = SimRuntime::new(clock.clone(), &host, 1);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        for (i, ms) in [(0, 30u64), (1, 10), (2, 30), (3, 20)] {
+            let (rt2, order) = (rt.clone(), order.clone());
+            rt.spawn(async move {
+                rt2.sleep(Duration::from_millis(ms)).await;
+                lock(&order).push((i, rt2.now().since_epoch().as_millis()));
+            })
+            .detach();
+        }
+        loop {
+            while host.tick() {}
+            match clock.next_deadline() {
+                Some(t) => {
+                    clock.advance_to(t);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(*lock(&order), [(1, 10), (3, 20), (0, 30), (2, 30)]);
+    }
+
+    #[test]
+    fn a_crash_cancels_every_task() {
+        let clock = Arc::new(Clock::default());
+        let host = Host::up();
+        let rt = SimRuntime::new(clock.clone(), &host, 1);
+        let done = Arc::new(Mutex::new(false));
+        let d = done.clone();
+        let rt2 = rt.clone();
+        rt.spawn(async move {
+            rt2.sleep(Duration::from_secs(1)).await;
+            *lock(&d) = true;
+        })
+        .detach();
+        while host.tick() {}
+        host.crash();
+        clock.advance_to(Time::from_epoch(Duration::from_secs(2)));
+        while host.tick() {}
+        assert!(!*lock(&done));
+        assert!(!host.is_up());
+    }
+}

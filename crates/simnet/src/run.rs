@@ -1,0 +1,895 @@
+//! Plays a scenario: builds the peers, runs their engines on the virtual
+//! clock, applies the timeline, decides the expectations.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use p2p_core::catalog::Catalog;
+use p2p_core::client::{ClientConfig, ClientError, Session};
+use p2p_core::download::{DownloadConfig, Outcome as Fetched, SourceSpec, download};
+use p2p_core::hash::Hash;
+use p2p_core::name::FileName;
+use p2p_core::protocol::{ErrorCode, StoreOutcome};
+use p2p_core::runtime::{Runtime, Task, Time};
+use p2p_core::server::{Server, ServerConfig, UploadPolicy};
+use p2p_core::store::Store;
+use p2p_core::transport::Transport;
+
+use crate::clock::{Clock, Host, SimRuntime};
+use crate::net::{Network, PORT, SimTransport};
+use crate::report::{ExpectReport, Part, Report, StepReport, Totals};
+use crate::scenario::{Action, Check, ErrorKind, Expect, Outcome, Scenario};
+use crate::store::{Faults, MemStore};
+use crate::units::secs;
+
+/// Options of a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Overrides the scenario's seed.
+    pub seed: Option<u64>,
+}
+
+/// A finished run: the report and the event log it hashed.
+#[derive(Debug)]
+pub struct Run {
+    /// The report.
+    pub report: Report,
+    /// One line per event, in order.
+    pub events: Vec<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The bytes of a generated file: the same for the same name and seed.
+pub fn file_content(name: &str, seed: u64, size: u64) -> Vec<u8> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"p2p-simnet file\0");
+    hasher.update(name.as_bytes());
+    hasher.update(&seed.to_le_bytes());
+    let mut out = vec![0u8; usize::try_from(size).unwrap_or(0)];
+    hasher.finalize_xof().fill(&mut out);
+    out
+}
+
+struct Peer {
+    name: String,
+    host: Arc<Host>,
+    rt: SimRuntime,
+    store: MemStore,
+    catalog: Catalog<MemStore>,
+    transport: SimTransport,
+    config: ServerConfig,
+    paused: bool,
+}
+
+impl Peer {
+    fn addr(name: &str) -> String {
+        format!("{name}:{PORT}")
+    }
+
+    /// Starts the peer's server (after creation or a restart).
+    fn serve(&mut self) {
+        let server = Server::new(self.store.clone(), self.rt.clone(), self.config.clone());
+        self.catalog = server.catalog().clone();
+        let (transport, addr) = (self.transport.clone(), Peer::addr(&self.name));
+        self.rt
+            .spawn(async move {
+                if let Ok(listener) = transport.bind(&addr).await {
+                    server.run(listener, std::future::pending()).await;
+                }
+            })
+            .detach();
+    }
+}
+
+/// How a command step ended.
+#[derive(Debug, Clone)]
+struct Ended {
+    ok: bool,
+    kind: Option<ErrorKind>,
+    result: String,
+    parts: Vec<Part>,
+}
+
+enum StepState {
+    Waiting,
+    Running { start: Time, slot: Arc<Mutex<Option<Ended>>>, _task: Option<Task<()>> },
+    Done { start: Time, end: Time, ended: Ended },
+}
+
+enum Verdict {
+    Pending,
+    Held(Time),
+    Failed(Time, String),
+}
+
+struct Sim<'a> {
+    scenario: &'a Scenario,
+    clock: Arc<Clock>,
+    net: Arc<Network>,
+    peers: Vec<Peer>,
+    index: BTreeMap<String, usize>,
+    steps: Vec<StepState>,
+    verdicts: Vec<Verdict>,
+    last_reason: Vec<String>,
+    events: Vec<String>,
+    hashes: BTreeMap<(usize, FileName), (u64, String)>,
+}
+
+/// Plays `scenario`.
+pub fn run(scenario: &Scenario, options: Options) -> Run {
+    let seed = options.seed.unwrap_or(scenario.seed);
+    fastrand::seed(seed);
+    let clock = Arc::new(Clock::default());
+    let net = Network::new(clock.clone(), seed);
+    let mut sim = Sim {
+        scenario,
+        clock: clock.clone(),
+        net: net.clone(),
+        peers: Vec::new(),
+        index: BTreeMap::new(),
+        steps: scenario.timeline.iter().map(|_| StepState::Waiting).collect(),
+        verdicts: scenario.expect.iter().map(|_| Verdict::Pending).collect(),
+        last_reason: vec![String::new(); scenario.expect.len()],
+        events: Vec::new(),
+        hashes: BTreeMap::new(),
+    };
+    for group in &scenario.peers {
+        let link = group.link.as_ref().and_then(|l| scenario.links.get(l)).map(|l| l.spec()).unwrap_or_default();
+        let names: Vec<String> = match group.count {
+            Some(n) => (1..=n).map(|i| format!("{}{i}", group.name)).collect(),
+            None => vec![group.name.clone()],
+        };
+        for name in names {
+            let i = net.add_peer(link);
+            let host = Host::up();
+            let rt = SimRuntime::new(clock.clone(), &host, mix(seed, i));
+            let store = MemStore::new(&name, rt.clone());
+            store.set_faults(Faults { corrupt: group.corrupt, disk: group.disk });
+            for f in &group.files {
+                if let Ok(n) = FileName::new(&f.name) {
+                    store.put(&n, file_content(&f.name, f.seed, f.size.0));
+                }
+            }
+            let config = ServerConfig {
+                peer_id: name.clone(),
+                // The simulated network authenticates no one.
+                uploads: if group.no_uploads { UploadPolicy::Nobody } else { UploadPolicy::Anyone },
+                allow_overwrite: group.allow_overwrite,
+                ..ServerConfig::default()
+            };
+            let mut peer = Peer {
+                name: name.clone(),
+                host,
+                rt,
+                catalog: Catalog::new(store.clone()),
+                store,
+                transport: net.transport(i, &name),
+                config,
+                paused: false,
+            };
+            peer.serve();
+            sim.index.insert(name, i);
+            sim.peers.push(peer);
+        }
+    }
+    sim.log(format!("start: {} peers, seed {seed}", sim.peers.len()));
+    let failures = sim.play();
+    sim.report(seed, failures)
+}
+
+/// A per-peer seed: the same for a peer whatever else the scenario has.
+fn mix(seed: u64, i: usize) -> u64 {
+    let h = blake3::hash(&[b"peer".as_slice(), &seed.to_le_bytes(), &(i as u64).to_le_bytes()].concat());
+    let mut eight = [0u8; 8];
+    eight.copy_from_slice(&h.as_bytes()[..8]);
+    u64::from_le_bytes(eight)
+}
+
+impl Sim<'_> {
+    fn now(&self) -> Time {
+        self.clock.now()
+    }
+
+    fn log(&mut self, text: String) {
+        let line = format!("{} {text}", secs(self.now().since_epoch()));
+        self.events.push(line);
+    }
+
+    fn peer(&self, name: &str) -> usize {
+        self.index.get(name).copied().unwrap_or(0)
+    }
+
+    /// Runs until everything is decided; returns why the run failed.
+    fn play(&mut self) -> Vec<String> {
+        let limit = Time::ZERO + self.scenario.time_limit();
+        loop {
+            self.start_due_steps();
+            self.tick_all();
+            if self.collect_finished() {
+                continue;
+            }
+            self.check_expectations(false);
+            if self.finished() {
+                break;
+            }
+            let next = [self.clock.next_deadline(), self.next_step_time(), self.next_expect_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t > limit => {
+                    self.clock.advance_to(limit);
+                    self.log("time limit reached".into());
+                    return vec![format!("the virtual time limit ({}) passed", secs(limit.since_epoch()))];
+                }
+                Some(t) => {
+                    self.clock.advance_to(t);
+                }
+                None => {
+                    let waiting = self.waiting();
+                    self.log(format!("deadlock: {waiting}"));
+                    return vec![format!("deadlock: nothing can run and no timer is set; {waiting}")];
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    fn finished(&self) -> bool {
+        let steps_done = self.steps.iter().all(|s| matches!(s, StepState::Done { .. }));
+        let decided = self
+            .scenario
+            .expect
+            .iter()
+            .zip(&self.verdicts)
+            .all(|(e, v)| matches!(e, Expect::Always(_)) || !matches!(v, Verdict::Pending));
+        steps_done && decided
+    }
+
+    fn waiting(&self) -> String {
+        let mut parts = Vec::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            let id = self.scenario.step_id(i);
+            match s {
+                StepState::Running { start, .. } => parts.push(format!(
+                    "step {id} ({}) waits for an answer since {}",
+                    describe(&self.scenario.timeline[i].action),
+                    secs(start.since_epoch())
+                )),
+                StepState::Waiting => parts.push(format!("step {id} waits for {}", self.start_condition(i))),
+                StepState::Done { .. } => {}
+            }
+        }
+        for (e, v) in self.scenario.expect.iter().zip(&self.verdicts) {
+            if matches!(v, Verdict::Pending) && matches!(e, Expect::Eventually { .. }) {
+                parts.push(format!("{} is undecided", expect_text(e)));
+            }
+        }
+        if parts.is_empty() { "nothing pending".into() } else { parts.join("; ") }
+    }
+
+    fn start_condition(&self, i: usize) -> String {
+        let step = &self.scenario.timeline[i];
+        match (&step.at, &step.after) {
+            (_, Some(a)) => format!("step {a} to end"),
+            (Some(t), None) => format!("time {}", secs(t.0)),
+            (None, None) => "time 0".into(),
+        }
+    }
+
+    /// When step `i` may start, if that is known yet.
+    fn start_time(&self, i: usize) -> Option<Time> {
+        let step = &self.scenario.timeline[i];
+        let delay = step.delay.map_or(Duration::ZERO, |d| d.0);
+        match &step.after {
+            Some(after) => {
+                let j = (0..i).find(|&j| self.scenario.step_id(j) == *after)?;
+                match &self.steps[j] {
+                    StepState::Done { end, .. } => Some(*end + delay),
+                    _ => None,
+                }
+            }
+            None => Some(Time::ZERO + step.at.map_or(Duration::ZERO, |d| d.0) + delay),
+        }
+    }
+
+    fn next_step_time(&self) -> Option<Time> {
+        (0..self.steps.len())
+            .filter(|&i| matches!(self.steps[i], StepState::Waiting))
+            .filter_map(|i| self.start_time(i))
+            .min()
+    }
+
+    fn next_expect_deadline(&self) -> Option<Time> {
+        self.scenario
+            .expect
+            .iter()
+            .zip(&self.verdicts)
+            .filter_map(|(e, v)| match (e, v) {
+                (Expect::Eventually { within, .. }, Verdict::Pending) => Some(Time::ZERO + within.0),
+                _ => None,
+            })
+            .min()
+    }
+
+    fn tick_all(&mut self) {
+        loop {
+            let mut any = false;
+            for p in &self.peers {
+                if !p.paused && p.host.tick() {
+                    any = true;
+                }
+            }
+            if !any {
+                return;
+            }
+        }
+    }
+
+    fn start_due_steps(&mut self) {
+        let now = self.now();
+        for i in 0..self.steps.len() {
+            if !matches!(self.steps[i], StepState::Waiting) || self.start_time(i).is_none_or(|t| t > now) {
+                continue;
+            }
+            let action = self.scenario.timeline[i].action.clone();
+            let id = self.scenario.step_id(i);
+            self.log(format!("step {id} starts: {}", describe(&action)));
+            if action.is_command() {
+                let slot = Arc::new(Mutex::new(None));
+                let task = self.spawn_command(&action, slot.clone());
+                self.steps[i] = StepState::Running { start: now, slot, _task: task };
+            } else {
+                self.apply_fault(&action);
+                let ended = Ended { ok: true, kind: None, result: "done".into(), parts: Vec::new() };
+                self.steps[i] = StepState::Done { start: now, end: now, ended };
+            }
+        }
+    }
+
+    fn collect_finished(&mut self) -> bool {
+        let now = self.now();
+        let mut any = false;
+        for i in 0..self.steps.len() {
+            let StepState::Running { start, slot, .. } = &self.steps[i] else { continue };
+            let start = *start;
+            let Some(ended) = lock(slot).take() else { continue };
+            let id = self.scenario.step_id(i);
+            self.log(format!("step {id} ends: {}{}", ended.result, parts_text(&ended.parts)));
+            self.steps[i] = StepState::Done { start, end: now, ended };
+            any = true;
+        }
+        any
+    }
+
+    fn spawn_command(&mut self, action: &Action, slot: Arc<Mutex<Option<Ended>>>) -> Option<Task<()>> {
+        let by = match action {
+            Action::FileList { by, .. } | Action::Download { by, .. } | Action::Upload { by, .. } => by,
+            _ => return None,
+        };
+        let p = &self.peers[self.peer(by)];
+        if !p.host.is_up() {
+            *lock(&slot) = Some(failed(ErrorKind::Other, format!("{by} is down")));
+            return None;
+        }
+        let (rt, transport, catalog) = (p.rt.clone(), p.transport.clone(), p.catalog.clone());
+        let client = ClientConfig {
+            peer_id: by.clone(),
+            connect_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(30),
+        };
+        let action = action.clone();
+        let fut = async move {
+            let ended = match action {
+                Action::FileList { peers, .. } => file_list(&transport, &rt, &client, &peers).await,
+                Action::Download { name, from, .. } => fetch(&transport, &rt, &catalog, &client, &name, &from).await,
+                Action::Upload { name, to, .. } => push(&transport, &rt, &catalog, &client, &name, &to).await,
+                _ => return,
+            };
+            *lock(&slot) = Some(ended);
+        };
+        Some(p.rt.spawn(fut))
+    }
+
+    fn apply_fault(&mut self, action: &Action) {
+        match action {
+            Action::Crash(p) => {
+                let i = self.peer(p);
+                self.peers[i].host.crash();
+                self.peers[i].paused = false;
+                // Its commands die with it.
+                let now = self.now();
+                for j in 0..self.steps.len() {
+                    let by = match &self.scenario.timeline[j].action {
+                        Action::FileList { by, .. } | Action::Download { by, .. } | Action::Upload { by, .. } => by,
+                        _ => continue,
+                    };
+                    if by == p {
+                        if let StepState::Running { start, .. } = self.steps[j] {
+                            let ended = failed(ErrorKind::Other, "cancelled: the peer crashed".into());
+                            self.steps[j] = StepState::Done { start, end: now, ended };
+                        }
+                    }
+                }
+            }
+            Action::Restart(p) => {
+                let i = self.peer(p);
+                if !self.peers[i].host.is_up() {
+                    self.peers[i].host.restart();
+                    self.peers[i].serve();
+                }
+            }
+            Action::Pause(p) => {
+                let i = self.peer(p);
+                self.peers[i].paused = true;
+            }
+            Action::Resume(p) => {
+                let i = self.peer(p);
+                self.peers[i].paused = false;
+            }
+            Action::Partition(a, b) => {
+                let (a, b) = (self.peer(a), self.peer(b));
+                self.net.cut(a, b);
+                self.net.cut(b, a);
+            }
+            Action::PartitionOneWay(a, b) => {
+                let (a, b) = (self.peer(a), self.peer(b));
+                self.net.cut(a, b);
+            }
+            Action::Heal(a, b) => {
+                let (a, b) = (self.peer(a), self.peer(b));
+                self.net.heal(a, b);
+                self.net.heal(b, a);
+            }
+            Action::SetLink { peer, link } => {
+                let i = self.peer(peer);
+                let spec = self.scenario.links.get(link).map(|l| l.spec()).unwrap_or_default();
+                self.net.set_link(i, spec);
+            }
+            Action::Corrupt(p, on) => {
+                let store = &self.peers[self.peer(p)].store;
+                store.set_faults(Faults { corrupt: *on, ..store.faults() });
+            }
+            Action::SlowDisk(p, rate) => {
+                let store = &self.peers[self.peer(p)].store;
+                store.set_faults(Faults { disk: *rate, ..store.faults() });
+            }
+            Action::FileList { .. } | Action::Download { .. } | Action::Upload { .. } => {}
+        }
+    }
+
+    fn check_expectations(&mut self, at_end: bool) {
+        let now = self.now();
+        for i in 0..self.scenario.expect.len() {
+            if !matches!(self.verdicts[i], Verdict::Pending) {
+                continue;
+            }
+            match &self.scenario.expect[i] {
+                Expect::Eventually { within, check } => match self.check(check) {
+                    Ok(()) => {
+                        self.verdicts[i] = Verdict::Held(now);
+                        let text = expect_text(&self.scenario.expect[i]);
+                        self.log(format!("{text} held"));
+                    }
+                    Err(why) if now >= Time::ZERO + within.0 || at_end => {
+                        let text = expect_text(&self.scenario.expect[i]);
+                        self.log(format!("{text} failed: {why}"));
+                        self.verdicts[i] = Verdict::Failed(now, why);
+                    }
+                    Err(why) => self.last_reason[i] = why,
+                },
+                Expect::Always(check) => {
+                    if let Err(why) = self.check(check) {
+                        let text = expect_text(&self.scenario.expect[i]);
+                        self.log(format!("{text} failed: {why}"));
+                        self.verdicts[i] = Verdict::Failed(now, why);
+                    } else if at_end {
+                        self.verdicts[i] = Verdict::Held(now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn file_hash(&mut self, peer: usize, name: &FileName) -> Option<String> {
+        let store = &self.peers[peer].store;
+        let version = store.version();
+        if let Some((v, h)) = self.hashes.get(&(peer, name.clone())) {
+            if *v == version {
+                return Some(h.clone());
+            }
+        }
+        let data = store.get(name)?;
+        let h = Hash::of(&data).to_string();
+        self.hashes.insert((peer, name.clone()), (version, h.clone()));
+        Some(h)
+    }
+
+    fn check(&mut self, check: &Check) -> Result<(), String> {
+        let name_of = |n: &str| FileName::new(n).map_err(|e| e.to_string());
+        match check {
+            Check::FileHash { peer, name, hash } => {
+                let got = self.file_hash(self.peer(peer), &name_of(name)?);
+                match got {
+                    Some(h) if h == *hash => Ok(()),
+                    Some(h) => Err(format!("{peer} has {name} with blake3 {h}")),
+                    None => Err(format!("{peer} does not have {name}")),
+                }
+            }
+            Check::SameFile { peer, name, other } => {
+                let n = name_of(name)?;
+                let theirs = self.file_hash(self.peer(other), &n).ok_or(format!("{other} does not have {name}"))?;
+                match self.file_hash(self.peer(peer), &n) {
+                    Some(h) if h == theirs => Ok(()),
+                    Some(h) => Err(format!("{peer} has {name} with blake3 {h}, {other} has {theirs}")),
+                    None => Err(format!("{peer} does not have {name}")),
+                }
+            }
+            Check::NoFile { peer, name } => match self.peers[self.peer(peer)].store.get(&name_of(name)?) {
+                Some(_) => Err(format!("{peer} has {name}")),
+                None => Ok(()),
+            },
+            Check::Listing { peer, names } => {
+                let got: Vec<String> =
+                    self.peers[self.peer(peer)].store.names().iter().map(|n| n.to_string()).collect();
+                let mut want = names.clone();
+                want.sort();
+                if got == want { Ok(()) } else { Err(format!("{peer} has [{}]", got.join(", "))) }
+            }
+            Check::SentAtMost { peer, bytes } => {
+                let (sent, _) = self.net.counters(self.peer(peer));
+                if sent <= bytes.0 { Ok(()) } else { Err(format!("{peer} sent {sent} bytes")) }
+            }
+            Check::StepDone(id) => match self.step_by_id(id) {
+                Some((i, StepState::Done { ended, .. })) => {
+                    if self.met(i, ended) {
+                        Ok(())
+                    } else {
+                        Err(format!("step {id} ended: {}", ended.result))
+                    }
+                }
+                _ => Err(format!("step {id} has not ended")),
+            },
+            Check::StepWithin { step, within } => match self.step_by_id(step) {
+                Some((_, StepState::Done { start, end, .. })) => {
+                    let took = *end - *start;
+                    if took <= within.0 { Ok(()) } else { Err(format!("step {step} took {}", secs(took))) }
+                }
+                _ => Err(format!("step {step} has not ended")),
+            },
+        }
+    }
+
+    fn step_by_id(&self, id: &str) -> Option<(usize, &StepState)> {
+        (0..self.steps.len()).find(|&i| self.scenario.step_id(i) == id).map(|i| (i, &self.steps[i]))
+    }
+
+    /// Whether step `i` ended as expected (ok, without an expectation).
+    fn met(&self, i: usize, ended: &Ended) -> bool {
+        match &self.scenario.timeline[i].expect {
+            None | Some(Outcome::Ok) => ended.ok,
+            Some(Outcome::Error(kind)) => {
+                !ended.ok
+                    && (ended.kind == Some(*kind) || ended.parts.iter().any(|p| p.result.contains(kind_word(*kind))))
+            }
+        }
+    }
+
+    fn report(mut self, seed: u64, mut failures: Vec<String>) -> Run {
+        self.check_expectations(true);
+        let now = self.now();
+        let mut steps = Vec::new();
+        for i in 0..self.steps.len() {
+            let step = &self.scenario.timeline[i];
+            let id = self.scenario.step_id(i);
+            let expected = step.expect.as_ref().map(|o| match o {
+                Outcome::Ok => "ok".to_string(),
+                Outcome::Error(k) => format!("error {k:?}"),
+            });
+            let (start, end, result, met, parts) = match &self.steps[i] {
+                StepState::Waiting => (None, None, "not started".to_string(), false, Vec::new()),
+                StepState::Running { start, .. } => {
+                    (Some(*start), None, "still running at the end".to_string(), false, Vec::new())
+                }
+                StepState::Done { start, end, ended } => {
+                    (Some(*start), Some(*end), ended.result.clone(), self.met(i, ended), ended.parts.clone())
+                }
+            };
+            if !met {
+                failures.push(format!("step {id} ({}): {result}", describe(&step.action)));
+            }
+            steps.push(StepReport {
+                id,
+                action: describe(&step.action),
+                start: start.map(|t| secs(t.since_epoch())),
+                end: end.map(|t| secs(t.since_epoch())),
+                result,
+                expected,
+                met,
+                parts,
+            });
+        }
+        let mut expectations = Vec::new();
+        for (i, e) in self.scenario.expect.iter().enumerate() {
+            let (held, at, detail) = match &self.verdicts[i] {
+                Verdict::Held(t) => (true, *t, None),
+                Verdict::Failed(t, why) => (false, *t, Some(why.clone())),
+                Verdict::Pending => (false, now, Some(self.last_reason[i].clone())),
+            };
+            if !held {
+                failures.push(format!("{}: {}", expect_text(e), detail.clone().unwrap_or_default()));
+            }
+            expectations.push(ExpectReport { what: expect_text(e), held, at: secs(at.since_epoch()), detail });
+        }
+        let bytes_sent = (0..self.peers.len()).map(|i| self.net.counters(i).0).sum();
+        for (i, p) in self.peers.iter().enumerate() {
+            let (sent, received) = self.net.counters(i);
+            if sent + received > 0 {
+                let line = format!("{} {}: sent {sent}, received {received}", secs(now.since_epoch()), p.name);
+                self.events.push(line);
+            }
+        }
+        let verdict = if failures.is_empty() { "pass" } else { "fail" };
+        self.events.push(format!("{} verdict {verdict}", secs(now.since_epoch())));
+        let events_hash = blake3::hash(self.events.join("\n").as_bytes()).to_hex().to_string();
+        let report = Report {
+            scenario: self.scenario.name.clone(),
+            seed,
+            peers: self.peers.len(),
+            verdict,
+            virtual_time: secs(now.since_epoch()),
+            steps,
+            expectations,
+            totals: Totals { bytes_sent, connections: self.net.connections() },
+            failures,
+            events_hash,
+        };
+        Run { report, events: self.events }
+    }
+}
+
+fn failed(kind: ErrorKind, result: String) -> Ended {
+    Ended { ok: false, kind: Some(kind), result: format!("error: {result}"), parts: Vec::new() }
+}
+
+/// A short word for each kind, as it appears in results.
+fn kind_word(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::AlreadyUploading => "already being uploaded",
+        ErrorKind::NotFound => "does not have",
+        ErrorKind::Exists => "exists",
+        ErrorKind::Forbidden => "does not accept",
+        ErrorKind::Busy => "busy",
+        ErrorKind::Corrupt => "corrupt",
+        ErrorKind::Timeout => "no answer",
+        ErrorKind::Connection => "connection",
+        ErrorKind::Other => "error",
+    }
+}
+
+fn kind_of_code(code: ErrorCode) -> ErrorKind {
+    match code {
+        ErrorCode::AlreadyUploading => ErrorKind::AlreadyUploading,
+        ErrorCode::NotFound => ErrorKind::NotFound,
+        ErrorCode::Exists => ErrorKind::Exists,
+        ErrorCode::Forbidden => ErrorKind::Forbidden,
+        ErrorCode::Busy => ErrorKind::Busy,
+        ErrorCode::Corrupt => ErrorKind::Corrupt,
+        _ => ErrorKind::Other,
+    }
+}
+
+fn kind_of(e: &ClientError) -> ErrorKind {
+    if let Some(code) = e.code() {
+        return kind_of_code(code);
+    }
+    match e {
+        ClientError::Connect { .. } => ErrorKind::Connection,
+        ClientError::ConnectTimeout { .. } => ErrorKind::Timeout,
+        ClientError::Manifest(_) => ErrorKind::Corrupt,
+        ClientError::Conn(c) => {
+            let text = c.to_string();
+            if text.contains("no progress") || text.contains("timed out") {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Connection
+            }
+        }
+        _ => ErrorKind::Other,
+    }
+}
+
+/// The kind of a download source's failure, from its description.
+fn kind_of_text(text: &str) -> ErrorKind {
+    let t = text.to_lowercase();
+    if t.contains("does not have") {
+        ErrorKind::NotFound
+    } else if t.contains("corrupt") || t.contains("bad manifest") {
+        ErrorKind::Corrupt
+    } else if t.contains("no answer") || t.contains("no progress") || t.contains("timed out") {
+        ErrorKind::Timeout
+    } else if t.contains("connect") || t.contains("closed") || t.contains("refused") {
+        ErrorKind::Connection
+    } else {
+        ErrorKind::Other
+    }
+}
+
+async fn file_list(transport: &SimTransport, rt: &SimRuntime, client: &ClientConfig, peers: &[String]) -> Ended {
+    let tasks: Vec<_> = peers
+        .iter()
+        .map(|p| {
+            let (t, rt2, c, addr) = (transport.clone(), rt.clone(), client.clone(), Peer::addr(p));
+            rt.spawn(async move {
+                let mut s = Session::connect(&t, &rt2, &addr, &c).await?;
+                let files = s.list().await?;
+                s.close().await;
+                Ok::<_, ClientError>(files)
+            })
+        })
+        .collect();
+    let mut parts = Vec::new();
+    let mut kind = None;
+    for (p, task) in peers.iter().zip(tasks) {
+        let result = match task.await {
+            Ok(files) => {
+                let names: Vec<String> = files.iter().map(|f| f.name.to_string()).collect();
+                let n = files.len();
+                format!("{n} file{} [{}]", if n == 1 { "" } else { "s" }, names.join(", "))
+            }
+            Err(e) => {
+                kind = kind.or(Some(kind_of(&e)));
+                format!("error: {e}")
+            }
+        };
+        parts.push(Part { peer: p.clone(), bytes: 0, result });
+    }
+    finish(parts, kind)
+}
+
+fn finish(parts: Vec<Part>, kind: Option<ErrorKind>) -> Ended {
+    let ok = kind.is_none();
+    let failed = parts.iter().filter(|p| p.result.starts_with("error")).count();
+    let result = if ok { "ok".to_string() } else { format!("error: {failed} of {} failed", parts.len()) };
+    Ended { ok, kind, result, parts }
+}
+
+async fn fetch(
+    transport: &SimTransport,
+    rt: &SimRuntime,
+    catalog: &Catalog<MemStore>,
+    client: &ClientConfig,
+    name: &str,
+    from: &[String],
+) -> Ended {
+    let Ok(file) = FileName::new(name) else {
+        return failed(ErrorKind::Other, format!("{name:?} is not a file name"));
+    };
+    let sources: Vec<SourceSpec> = from.iter().map(|p| SourceSpec { label: p.clone(), addr: Peer::addr(p) }).collect();
+    let config = DownloadConfig { client: client.clone(), overwrite: false };
+    match download(transport, rt, catalog, &file, &sources, &config, |_| {}).await {
+        Ok(report) => {
+            let parts = report
+                .sources
+                .iter()
+                .map(|s| Part {
+                    peer: s.label.clone(),
+                    bytes: s.bytes,
+                    result: match &s.problem {
+                        Some(p) => format!("dropped: {p}"),
+                        None => "ok".into(),
+                    },
+                })
+                .collect();
+            let result = match report.outcome {
+                Fetched::Downloaded => {
+                    format!("ok: downloaded {} bytes, blake3 {}", report.info.size, report.info.hash)
+                }
+                Fetched::AlreadyPresent => "ok: already there".to_string(),
+            };
+            Ended { ok: true, kind: None, result, parts }
+        }
+        Err(e) => {
+            let parts: Vec<Part> = e
+                .reasons()
+                .iter()
+                .map(|(peer, why)| Part { peer: peer.clone(), bytes: 0, result: format!("error: {why}") })
+                .collect();
+            let kind = e.reasons().first().map_or(ErrorKind::Other, |(_, why)| kind_of_text(why));
+            Ended { ok: false, kind: Some(kind), result: format!("error: {e}"), parts }
+        }
+    }
+}
+
+async fn push(
+    transport: &SimTransport,
+    rt: &SimRuntime,
+    catalog: &Catalog<MemStore>,
+    client: &ClientConfig,
+    name: &str,
+    to: &[String],
+) -> Ended {
+    let Ok(file) = FileName::new(name) else {
+        return failed(ErrorKind::Other, format!("{name:?} is not a file name"));
+    };
+    let entry = match catalog.by_name(&file).await {
+        Ok(e) => e,
+        Err(e) => return failed(ErrorKind::NotFound, format!("cannot read {name}: {e}")),
+    };
+    let tasks: Vec<_> = to
+        .iter()
+        .map(|p| {
+            let (t, rt2, c, addr) = (transport.clone(), rt.clone(), client.clone(), Peer::addr(p));
+            let (store, entry, file) = (catalog.store().clone(), entry.clone(), file.clone());
+            rt.spawn(async move {
+                let (handle, _) = store.open(&file).await.map_err(ClientError::Local)?;
+                let mut s = Session::connect(&t, &rt2, &addr, &c).await?;
+                let outcome = s.upload(&rt2, Arc::new(handle), &entry).await?;
+                s.close().await;
+                Ok::<_, ClientError>(outcome)
+            })
+        })
+        .collect();
+    let mut parts = Vec::new();
+    let mut kind = None;
+    for (p, task) in to.iter().zip(tasks) {
+        let (bytes, result) = match task.await {
+            Ok(StoreOutcome::Stored) => (entry.info.size, "stored".to_string()),
+            Ok(StoreOutcome::Unchanged) => (0, "unchanged".to_string()),
+            Err(e) => {
+                kind = kind.or(Some(kind_of(&e)));
+                (0, format!("error: {e}"))
+            }
+        };
+        parts.push(Part { peer: p.clone(), bytes, result });
+    }
+    finish(parts, kind)
+}
+
+fn parts_text(parts: &[Part]) -> String {
+    parts.iter().map(|p| format!("; {} {} ({} bytes)", p.peer, p.result, p.bytes)).collect()
+}
+
+/// An action in words.
+pub fn describe(action: &Action) -> String {
+    match action {
+        Action::FileList { by, peers } => format!("{by} lists {}", peers.join(", ")),
+        Action::Download { by, name, from } => format!("{by} downloads {name} from {}", from.join(", ")),
+        Action::Upload { by, name, to } => format!("{by} uploads {name} to {}", to.join(", ")),
+        Action::Crash(p) => format!("{p} crashes"),
+        Action::Restart(p) => format!("{p} restarts"),
+        Action::Pause(p) => format!("{p} pauses"),
+        Action::Resume(p) => format!("{p} resumes"),
+        Action::Partition(a, b) => format!("{a} and {b} are cut apart"),
+        Action::PartitionOneWay(a, b) => format!("nothing gets from {a} to {b}"),
+        Action::Heal(a, b) => format!("{a} and {b} are joined again"),
+        Action::SetLink { peer, link } => format!("{peer}'s link becomes {link}"),
+        Action::Corrupt(p, true) => format!("{p} starts serving corrupt blocks"),
+        Action::Corrupt(p, false) => format!("{p} serves good blocks again"),
+        Action::SlowDisk(p, Some(r)) => format!("{p}'s disk slows to {} B/s", r.0),
+        Action::SlowDisk(p, None) => format!("{p}'s disk is fast again"),
+    }
+}
+
+fn check_text(c: &Check) -> String {
+    match c {
+        Check::FileHash { peer, name, hash } => format!("{peer} has {name} with blake3 {hash}"),
+        Check::SameFile { peer, name, other } => format!("{peer} has the same {name} as {other}"),
+        Check::NoFile { peer, name } => format!("{peer} does not have {name}"),
+        Check::Listing { peer, names } => format!("{peer} has exactly [{}]", names.join(", ")),
+        Check::SentAtMost { peer, bytes } => format!("{peer} sent at most {} bytes", bytes.0),
+        Check::StepDone(s) => format!("step {s} ended as expected"),
+        Check::StepWithin { step, within } => format!("step {step} took at most {}", secs(within.0)),
+    }
+}
+
+fn expect_text(e: &Expect) -> String {
+    match e {
+        Expect::Eventually { within, check } => format!("within {}: {}", secs(within.0), check_text(check)),
+        Expect::Always(check) => format!("always: {}", check_text(check)),
+    }
+}

@@ -1,0 +1,412 @@
+//! The scenario file format (RON). See `scenarios/README.md`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::net::LinkSpec;
+use crate::units::{Dur, Rate, Size};
+
+/// A whole scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// What it shows.
+    pub name: String,
+    /// Seeds every random choice (jitter); `--seed` overrides it.
+    #[serde(default)]
+    pub seed: u64,
+    /// Named link profiles peers refer to.
+    #[serde(default)]
+    pub links: BTreeMap<String, Link>,
+    /// The peers, one entry per peer or per group (`count`).
+    pub peers: Vec<PeerGroup>,
+    /// What happens, and when.
+    #[serde(default)]
+    pub timeline: Vec<Step>,
+    /// What must hold.
+    #[serde(default)]
+    pub expect: Vec<Expect>,
+    /// The run fails if virtual time passes this (default 1h).
+    #[serde(default)]
+    pub limit: Option<Dur>,
+}
+
+/// A link profile. Unset fields: 1ms latency, no jitter, 1 Gbit both ways,
+/// 1 MiB in flight per connection.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    /// One-way latency.
+    #[serde(default)]
+    pub latency: Option<Dur>,
+    /// Extra latency up to this, drawn per chunk.
+    #[serde(default)]
+    pub jitter: Option<Dur>,
+    /// Upload rate.
+    #[serde(default)]
+    pub up: Option<Rate>,
+    /// Download rate.
+    #[serde(default)]
+    pub down: Option<Rate>,
+    /// Bytes one connection may have in flight.
+    #[serde(default)]
+    pub queue: Option<Size>,
+}
+
+impl Link {
+    /// The link with defaults filled in.
+    pub fn spec(&self) -> LinkSpec {
+        let d = LinkSpec::default();
+        LinkSpec {
+            latency: self.latency.map_or(d.latency, |x| x.0),
+            jitter: self.jitter.map_or(d.jitter, |x| x.0),
+            up: self.up.unwrap_or(d.up),
+            down: self.down.unwrap_or(d.down),
+            queue: self.queue.unwrap_or(d.queue),
+        }
+    }
+}
+
+/// One peer, or `count` peers named `name1`, `name2`...
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerGroup {
+    /// The peer's name (or the prefix of the group's names).
+    pub name: String,
+    /// How many; without it, one peer named `name`.
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// A link profile from `links` (default: the default profile).
+    #[serde(default)]
+    pub link: Option<String>,
+    /// Files the peer starts with.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    /// Serves every block with a bit flipped.
+    #[serde(default)]
+    pub corrupt: bool,
+    /// Disk rate (reads and writes), if slow.
+    #[serde(default)]
+    pub disk: Option<Rate>,
+    /// Lets uploads replace files with other content.
+    #[serde(default)]
+    pub allow_overwrite: bool,
+    /// Refuses uploads.
+    #[serde(default)]
+    pub no_uploads: bool,
+}
+
+/// A generated file: the same name, size and seed give the same bytes on
+/// every peer and in every run.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Its name.
+    pub name: String,
+    /// Its size.
+    pub size: Size,
+    /// Content seed (default 0).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// A timeline entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// A name for `after` and checks (default: its position, from 1).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Starts at this virtual time...
+    #[serde(default)]
+    pub at: Option<Dur>,
+    /// ...or when the step with this id has ended...
+    #[serde(default)]
+    pub after: Option<String>,
+    /// ...plus this delay.
+    #[serde(default)]
+    pub delay: Option<Dur>,
+    /// What happens.
+    pub action: Action,
+    /// The result it must have (commands only).
+    #[serde(default)]
+    pub expect: Option<Outcome>,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Action {
+    /// `by` lists the files of `peers`.
+    FileList { by: String, peers: Vec<String> },
+    /// `by` downloads `name` from `from`, all at once.
+    Download { by: String, name: String, from: Vec<String> },
+    /// `by` uploads its file `name` to `to`, all at once.
+    Upload { by: String, name: String, to: Vec<String> },
+    /// The peer's process dies: its tasks and unfinished writes are gone.
+    Crash(String),
+    /// A crashed peer starts again with the files it had.
+    Restart(String),
+    /// The peer stops running (its connections stay open).
+    Pause(String),
+    /// A paused peer runs again.
+    Resume(String),
+    /// Nothing gets through between the two peers, either way.
+    Partition(String, String),
+    /// Nothing gets from the first peer to the second.
+    PartitionOneWay(String, String),
+    /// Undoes a partition (both ways).
+    Heal(String, String),
+    /// The peer's link becomes another profile.
+    SetLink { peer: String, link: String },
+    /// The peer starts (true) or stops (false) serving corrupt blocks.
+    Corrupt(String, bool),
+    /// The peer's disk runs at this rate (None: fast).
+    SlowDisk(String, Option<Rate>),
+}
+
+/// The result a command step must have.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub enum Outcome {
+    /// Every part succeeded.
+    Ok,
+    /// Some part failed this way.
+    Error(ErrorKind),
+}
+
+/// Named failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum ErrorKind {
+    /// The name is being uploaded already.
+    AlreadyUploading,
+    /// The peer does not have the file.
+    NotFound,
+    /// A different file has the name.
+    Exists,
+    /// Policy refuses it.
+    Forbidden,
+    /// The peer is at a limit.
+    Busy,
+    /// A source sent data that does not match.
+    Corrupt,
+    /// No answer in time.
+    Timeout,
+    /// The connection could not be made or broke.
+    Connection,
+    /// Anything else.
+    Other,
+}
+
+/// A condition over the run.
+#[derive(Debug, Clone, Deserialize)]
+pub enum Expect {
+    /// Holds at some point before `within` of virtual time.
+    Eventually { within: Dur, check: Check },
+    /// Holds whenever the simulation stands still, and at the end.
+    Always(Check),
+}
+
+/// Something that can be checked at a point of the run.
+#[derive(Debug, Clone, Deserialize)]
+pub enum Check {
+    /// The peer has the file, and its BLAKE3 is `hash`.
+    FileHash { peer: String, name: String, hash: String },
+    /// The peer has the file with the same bytes as `other` has.
+    SameFile {
+        peer: String,
+        name: String,
+        #[serde(rename = "as")]
+        other: String,
+    },
+    /// The peer does not have the file.
+    NoFile { peer: String, name: String },
+    /// The peer's files are exactly these names.
+    Listing { peer: String, names: Vec<String> },
+    /// The peer sent at most this many bytes.
+    SentAtMost { peer: String, bytes: Size },
+    /// The step ended with the result it was expected to have.
+    StepDone(String),
+    /// The step ended within this virtual time of its start.
+    StepWithin { step: String, within: Dur },
+}
+
+/// Why a scenario cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The text is not a scenario.
+    #[error("{path}:{line}:{col}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Where.
+        line: usize,
+        /// Where.
+        col: usize,
+        /// What was expected.
+        message: String,
+    },
+    /// The scenario names something that does not exist.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Scenario {
+    /// Reads a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScenarioError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses scenario text; `path` names it in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
+        // Optional fields are written bare (`latency: "1ms"`, `expect: Ok`).
+        let options = ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+        let s: Scenario = options.from_str(text).map_err(|e| ScenarioError::Parse {
+            path: path.to_string(),
+            line: e.span.start.line,
+            col: e.span.start.col,
+            message: e.code.to_string(),
+        })?;
+        s.validate().map_err(|message| ScenarioError::Invalid { path: path.to_string(), message })?;
+        Ok(s)
+    }
+
+    /// The peer names, in order.
+    pub fn peer_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for g in &self.peers {
+            match g.count {
+                Some(n) => names.extend((1..=n).map(|i| format!("{}{i}", g.name))),
+                None => names.push(g.name.clone()),
+            }
+        }
+        names
+    }
+
+    /// The id of step `i` (0-based).
+    pub fn step_id(&self, i: usize) -> String {
+        self.timeline[i].id.clone().unwrap_or_else(|| (i + 1).to_string())
+    }
+
+    /// The virtual time limit.
+    pub fn time_limit(&self) -> Duration {
+        self.limit.map_or(Duration::from_secs(3600), |d| d.0)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let names = self.peer_names();
+        let mut seen = std::collections::BTreeSet::new();
+        for n in &names {
+            if !seen.insert(n.as_str()) {
+                return Err(format!("peer {n:?} is defined twice"));
+            }
+        }
+        let peer = |n: &str| -> Result<(), String> {
+            if seen.contains(n) { Ok(()) } else { Err(format!("no peer named {n:?} (peers: {})", list(&names))) }
+        };
+        let link = |l: &str| -> Result<(), String> {
+            if self.links.contains_key(l) { Ok(()) } else { Err(format!("no link profile named {l:?}")) }
+        };
+        for g in &self.peers {
+            if let Some(l) = &g.link {
+                link(l)?;
+            }
+            for f in &g.files {
+                p2p_core::name::FileName::new(&f.name)
+                    .map_err(|e| format!("peer {:?}: file {:?}: {e}", g.name, f.name))?;
+            }
+        }
+        let ids: Vec<String> = (0..self.timeline.len()).map(|i| self.step_id(i)).collect();
+        for (i, step) in self.timeline.iter().enumerate() {
+            let id = &ids[i];
+            match (&step.at, &step.after) {
+                (Some(_), Some(_)) => return Err(format!("step {id}: give `at` or `after`, not both")),
+                (_, Some(a)) if !ids[..i].contains(a) => {
+                    return Err(format!("step {id}: `after: {a:?}` names no earlier step"));
+                }
+                _ => {}
+            }
+            match &step.action {
+                Action::FileList { by, peers: ps } => {
+                    peer(by)?;
+                    ps.iter().try_for_each(|p| peer(p))?;
+                }
+                Action::Download { by, name, from } => {
+                    peer(by)?;
+                    from.iter().try_for_each(|p| peer(p))?;
+                    p2p_core::name::FileName::new(name).map_err(|e| format!("step {id}: {e}"))?;
+                }
+                Action::Upload { by, name, to } => {
+                    peer(by)?;
+                    to.iter().try_for_each(|p| peer(p))?;
+                    p2p_core::name::FileName::new(name).map_err(|e| format!("step {id}: {e}"))?;
+                }
+                Action::Crash(p)
+                | Action::Restart(p)
+                | Action::Pause(p)
+                | Action::Resume(p)
+                | Action::Corrupt(p, _)
+                | Action::SlowDisk(p, _) => peer(p)?,
+                Action::Partition(a, b) | Action::PartitionOneWay(a, b) | Action::Heal(a, b) => {
+                    peer(a)?;
+                    peer(b)?;
+                }
+                Action::SetLink { peer: p, link: l } => {
+                    peer(p)?;
+                    link(l)?;
+                }
+            }
+            if step.expect.is_some() && !step.action.is_command() {
+                return Err(format!("step {id}: only FileList, Download and Upload have a result to expect"));
+            }
+        }
+        let step = |s: &str| -> Result<(), String> {
+            if ids.iter().any(|i| i == s) { Ok(()) } else { Err(format!("no step with id {s:?}")) }
+        };
+        for e in &self.expect {
+            let check = match e {
+                Expect::Eventually { check, .. } | Expect::Always(check) => check,
+            };
+            match check {
+                Check::FileHash { peer: p, .. } | Check::NoFile { peer: p, .. } | Check::Listing { peer: p, .. } => {
+                    peer(p)?
+                }
+                Check::SentAtMost { peer: p, .. } => peer(p)?,
+                Check::SameFile { peer: p, other, .. } => {
+                    peer(p)?;
+                    peer(other)?;
+                }
+                Check::StepDone(s) | Check::StepWithin { step: s, .. } => step(s)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Action {
+    /// Whether the step is a command with a result (not a fault).
+    pub fn is_command(&self) -> bool {
+        matches!(self, Action::FileList { .. } | Action::Download { .. } | Action::Upload { .. })
+    }
+}
+
+fn list(names: &[String]) -> String {
+    if names.len() > 6 { format!("{}, … {} in all", names[..5].join(", "), names.len()) } else { names.join(", ") }
+}

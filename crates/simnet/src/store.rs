@@ -1,0 +1,223 @@
+//! A peer's folder in memory, with the crash model of a disk: files under
+//! their names are durable; partial files are lost with the peer (they are
+//! owned by its tasks, which a crash drops).
+//!
+//! Faults: a store can serve corrupt data (every read has a bit flipped,
+//! while its own hashing sees the true bytes), and a slow disk delays reads
+//! and writes by their size at a given rate, on the virtual clock.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use p2p_core::manifest::{Manifest, manifest_of};
+use p2p_core::name::FileName;
+use p2p_core::runtime::Runtime;
+use p2p_core::store::{FileMeta, PartialFile, ReadAt, Store, StoreError, WriteAt};
+
+use crate::clock::SimRuntime;
+use crate::units::Rate;
+
+/// An in-memory store. Clones share the same files.
+#[derive(Debug, Clone)]
+pub struct MemStore {
+    inner: Arc<Mutex<Inner>>,
+    label: String,
+    faults: Arc<Mutex<Faults>>,
+    rt: SimRuntime,
+}
+
+/// Fault switches of a store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Serve every read with a bit flipped.
+    pub corrupt: bool,
+    /// Reads and writes take their size at this rate.
+    pub disk: Option<Rate>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    files: BTreeMap<FileName, Arc<Vec<u8>>>,
+    versions: BTreeMap<FileName, u64>,
+    state: BTreeMap<String, Vec<u8>>,
+    next_version: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl MemStore {
+    /// An empty store named `label` (for messages), timed by `rt`.
+    pub fn new(label: &str, rt: SimRuntime) -> Self {
+        MemStore { inner: Arc::default(), label: label.to_string(), faults: Arc::default(), rt }
+    }
+
+    /// The same files, seen through another runtime (after a restart).
+    pub fn with_runtime(&self, rt: SimRuntime) -> Self {
+        MemStore { rt, ..self.clone() }
+    }
+
+    /// Sets the fault switches.
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.faults) = faults;
+    }
+
+    /// The fault switches.
+    pub fn faults(&self) -> Faults {
+        *lock(&self.faults)
+    }
+
+    /// Puts a whole file in place (scenario set-up).
+    pub fn put(&self, name: &FileName, data: Vec<u8>) {
+        let mut inner = lock(&self.inner);
+        inner.next_version += 1;
+        let v = inner.next_version;
+        inner.files.insert(name.clone(), Arc::new(data));
+        inner.versions.insert(name.clone(), v);
+    }
+
+    /// A file's bytes, if it is there.
+    pub fn get(&self, name: &FileName) -> Option<Arc<Vec<u8>>> {
+        lock(&self.inner).files.get(name).cloned()
+    }
+
+    /// The names of all whole files.
+    pub fn names(&self) -> Vec<FileName> {
+        lock(&self.inner).files.keys().cloned().collect()
+    }
+
+    /// A version number that changes whenever any file changes.
+    pub fn version(&self) -> u64 {
+        lock(&self.inner).next_version
+    }
+
+    fn meta(inner: &Inner, name: &FileName) -> Option<FileMeta> {
+        let data = inner.files.get(name)?;
+        Some(FileMeta { name: name.clone(), size: data.len() as u64, modified: inner.versions.get(name).copied()? })
+    }
+
+    async fn disk_time(&self, bytes: usize) {
+        let disk = lock(&self.faults).disk;
+        if let Some(rate) = disk {
+            self.rt.sleep(rate.time_for(bytes as u64)).await;
+        }
+    }
+}
+
+/// A whole file opened for reading.
+#[derive(Debug)]
+pub struct MemFile {
+    data: Arc<Vec<u8>>,
+    store: MemStore,
+}
+
+impl ReadAt for MemFile {
+    async fn read_at(&self, offset: u64, len: usize, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        self.store.disk_time(len).await;
+        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
+        let end = start.checked_add(len).filter(|&e| e <= self.data.len()).ok_or(io::ErrorKind::UnexpectedEof)?;
+        buf.clear();
+        buf.extend_from_slice(&self.data[start..end]);
+        if lock(&self.store.faults).corrupt {
+            if let Some(b) = buf.first_mut() {
+                *b ^= 0x01;
+            }
+        }
+        Ok(buf)
+    }
+}
+
+/// New content on its way in. Dropping it loses it.
+#[derive(Debug)]
+pub struct MemPartial {
+    name: FileName,
+    data: Arc<Mutex<Vec<u8>>>,
+    store: MemStore,
+}
+
+/// Writes into a partial file while its owner keeps it.
+#[derive(Debug, Clone)]
+pub struct MemWriter {
+    data: Weak<Mutex<Vec<u8>>>,
+    store: MemStore,
+}
+
+impl WriteAt for MemWriter {
+    async fn write_at(&self, offset: u64, data: Vec<u8>) -> io::Result<Vec<u8>> {
+        self.store.disk_time(data.len()).await;
+        let file = self.data.upgrade().ok_or_else(|| io::Error::other("the partial file was removed"))?;
+        let mut f = lock(&file);
+        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
+        let end = start.checked_add(data.len()).filter(|&e| e <= f.len()).ok_or(io::ErrorKind::InvalidInput)?;
+        f[start..end].copy_from_slice(&data);
+        Ok(data)
+    }
+}
+
+impl PartialFile for MemPartial {
+    type Writer = MemWriter;
+
+    fn writer(&self) -> MemWriter {
+        MemWriter { data: Arc::downgrade(&self.data), store: self.store.clone() }
+    }
+
+    async fn commit(self, overwrite: bool) -> Result<FileMeta, StoreError> {
+        let data = std::mem::take(&mut *lock(&self.data));
+        let mut inner = lock(&self.store.inner);
+        if !overwrite && inner.files.contains_key(&self.name) {
+            return Err(StoreError::Exists(self.name.clone()));
+        }
+        inner.next_version += 1;
+        let v = inner.next_version;
+        inner.files.insert(self.name.clone(), Arc::new(data));
+        inner.versions.insert(self.name.clone(), v);
+        MemStore::meta(&inner, &self.name).ok_or_else(|| StoreError::NotFound(self.name.clone()))
+    }
+}
+
+impl Store for MemStore {
+    type File = MemFile;
+    type Partial = MemPartial;
+
+    fn location(&self) -> String {
+        format!("mem:{}", self.label)
+    }
+
+    async fn list(&self) -> Result<Vec<FileMeta>, StoreError> {
+        let inner = lock(&self.inner);
+        Ok(inner.files.keys().filter_map(|n| MemStore::meta(&inner, n)).collect())
+    }
+
+    async fn stat(&self, name: &FileName) -> Result<Option<FileMeta>, StoreError> {
+        Ok(MemStore::meta(&lock(&self.inner), name))
+    }
+
+    async fn open(&self, name: &FileName) -> Result<(MemFile, FileMeta), StoreError> {
+        let inner = lock(&self.inner);
+        let meta = MemStore::meta(&inner, name).ok_or_else(|| StoreError::NotFound(name.clone()))?;
+        let data = inner.files.get(name).cloned().ok_or_else(|| StoreError::NotFound(name.clone()))?;
+        Ok((MemFile { data, store: self.clone() }, meta))
+    }
+
+    async fn hash(&self, name: &FileName) -> Result<(FileMeta, Manifest), StoreError> {
+        let (file, meta) = self.open(name).await?;
+        self.disk_time(file.data.len()).await;
+        Ok((meta, manifest_of(&file.data)))
+    }
+
+    async fn create_partial(&self, name: &FileName, size: u64) -> Result<MemPartial, StoreError> {
+        let size = usize::try_from(size).map_err(|_| StoreError::TooLarge(name.clone()))?;
+        Ok(MemPartial { name: name.clone(), data: Arc::new(Mutex::new(vec![0; size])), store: self.clone() })
+    }
+
+    async fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(lock(&self.inner).state.get(key).cloned())
+    }
+
+    async fn save_state(&self, key: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        lock(&self.inner).state.insert(key.to_string(), data);
+        Ok(())
+    }
+}
