@@ -243,29 +243,11 @@ fn a_server_holds_a_bounded_number_of_handshakes() {
     use p2p_core::runtime::Runtime;
     use p2p_core::server::{Server, ServerConfig};
 
-    /// Reads until the other side closes; false if it has not within 20 s.
-    async fn closed<S: futures_io::AsyncRead + Unpin>(s: &mut S) -> bool {
-        let read = async {
-            let mut buf = [0u8; 64];
-            loop {
-                match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => return true,
-                    Ok(_) => {}
-                }
-            }
-        };
-        futures_lite::future::or(read, async {
-            smol::Timer::after(std::time::Duration::from_secs(20)).await;
-            false
-        })
-        .await
-    }
-
     let rt = p2p_host::SmolRuntime::new(2);
     let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
         let (s, listener, addr) = server(Identity::generate("peer1").unwrap()).await;
-        // Handshakes never time out here: only the bound can turn clients away.
+        // Handshakes never time out here: only the bound holds clients back.
         let config = ServerConfig {
             max_handshakes: 2,
             handshake_timeout: std::time::Duration::from_secs(600),
@@ -275,31 +257,29 @@ fn a_server_holds_a_bounded_number_of_handshakes() {
         let running = server.clone();
         let _task = rt.spawn(async move { running.run(listener, std::future::pending()).await });
 
-        // Two clients that never start their handshake take both places...
+        // Two clients that never start their handshake take both places:
+        // a third client waits in the backlog, unserved.
         let silent1 = TcpTransport.connect(&addr).await.unwrap().stream;
         let mut silent2 = TcpTransport.connect(&addr).await.unwrap().stream;
-        // ...(once the server has them: a TLS client waits its turn in the
-        // backlog until then, so use a third silent one to know).
-        let mut third = TcpTransport.connect(&addr).await.unwrap().stream;
-        assert!(closed(&mut third).await, "a third handshake is refused at once");
-
-        // One leaves: its place is free for a real client.
-        drop(silent1);
         let mut trust = Trust::new();
         trust.pin(&addr, s.fingerprint().unwrap());
         let client = TlsTransport::new(TcpTransport, None, trust).unwrap();
-        let mut connected = None;
-        for _ in 0..100 {
-            match client.connect(&addr).await {
-                Ok(c) => {
-                    connected = Some(c);
-                    break;
-                }
-                // The server may not have seen the first one leave yet.
-                Err(_) => smol::Timer::after(std::time::Duration::from_millis(20)).await,
-            };
-        }
-        assert!(connected.is_some(), "a client gets in once a place is free");
+        let mut waiting = rt.spawn(async move { client.connect(&addr).await.map(|_| ()) });
+        let early = futures_lite::future::or(async { Some((&mut waiting).await) }, async {
+            smol::Timer::after(std::time::Duration::from_millis(300)).await;
+            None
+        })
+        .await;
+        assert!(early.is_none(), "no slot is free: the third client is not served yet ({early:?})");
+
+        // One leaves: its place goes to the waiting client.
+        drop(silent1);
+        let connected = futures_lite::future::or(async { Some(waiting.await) }, async {
+            smol::Timer::after(std::time::Duration::from_secs(20)).await;
+            None
+        })
+        .await;
+        assert!(matches!(connected, Some(Ok(()))), "served once a place is free: {connected:?}");
         silent2.write_all(b"x").await.unwrap();
     });
 }

@@ -49,9 +49,9 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Connections served at once; more are told "busy" and closed.
     pub max_connections: usize,
-    /// Transport handshakes (TLS) in progress at once; connections beyond
-    /// are closed at once, so that clients that never finish theirs cannot
-    /// hold the server's sockets.
+    /// Transport handshakes (TLS) in progress at once; further connections
+    /// wait to be accepted until one ends, so that clients that never
+    /// finish theirs cannot take every socket the server may open.
     pub max_handshakes: usize,
     /// Longest a transport handshake may take (capped by `io_timeout`).
     pub handshake_timeout: Duration,
@@ -157,8 +157,6 @@ struct Shared {
     /// Permits of one MiB each, for uploads being received.
     uploads: Arc<Semaphore>,
     connections: AtomicUsize,
-    /// Transport handshakes in progress.
-    handshakes: AtomicUsize,
 }
 
 /// Why a request failed, as told to the client.
@@ -209,7 +207,6 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 buffers: Arc::new(Semaphore::new(read_permits)),
                 uploads: Arc::new(Semaphore::new(upload_permits)),
                 connections: AtomicUsize::new(0),
-                handshakes: AtomicUsize::new(0),
             }),
         }
     }
@@ -235,30 +232,32 @@ impl<S: Store, R: Runtime> Server<S, R> {
         let serve = async {
             let (done_tx, done_rx) = async_channel::unbounded::<u64>();
             let mut next = 0u64;
+            // A connection is taken only with a handshake slot free: beyond
+            // the limit, new ones wait in the listener's backlog, so a burst
+            // of clients is served in turn and silent ones hold no more than
+            // their slots, until their handshake times out.
+            let slots = Arc::new(Semaphore::new(self.config.max_handshakes.max(1)));
             loop {
-                let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+                let next_connection = async {
+                    let slot = slots.acquire_arc().await;
+                    Some((listener.accept().await, slot))
+                };
+                let accepted = futures_lite::future::or(next_connection, async {
                     if let Ok(id) = done_rx.recv().await {
                         tasks.remove(&id);
                     }
                     None
                 })
                 .await;
-                let incoming = match accepted {
+                let (incoming, slot) = match accepted {
                     None => continue,
-                    Some(Ok(i)) => i,
-                    Some(Err(e)) => {
+                    Some((Ok(i), slot)) => (i, slot),
+                    Some((Err(e), _)) => {
                         tracing::warn!(error = %e, "accept failed");
                         self.rt.sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 };
-                // Counted here, uncounted by the task when its handshake ends.
-                if self.shared.handshakes.fetch_add(1, Ordering::Relaxed) >= self.config.max_handshakes {
-                    self.shared.handshakes.fetch_sub(1, Ordering::Relaxed);
-                    let max = self.config.max_handshakes;
-                    tracing::warn!(remote = %incoming.remote(), "refused: {max} handshakes in progress already");
-                    continue;
-                }
                 next += 1;
                 let id = next;
                 let this = self.clone();
@@ -268,9 +267,8 @@ impl<S: Store, R: Runtime> Server<S, R> {
                     // The transport's handshake (TLS) runs here, in the
                     // connection's own task and under its own timeout.
                     let limit = this.config.handshake_timeout.min(this.config.io_timeout);
-                    let handshaking = Decrement(&this.shared.handshakes);
                     let established = timeout(&this.rt, limit, incoming.establish()).await;
-                    drop(handshaking);
+                    drop(slot);
                     match established {
                         Ok(Ok(connected)) => this.serve_connection(connected, remote).await,
                         Ok(Err(e)) => tracing::warn!("refused {remote}: {e}"),
