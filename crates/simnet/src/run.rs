@@ -96,8 +96,17 @@ struct Ended {
 
 enum StepState {
     Waiting,
-    Running { start: Time, slot: Arc<Mutex<Option<Ended>>>, _task: Option<Task<()>> },
-    Done { start: Time, end: Time, ended: Ended },
+    /// One slot per peer doing the command (several for `by: "group*"`).
+    Running {
+        start: Time,
+        slots: Vec<(usize, Arc<Mutex<Option<Ended>>>)>,
+        _tasks: Vec<Task<()>>,
+    },
+    Done {
+        start: Time,
+        end: Time,
+        ended: Ended,
+    },
 }
 
 enum Verdict {
@@ -201,6 +210,15 @@ impl Sim<'_> {
 
     fn peer(&self, name: &str) -> usize {
         self.index.get(name).copied().unwrap_or(0)
+    }
+
+    /// The peers a name stands for: one, or all whose names start with a
+    /// prefix ending in `*`.
+    fn matching(&self, pattern: &str) -> Vec<usize> {
+        match pattern.strip_suffix('*') {
+            Some(prefix) => (0..self.peers.len()).filter(|&i| self.peers[i].name.starts_with(prefix)).collect(),
+            None => vec![self.peer(pattern)],
+        }
     }
 
     /// Runs until everything is decided; returns why the run failed.
@@ -340,9 +358,8 @@ impl Sim<'_> {
             let id = self.scenario.step_id(i);
             self.log(format!("step {id} starts: {}", describe(&action)));
             if action.is_command() {
-                let slot = Arc::new(Mutex::new(None));
-                let task = self.spawn_command(&action, slot.clone());
-                self.steps[i] = StepState::Running { start: now, slot, _task: task };
+                let (slots, tasks) = self.spawn_commands(&action);
+                self.steps[i] = StepState::Running { start: now, slots, _tasks: tasks };
             } else {
                 self.apply_fault(&action);
                 let ended = Ended { ok: true, kind: None, result: "done".into(), parts: Vec::new() };
@@ -355,9 +372,14 @@ impl Sim<'_> {
         let now = self.now();
         let mut any = false;
         for i in 0..self.steps.len() {
-            let StepState::Running { start, slot, .. } = &self.steps[i] else { continue };
+            let StepState::Running { start, slots, .. } = &self.steps[i] else { continue };
             let start = *start;
-            let Some(ended) = lock(slot).take() else { continue };
+            if slots.iter().any(|(_, s)| lock(s).is_none()) {
+                continue;
+            }
+            let done: Vec<(String, Ended)> =
+                slots.iter().filter_map(|(p, s)| Some((self.peers[*p].name.clone(), lock(s).take()?))).collect();
+            let ended = merge(done);
             let id = self.scenario.step_id(i);
             self.log(format!("step {id} ends: {}{}", ended.result, parts_text(&ended.parts)));
             self.steps[i] = StepState::Done { start, end: now, ended };
@@ -366,16 +388,31 @@ impl Sim<'_> {
         any
     }
 
-    fn spawn_command(&mut self, action: &Action, slot: Arc<Mutex<Option<Ended>>>) -> Option<Task<()>> {
+    #[allow(clippy::type_complexity)]
+    fn spawn_commands(&mut self, action: &Action) -> (Vec<(usize, Arc<Mutex<Option<Ended>>>)>, Vec<Task<()>>) {
         let by = match action {
             Action::FileList { by, .. } | Action::Download { by, .. } | Action::Upload { by, .. } => by,
-            _ => return None,
+            _ => return (Vec::new(), Vec::new()),
         };
-        let p = &self.peers[self.peer(by)];
+        let mut slots = Vec::new();
+        let mut tasks = Vec::new();
+        for p in self.matching(by) {
+            let slot = Arc::new(Mutex::new(None));
+            if let Some(task) = self.spawn_command(p, action, slot.clone()) {
+                tasks.push(task);
+            }
+            slots.push((p, slot));
+        }
+        (slots, tasks)
+    }
+
+    fn spawn_command(&mut self, by: usize, action: &Action, slot: Arc<Mutex<Option<Ended>>>) -> Option<Task<()>> {
+        let p = &self.peers[by];
         if !p.host.is_up() {
-            *lock(&slot) = Some(failed(ErrorKind::Other, format!("{by} is down")));
+            *lock(&slot) = Some(failed(ErrorKind::Other, format!("{} is down", p.name)));
             return None;
         }
+        let by = &p.name;
         let (rt, transport, catalog) = (p.rt.clone(), p.transport.clone(), p.catalog.clone());
         let client = ClientConfig {
             peer_id: by.clone(),
@@ -402,16 +439,13 @@ impl Sim<'_> {
                 self.peers[i].host.crash();
                 self.peers[i].paused = false;
                 // Its commands die with it.
-                let now = self.now();
-                for j in 0..self.steps.len() {
-                    let by = match &self.scenario.timeline[j].action {
-                        Action::FileList { by, .. } | Action::Download { by, .. } | Action::Upload { by, .. } => by,
-                        _ => continue,
-                    };
-                    if by == p {
-                        if let StepState::Running { start, .. } = self.steps[j] {
-                            let ended = failed(ErrorKind::Other, "cancelled: the peer crashed".into());
-                            self.steps[j] = StepState::Done { start, end: now, ended };
+                for step in &self.steps {
+                    if let StepState::Running { slots, .. } = step {
+                        for (_, slot) in slots.iter().filter(|(by, _)| *by == i) {
+                            let mut slot = lock(slot);
+                            if slot.is_none() {
+                                *slot = Some(failed(ErrorKind::Other, "cancelled: the peer crashed".into()));
+                            }
                         }
                     }
                 }
@@ -513,26 +547,37 @@ impl Sim<'_> {
         let name_of = |n: &str| FileName::new(n).map_err(|e| e.to_string());
         match check {
             Check::FileHash { peer, name, hash } => {
-                let got = self.file_hash(self.peer(peer), &name_of(name)?);
-                match got {
-                    Some(h) if h == *hash => Ok(()),
-                    Some(h) => Err(format!("{peer} has {name} with blake3 {h}")),
-                    None => Err(format!("{peer} does not have {name}")),
+                let n = name_of(name)?;
+                for i in self.matching(peer) {
+                    let who = self.peers[i].name.clone();
+                    match self.file_hash(i, &n) {
+                        Some(h) if h == *hash => {}
+                        Some(h) => return Err(format!("{who} has {name} with blake3 {h}")),
+                        None => return Err(format!("{who} does not have {name}")),
+                    }
                 }
+                Ok(())
             }
             Check::SameFile { peer, name, other } => {
                 let n = name_of(name)?;
                 let theirs = self.file_hash(self.peer(other), &n).ok_or(format!("{other} does not have {name}"))?;
-                match self.file_hash(self.peer(peer), &n) {
-                    Some(h) if h == theirs => Ok(()),
-                    Some(h) => Err(format!("{peer} has {name} with blake3 {h}, {other} has {theirs}")),
-                    None => Err(format!("{peer} does not have {name}")),
+                for i in self.matching(peer) {
+                    let who = self.peers[i].name.clone();
+                    match self.file_hash(i, &n) {
+                        Some(h) if h == theirs => {}
+                        Some(h) => return Err(format!("{who} has {name} with blake3 {h}, {other} has {theirs}")),
+                        None => return Err(format!("{who} does not have {name}")),
+                    }
+                }
+                Ok(())
+            }
+            Check::NoFile { peer, name } => {
+                let n = name_of(name)?;
+                match self.matching(peer).into_iter().find(|&i| self.peers[i].store.get(&n).is_some()) {
+                    Some(i) => Err(format!("{} has {name}", self.peers[i].name)),
+                    None => Ok(()),
                 }
             }
-            Check::NoFile { peer, name } => match self.peers[self.peer(peer)].store.get(&name_of(name)?) {
-                Some(_) => Err(format!("{peer} has {name}")),
-                None => Ok(()),
-            },
             Check::Listing { peer, names } => {
                 let got: Vec<String> =
                     self.peers[self.peer(peer)].store.names().iter().map(|n| n.to_string()).collect();
@@ -558,6 +603,17 @@ impl Sim<'_> {
                 Some((_, StepState::Done { start, end, .. })) => {
                     let took = *end - *start;
                     if took <= within.0 { Ok(()) } else { Err(format!("step {step} took {}", secs(took))) }
+                }
+                _ => Err(format!("step {step} has not ended")),
+            },
+            Check::StepTook { step, at_least, at_most } => match self.step_by_id(step) {
+                Some((_, StepState::Done { start, end, .. })) => {
+                    let took = *end - *start;
+                    if took >= at_least.0 && took <= at_most.0 {
+                        Ok(())
+                    } else {
+                        Err(format!("step {step} took {}", secs(took)))
+                    }
                 }
                 _ => Err(format!("step {step} has not ended")),
             },
@@ -751,6 +807,21 @@ async fn file_list(transport: &SimTransport, rt: &SimRuntime, client: &ClientCon
     finish(parts, kind)
 }
 
+/// One step's result from the results of each peer that did it.
+fn merge(mut done: Vec<(String, Ended)>) -> Ended {
+    if done.len() == 1 {
+        if let Some((_, e)) = done.pop() {
+            return e;
+        }
+    }
+    let kind = done.iter().find_map(|(_, e)| e.kind);
+    let parts = done
+        .into_iter()
+        .map(|(peer, e)| Part { peer, bytes: e.parts.iter().map(|p| p.bytes).sum(), result: e.result })
+        .collect();
+    finish(parts, kind)
+}
+
 fn finish(parts: Vec<Part>, kind: Option<ErrorKind>) -> Ended {
     let ok = kind.is_none();
     let failed = parts.iter().filter(|p| p.result.starts_with("error")).count();
@@ -884,6 +955,9 @@ fn check_text(c: &Check) -> String {
         Check::SentAtMost { peer, bytes } => format!("{peer} sent at most {} bytes", bytes.0),
         Check::StepDone(s) => format!("step {s} ended as expected"),
         Check::StepWithin { step, within } => format!("step {step} took at most {}", secs(within.0)),
+        Check::StepTook { step, at_least, at_most } => {
+            format!("step {step} took between {} and {}", secs(at_least.0), secs(at_most.0))
+        }
     }
 }
 

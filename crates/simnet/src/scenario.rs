@@ -140,7 +140,8 @@ pub struct Step {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub enum Action {
-    /// `by` lists the files of `peers`.
+    /// `by` lists the files of `peers`. In the commands, `by` may end in
+    /// `*` (`"leech*"`): every peer whose name starts so does it, at once.
     FileList { by: String, peers: Vec<String> },
     /// `by` downloads `name` from `from`, all at once.
     Download { by: String, name: String, from: Vec<String> },
@@ -231,6 +232,8 @@ pub enum Check {
     StepDone(String),
     /// The step ended within this virtual time of its start.
     StepWithin { step: String, within: Dur },
+    /// The step took at least `at_least` and at most `at_most`.
+    StepTook { step: String, at_least: Dur, at_most: Dur },
 }
 
 /// Why a scenario cannot be used.
@@ -318,8 +321,13 @@ impl Scenario {
                 return Err(format!("peer {n:?} is defined twice"));
             }
         }
+        // A name ending in `*` stands for every peer it starts.
         let peer = |n: &str| -> Result<(), String> {
-            if seen.contains(n) { Ok(()) } else { Err(format!("no peer named {n:?} (peers: {})", list(&names))) }
+            let known = match n.strip_suffix('*') {
+                Some(prefix) => names.iter().any(|m| m.starts_with(prefix)),
+                None => seen.contains(n),
+            };
+            if known { Ok(()) } else { Err(format!("no peer named {n:?} (peers: {})", list(&names))) }
         };
         let link = |l: &str| -> Result<(), String> {
             if self.links.contains_key(l) { Ok(()) } else { Err(format!("no link profile named {l:?}")) }
@@ -393,7 +401,7 @@ impl Scenario {
                     peer(p)?;
                     peer(other)?;
                 }
-                Check::StepDone(s) | Check::StepWithin { step: s, .. } => step(s)?,
+                Check::StepDone(s) | Check::StepWithin { step: s, .. } | Check::StepTook { step: s, .. } => step(s)?,
             }
         }
         Ok(())
