@@ -24,6 +24,7 @@ pub mod report;
 mod run;
 pub mod scenario;
 pub mod store;
+mod tls;
 pub mod units;
 
 pub use report::Report;

@@ -12,14 +12,14 @@ use p2p_core::hash::Hash;
 use p2p_core::name::FileName;
 use p2p_core::protocol::{ErrorCode, StoreOutcome};
 use p2p_core::runtime::{Runtime, Task, Time};
-use p2p_core::server::{Server, ServerConfig, UploadPolicy};
+use p2p_core::server::{Gate, Server, ServerConfig, UploadPolicy};
 use p2p_core::store::Store;
 use p2p_core::transport::Transport;
 
 use crate::clock::{Clock, Host, SimRuntime};
-use crate::net::{Network, PORT, SimTransport};
+use crate::net::{Network, PORT};
 use crate::report::{ExpectReport, Part, Report, StepReport, Totals};
-use crate::scenario::{Action, Check, ErrorKind, Expect, Outcome, Scenario};
+use crate::scenario::{Action, Check, ErrorKind, Expect, Outcome, Scenario, Wire};
 use crate::store::{Faults, MemStore};
 use crate::units::secs;
 
@@ -54,27 +54,28 @@ pub fn file_content(name: &str, seed: u64, size: u64) -> Vec<u8> {
     out
 }
 
-struct Peer {
+struct Peer<T> {
     name: String,
     host: Arc<Host>,
     rt: SimRuntime,
     store: MemStore,
     catalog: Catalog<MemStore>,
-    transport: SimTransport,
+    transport: T,
     config: ServerConfig,
     paused: bool,
 }
 
-impl Peer {
-    fn addr(name: &str) -> String {
-        format!("{name}:{PORT}")
-    }
+/// Where a peer listens.
+fn addr_of(name: &str) -> String {
+    format!("{name}:{PORT}")
+}
 
+impl<T: Transport> Peer<T> {
     /// Starts the peer's server (after creation or a restart).
     fn serve(&mut self) {
         let server = Server::new(self.store.clone(), self.rt.clone(), self.config.clone());
         self.catalog = server.catalog().clone();
-        let (transport, addr) = (self.transport.clone(), Peer::addr(&self.name));
+        let (transport, addr) = (self.transport.clone(), addr_of(&self.name));
         self.rt
             .spawn(async move {
                 if let Ok(listener) = transport.bind(&addr).await {
@@ -115,11 +116,11 @@ enum Verdict {
     Failed(Time, String),
 }
 
-struct Sim<'a> {
+struct Sim<'a, T> {
     scenario: &'a Scenario,
     clock: Arc<Clock>,
     net: Arc<Network>,
-    peers: Vec<Peer>,
+    peers: Vec<Peer<T>>,
     index: BTreeMap<String, usize>,
     steps: Vec<StepState>,
     verdicts: Vec<Verdict>,
@@ -134,6 +135,29 @@ pub fn run(scenario: &Scenario, options: Options) -> Run {
     fastrand::seed(seed);
     let clock = Arc::new(Clock::default());
     let net = Network::new(clock.clone(), seed);
+    let names = scenario.peer_names();
+    match scenario.transport {
+        Wire::Plain => {
+            let transports = names.iter().enumerate().map(|(i, n)| net.transport(i, n)).collect();
+            play(scenario, seed, clock, net, transports, None)
+        }
+        Wire::Tls => match crate::tls::transports(&net, &names, seed) {
+            Ok((transports, gate)) => play(scenario, seed, clock, net, transports, Some(gate)),
+            Err(e) => Run::failed_setup(scenario, seed, format!("cannot set up TLS: {e}")),
+        },
+    }
+}
+
+/// Plays `scenario` with one transport per peer (in the order of
+/// [`Scenario::peer_names`]).
+fn play<T: Transport>(
+    scenario: &Scenario,
+    seed: u64,
+    clock: Arc<Clock>,
+    net: Arc<Network>,
+    transports: Vec<T>,
+    gate: Option<Arc<dyn Gate>>,
+) -> Run {
     let mut sim = Sim {
         scenario,
         clock: clock.clone(),
@@ -146,6 +170,7 @@ pub fn run(scenario: &Scenario, options: Options) -> Run {
         events: Vec::new(),
         hashes: BTreeMap::new(),
     };
+    let mut transports = transports.into_iter();
     for group in &scenario.peers {
         let link = group.link.as_ref().and_then(|l| scenario.links.get(l)).map(|l| l.spec()).unwrap_or_default();
         let names: Vec<String> = match group.count {
@@ -153,6 +178,7 @@ pub fn run(scenario: &Scenario, options: Options) -> Run {
             None => vec![group.name.clone()],
         };
         for name in names {
+            let Some(transport) = transports.next() else { break };
             let i = net.add_peer(link);
             let host = Host::up();
             let rt = SimRuntime::new(clock.clone(), &host, mix(seed, i));
@@ -163,10 +189,17 @@ pub fn run(scenario: &Scenario, options: Options) -> Run {
                     store.put(&n, file_content(&f.name, f.seed, f.size.0));
                 }
             }
+            let uploads = match (group.no_uploads, &gate) {
+                (true, _) => UploadPolicy::Nobody,
+                // Over TLS every peer of the scenario is known by its
+                // certificate; the plain network authenticates no one.
+                (false, Some(_)) => UploadPolicy::KnownPeers,
+                (false, None) => UploadPolicy::Anyone,
+            };
             let config = ServerConfig {
                 peer_id: name.clone(),
-                // The simulated network authenticates no one.
-                uploads: if group.no_uploads { UploadPolicy::Nobody } else { UploadPolicy::Anyone },
+                uploads,
+                gate: gate.clone(),
                 allow_overwrite: group.allow_overwrite,
                 ..ServerConfig::default()
             };
@@ -176,7 +209,7 @@ pub fn run(scenario: &Scenario, options: Options) -> Run {
                 rt,
                 catalog: Catalog::new(store.clone()),
                 store,
-                transport: net.transport(i, &name),
+                transport,
                 config,
                 paused: false,
             };
@@ -190,6 +223,25 @@ pub fn run(scenario: &Scenario, options: Options) -> Run {
     sim.report(seed, failures)
 }
 
+impl Run {
+    /// A run that could not start.
+    fn failed_setup(scenario: &Scenario, seed: u64, why: String) -> Run {
+        let report = Report {
+            scenario: scenario.name.clone(),
+            seed,
+            peers: 0,
+            verdict: "fail",
+            virtual_time: secs(Duration::ZERO),
+            steps: Vec::new(),
+            expectations: Vec::new(),
+            totals: Totals { bytes_sent: 0, connections: 0 },
+            failures: vec![why],
+            events_hash: String::new(),
+        };
+        Run { report, events: Vec::new() }
+    }
+}
+
 /// A per-peer seed: the same for a peer whatever else the scenario has.
 fn mix(seed: u64, i: usize) -> u64 {
     let h = blake3::hash(&[b"peer".as_slice(), &seed.to_le_bytes(), &(i as u64).to_le_bytes()].concat());
@@ -198,7 +250,7 @@ fn mix(seed: u64, i: usize) -> u64 {
     u64::from_le_bytes(eight)
 }
 
-impl Sim<'_> {
+impl<T: Transport> Sim<'_, T> {
     fn now(&self) -> Time {
         self.clock.now()
     }
@@ -273,11 +325,23 @@ impl Sim<'_> {
         for (i, s) in self.steps.iter().enumerate() {
             let id = self.scenario.step_id(i);
             match s {
-                StepState::Running { start, .. } => parts.push(format!(
-                    "step {id} ({}) waits for an answer since {}",
-                    describe(&self.scenario.timeline[i].action),
-                    secs(start.since_epoch())
-                )),
+                StepState::Running { start, slots, .. } => {
+                    let who: Vec<String> = slots
+                        .iter()
+                        .filter(|(_, slot)| lock(slot).is_none())
+                        .map(|(p, _)| {
+                            let peer = &self.peers[*p];
+                            let state = if peer.paused { "is paused" } else { "waits for an answer" };
+                            format!("{} {state}", peer.name)
+                        })
+                        .collect();
+                    parts.push(format!(
+                        "step {id} ({}, since {}): {}",
+                        describe(&self.scenario.timeline[i].action),
+                        secs(start.since_epoch()),
+                        who.join(", ")
+                    ));
+                }
                 StepState::Waiting => parts.push(format!("step {id} waits for {}", self.start_condition(i))),
                 StepState::Done { .. } => {}
             }
@@ -775,11 +839,11 @@ fn kind_of_text(text: &str) -> ErrorKind {
     }
 }
 
-async fn file_list(transport: &SimTransport, rt: &SimRuntime, client: &ClientConfig, peers: &[String]) -> Ended {
+async fn file_list<T: Transport>(transport: &T, rt: &SimRuntime, client: &ClientConfig, peers: &[String]) -> Ended {
     let tasks: Vec<_> = peers
         .iter()
         .map(|p| {
-            let (t, rt2, c, addr) = (transport.clone(), rt.clone(), client.clone(), Peer::addr(p));
+            let (t, rt2, c, addr) = (transport.clone(), rt.clone(), client.clone(), addr_of(p));
             rt.spawn(async move {
                 let mut s = Session::connect(&t, &rt2, &addr, &c).await?;
                 let files = s.list().await?;
@@ -829,8 +893,8 @@ fn finish(parts: Vec<Part>, kind: Option<ErrorKind>) -> Ended {
     Ended { ok, kind, result, parts }
 }
 
-async fn fetch(
-    transport: &SimTransport,
+async fn fetch<T: Transport>(
+    transport: &T,
     rt: &SimRuntime,
     catalog: &Catalog<MemStore>,
     client: &ClientConfig,
@@ -840,7 +904,7 @@ async fn fetch(
     let Ok(file) = FileName::new(name) else {
         return failed(ErrorKind::Other, format!("{name:?} is not a file name"));
     };
-    let sources: Vec<SourceSpec> = from.iter().map(|p| SourceSpec { label: p.clone(), addr: Peer::addr(p) }).collect();
+    let sources: Vec<SourceSpec> = from.iter().map(|p| SourceSpec { label: p.clone(), addr: addr_of(p) }).collect();
     let config = DownloadConfig { client: client.clone(), overwrite: false };
     match download(transport, rt, catalog, &file, &sources, &config, |_| {}).await {
         Ok(report) => {
@@ -876,8 +940,8 @@ async fn fetch(
     }
 }
 
-async fn push(
-    transport: &SimTransport,
+async fn push<T: Transport>(
+    transport: &T,
     rt: &SimRuntime,
     catalog: &Catalog<MemStore>,
     client: &ClientConfig,
@@ -894,7 +958,7 @@ async fn push(
     let tasks: Vec<_> = to
         .iter()
         .map(|p| {
-            let (t, rt2, c, addr) = (transport.clone(), rt.clone(), client.clone(), Peer::addr(p));
+            let (t, rt2, c, addr) = (transport.clone(), rt.clone(), client.clone(), addr_of(p));
             let (store, entry, file) = (catalog.store().clone(), entry.clone(), file.clone());
             rt.spawn(async move {
                 let (handle, _) = store.open(&file).await.map_err(ClientError::Local)?;

@@ -32,6 +32,20 @@ pub struct Scenario {
     /// The run fails if virtual time passes this (default 1h).
     #[serde(default)]
     pub limit: Option<Dur>,
+    /// How peers talk over the simulated links (default plain).
+    #[serde(default)]
+    pub transport: Wire,
+}
+
+/// What runs over the simulated links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Wire {
+    /// The protocol as is.
+    #[default]
+    Plain,
+    /// TLS 1.3 with mutual authentication: each peer's identity derives
+    /// from (seed, position), and every peer pins every other.
+    Tls,
 }
 
 /// A link profile. Unset fields: 1ms latency, no jitter, 1 Gbit both ways,

@@ -99,3 +99,21 @@ fn crashed_peers_lose_partial_files_and_keep_whole_ones() {
     assert!(report.passed(), "{}", report.human());
     assert!(report.steps[3].parts[0].result.contains("1 file [old.txt]"), "{}", report.human());
 }
+
+#[test]
+fn a_deadlock_fails_the_run_and_names_what_each_peer_waits_for() {
+    let text = r#"(
+        name: "stuck",
+        peers: [(name: "a"), (name: "b")],
+        timeline: [
+            (at: "0s", action: Pause("a")),
+            (id: "list", at: "1s", action: FileList(by: "a", peers: ["b"])),
+        ],
+    )"#;
+    let report = run(&Scenario::parse(text, "inline").unwrap(), Options::default()).report;
+    assert!(!report.passed());
+    assert_eq!(
+        report.failures[0],
+        "deadlock: nothing can run and no timer is set; step list (a lists b, since 1.000s): a is paused"
+    );
+}

@@ -104,6 +104,30 @@ impl Identity {
         Ok(Identity { chain: vec![made.cert.der().clone()], key })
     }
 
+    /// An identity that depends only on `id` and `secret`: an Ed25519 key
+    /// made from the secret and a certificate with fixed dates and serial,
+    /// so its fingerprint is the same on every run. For simulations and
+    /// tests, where identities must replay; a real peer uses [`create`].
+    ///
+    /// [`create`]: Identity::create
+    pub fn derived(id: &str, secret: [u8; 32]) -> Result<Identity, IdentityError> {
+        let err = |e: rcgen::Error| IdentityError::Generate(e.to_string());
+        // PKCS#8 v1 of an Ed25519 key (RFC 8410): a fixed prefix, then the
+        // 32-byte seed.
+        let mut pkcs8 =
+            vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+        pkcs8.extend_from_slice(&secret);
+        let key = rcgen::KeyPair::try_from(pkcs8.as_slice()).map_err(err)?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, id);
+        params.serial_number = Some(rcgen::SerialNumber::from(vec![1]));
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2999, 1, 1);
+        let cert = params.self_signed(&key).map_err(err)?;
+        Ok(Identity { chain: vec![cert.der().clone()], key: PrivateKeyDer::Pkcs8(pkcs8.into()) })
+    }
+
     /// Makes a new self-signed identity for peer `id` and writes it as PEM:
     /// the key readable by its owner only.
     pub fn create(id: &str, cert: &Path, key: &Path) -> Result<Identity, IdentityError> {

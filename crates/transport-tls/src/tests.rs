@@ -310,3 +310,20 @@ fn a_pin_decides_even_when_a_ca_is_trusted() {
         assert!(e.contains("not issued by the trusted CA"), "{e}");
     });
 }
+
+#[test]
+fn derived_identities_replay_and_talk() {
+    let a = Identity::derived("peer1", [7; 32]).unwrap();
+    assert_eq!(a.fingerprint(), Identity::derived("peer1", [7; 32]).unwrap().fingerprint());
+    assert_ne!(a.fingerprint(), Identity::derived("peer1", [8; 32]).unwrap().fingerprint());
+    run(async {
+        let (s, listener, addr) = server(a.clone()).await;
+        let mut trust = Trust::new();
+        trust.pin(&addr, s.fingerprint().unwrap());
+        let client =
+            TlsTransport::new(TcpTransport, Some(Identity::derived("peer2", [9; 32]).unwrap()), trust).unwrap();
+        let (c, srv) = pair(&client, &listener, &addr).await;
+        assert_eq!(c.unwrap().peer, Some(a.fingerprint()));
+        assert!(srv.unwrap().peer.is_some());
+    });
+}
