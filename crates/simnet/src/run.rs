@@ -95,6 +95,9 @@ struct Ended {
     parts: Vec<Part>,
 }
 
+/// Where a peer's command leaves its result.
+type Slot = Arc<Mutex<Option<Ended>>>;
+
 enum StepState {
     Waiting,
     /// One slot per peer doing the command (several for `by: "group*"`).
@@ -452,8 +455,7 @@ impl<T: Transport> Sim<'_, T> {
         any
     }
 
-    #[allow(clippy::type_complexity)]
-    fn spawn_commands(&mut self, action: &Action) -> (Vec<(usize, Arc<Mutex<Option<Ended>>>)>, Vec<Task<()>>) {
+    fn spawn_commands(&mut self, action: &Action) -> (Vec<(usize, Slot)>, Vec<Task<()>>) {
         let by = match action {
             Action::FileList { by, .. } | Action::Download { by, .. } | Action::Upload { by, .. } => by,
             _ => return (Vec::new(), Vec::new()),
@@ -470,7 +472,7 @@ impl<T: Transport> Sim<'_, T> {
         (slots, tasks)
     }
 
-    fn spawn_command(&mut self, by: usize, action: &Action, slot: Arc<Mutex<Option<Ended>>>) -> Option<Task<()>> {
+    fn spawn_command(&mut self, by: usize, action: &Action, slot: Slot) -> Option<Task<()>> {
         let p = &self.peers[by];
         if !p.host.is_up() {
             *lock(&slot) = Some(failed(ErrorKind::Other, format!("{} is down", p.name)));

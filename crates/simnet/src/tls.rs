@@ -12,13 +12,12 @@ use p2p_transport_tls::{Identity, TlsTransport, Trust};
 
 use crate::net::{Network, PORT, SimTransport};
 
+/// Each peer's TLS transport, and the gate servers share.
+type Setup = (Vec<TlsTransport<SimTransport>>, Arc<dyn Gate>);
+
 /// Every peer's TLS transport (each pinning all the others) and the gate
 /// that knows them all.
-pub(crate) fn transports(
-    net: &Arc<Network>,
-    names: &[String],
-    seed: u64,
-) -> Result<(Vec<TlsTransport<SimTransport>>, Arc<dyn Gate>), String> {
+pub(crate) fn transports(net: &Arc<Network>, names: &[String], seed: u64) -> Result<Setup, String> {
     let identities: Vec<Identity> = names
         .iter()
         .enumerate()
