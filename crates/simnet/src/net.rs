@@ -140,7 +140,7 @@ impl Network {
             };
             let now = self.clock.now();
             let times: Vec<Time> =
-                held.iter().map(|&(_, len)| self.schedule(from, to, len.max(1), true).unwrap_or(now)).collect();
+                held.iter().map(|&(_, len)| self.schedule(from, to, len, true).unwrap_or(now)).collect();
             let mut p = lock(&pipe);
             let mut last = Time::ZERO;
             for ((i, _), t) in held.into_iter().zip(times) {
@@ -154,7 +154,8 @@ impl Network {
     }
 
     /// When `len` bytes written now from `from` arrive at `to`, or `None`
-    /// while the way is cut. Counts the bytes.
+    /// while the way is cut. Counts the bytes. (An empty chunk, the end of
+    /// a stream, takes the time of one byte and counts as none.)
     fn schedule(&self, from: usize, to: usize, len: u64, force: bool) -> Option<Time> {
         let now = self.clock.now();
         let mut s = lock(&self.state);
@@ -162,14 +163,14 @@ impl Network {
             return None;
         }
         let (src, dst) = (s.links[from], s.links[to]);
-        let left = s.up_free[from].max(now) + src.up.time_for(len);
+        let left = s.up_free[from].max(now) + src.up.time_for(len.max(1));
         s.up_free[from] = left;
         let jitter_max = src.jitter.max(dst.jitter).as_nanos() as u64;
         let seed = self.seed;
         let rng = s.rngs.entry((from, to)).or_insert_with(|| fastrand::Rng::with_seed(mix(seed, from, to)));
         let jitter = if jitter_max > 0 { Duration::from_nanos(rng.u64(..=jitter_max)) } else { Duration::ZERO };
         let latency = src.latency.max(dst.latency) + jitter;
-        let arrive = (left + latency).max(s.down_free[to] + dst.down.time_for(len));
+        let arrive = (left + latency).max(s.down_free[to] + dst.down.time_for(len.max(1)));
         s.down_free[to] = arrive;
         s.sent[from] += len;
         s.received[to] += len;
@@ -287,8 +288,7 @@ impl SimStream {
             let p = lock(&self.write);
             (p.from, p.to)
         };
-        let len = data.len().max(1) as u64;
-        let at = self.net.schedule(from, to, len, false);
+        let at = self.net.schedule(from, to, data.len() as u64, false);
         let mut p = lock(&self.write);
         let at = at.map(|t| {
             // Bytes of one connection arrive in order, jitter or not.

@@ -119,10 +119,13 @@ impl Report {
                 let _ = writeln!(s, "    {d}");
             }
         }
+        let c = self.totals.connections;
         let _ = writeln!(
             s,
-            "totals: {} bytes sent, {} connections, virtual time {}",
-            self.totals.bytes_sent, self.totals.connections, self.virtual_time
+            "totals: {} bytes sent, {c} connection{}, virtual time {}",
+            self.totals.bytes_sent,
+            if c == 1 { "" } else { "s" },
+            self.virtual_time
         );
         for f in &self.failures {
             let _ = writeln!(s, "failure: {f}");
