@@ -70,20 +70,26 @@ fn addr_of(name: &str) -> String {
     format!("{name}:{PORT}")
 }
 
-impl<T: Transport> Peer<T> {
-    /// Starts the peer's server (after creation or a restart).
-    fn serve(&mut self) {
-        let server = Server::new(self.store.clone(), self.rt.clone(), self.config.clone());
-        self.catalog = server.catalog().clone();
-        let (transport, addr) = (self.transport.clone(), addr_of(&self.name));
-        self.rt
-            .spawn(async move {
-                if let Ok(listener) = transport.bind(&addr).await {
-                    server.run(listener, std::future::pending()).await;
-                }
-            })
-            .detach();
-    }
+/// Starts a peer's server (at creation, or after a restart) and returns
+/// its catalog, which the peer's own commands share: a file is hashed once
+/// per run of the peer, as on a real machine.
+fn serve<T: Transport>(
+    name: &str,
+    rt: &SimRuntime,
+    store: &MemStore,
+    config: &ServerConfig,
+    transport: &T,
+) -> Catalog<MemStore> {
+    let server = Server::new(store.clone(), rt.clone(), config.clone());
+    let catalog = server.catalog().clone();
+    let (transport, addr) = (transport.clone(), addr_of(name));
+    rt.spawn(async move {
+        if let Ok(listener) = transport.bind(&addr).await {
+            server.run(listener, std::future::pending()).await;
+        }
+    })
+    .detach();
+    catalog
 }
 
 /// How a command step ended.
@@ -206,17 +212,8 @@ fn play<T: Transport>(
                 allow_overwrite: group.allow_overwrite,
                 ..ServerConfig::default()
             };
-            let mut peer = Peer {
-                name: name.clone(),
-                host,
-                rt,
-                catalog: Catalog::new(store.clone()),
-                store,
-                transport,
-                config,
-                paused: false,
-            };
-            peer.serve();
+            let catalog = serve(&name, &rt, &store, &config, &transport);
+            let peer = Peer { name: name.clone(), host, rt, catalog, store, transport, config, paused: false };
             sim.index.insert(name, i);
             sim.peers.push(peer);
         }
@@ -520,7 +517,9 @@ impl<T: Transport> Sim<'_, T> {
                 let i = self.peer(p);
                 if !self.peers[i].host.is_up() {
                     self.peers[i].host.restart();
-                    self.peers[i].serve();
+                    let p = &self.peers[i];
+                    let catalog = serve(&p.name, &p.rt, &p.store, &p.config, &p.transport);
+                    self.peers[i].catalog = catalog;
                 }
             }
             Action::Pause(p) => {
