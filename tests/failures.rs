@@ -76,9 +76,10 @@ fn peer_dying_midway_leaves_nothing_and_another_peer_finishes(mode: Mode) {
     assert_eq!(net.read("client", "big.bin"), data);
 }
 
-fn interrupted_download_removes_its_partial_file(mode: Mode) {
+fn interrupted_download_keeps_what_arrived_and_resumes(mode: Mode) {
     let net = Net::start(mode, &["peer1"]);
-    let stalling = FakePeer::start(mode, "big.bin", content(3_000_000, 6), Fault::Stall { after: 1_500_000 });
+    let data = content(3_000_000, 6);
+    let stalling = FakePeer::start(mode, "big.bin", data.clone(), Fault::Stall { after: 1_500_000 });
     let child = std::process::Command::new(crate::common::P2P)
         .args(["download", "big.bin", &stalling.addr])
         .current_dir(net.root.path().join("client"))
@@ -87,7 +88,8 @@ fn interrupted_download_removes_its_partial_file(mode: Mode) {
         .spawn()
         .unwrap();
     let served = net.served("client");
-    assert!(eventually(Duration::from_secs(20), || partials(&served) == 1), "the download started");
+    // A record is saved once a MiB is in place and synced.
+    assert!(eventually(Duration::from_secs(20), || resume_records(&served) == 1), "the download saved a record");
     std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let run = crate::common::wait_with_deadline(child, Duration::from_secs(20));
     assert_eq!(run.code, 130);
@@ -95,7 +97,23 @@ fn interrupted_download_removes_its_partial_file(mode: Mode) {
     assert!(run.stderr.ends_with("\ninterrupted\n") || run.stderr == "interrupted\n", "{}", run.stderr);
     assert!(!run.stderr.contains("error"), "{}", run.stderr);
     assert_eq!(partials(&served), 0);
-    assert!(!served.join("big.bin").exists());
+    assert!(!served.join("big.bin").exists(), "nothing partial under the final name");
+
+    // The same command against a peer that has the file fetches only the rest.
+    net.put("peer1", "big.bin", &data);
+    let run = net.p2p(&["--json", "download", "big.bin", "peer1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = net.json(&run.stdout);
+    let resumed = doc["resumed"].as_u64().unwrap();
+    assert!(resumed >= 1 << 20, "{doc}");
+    assert_eq!(doc["sources"][0]["bytes"].as_u64().unwrap(), data.len() as u64 - resumed, "{doc}");
+    assert_eq!(net.read("client", "big.bin"), data);
+    assert_eq!(resume_records(&served), 0, "the record goes with the finished file");
+}
+
+fn resume_records(served: &std::path::Path) -> usize {
+    std::fs::read_dir(served.join(".p2p/resume"))
+        .map_or(0, |d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "resume")).count())
 }
 
 fn second_upload_while_the_first_is_in_progress_is_refused(mode: Mode) {
@@ -246,7 +264,7 @@ both_modes!(
     file_not_on_the_peer,
     local_file_missing_or_badly_named,
     peer_dying_midway_leaves_nothing_and_another_peer_finishes,
-    interrupted_download_removes_its_partial_file,
+    interrupted_download_keeps_what_arrived_and_resumes,
     second_upload_while_the_first_is_in_progress_is_refused,
     the_receiver_refuses_hostile_names,
     garbage_oversized_and_stalled_clients_are_dropped_and_others_served,

@@ -298,10 +298,10 @@ fn replace_timing(s: &str) -> String {
         return s.to_string();
     }
     let mut rest = &after[num_end + 1..];
-    if rest.starts_with(" (") {
-        if let Some(close) = rest.find(")") {
-            rest = &rest[close + 1..];
-        }
+    if rest.starts_with(" (")
+        && let Some(close) = rest.find(")")
+    {
+        rest = &rest[close + 1..];
     }
     format!("{} in [TIME]{}", &s[..i], replace_timing(rest))
 }

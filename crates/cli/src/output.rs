@@ -50,11 +50,11 @@ pub(crate) fn error(text: &str) {
 
 fn stdout(text: &str) {
     let mut out = io::stdout().lock();
-    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            // The reader went away (`| head`): nothing more to say.
-            std::process::exit(0);
-        }
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush())
+        && e.kind() == io::ErrorKind::BrokenPipe
+    {
+        // The reader went away (`| head`): nothing more to say.
+        std::process::exit(0);
     }
 }
 

@@ -58,8 +58,13 @@ pub enum ConnError {
     #[error("protocol violation: {0}")]
     Unexpected(String),
     /// The other side reported an error for the whole connection.
-    #[error("{0}")]
-    Refused(String),
+    #[error("{message}")]
+    Refused {
+        /// The kind of refusal.
+        code: crate::protocol::ErrorCode,
+        /// The peer's explanation.
+        message: String,
+    },
 }
 
 /// An IO error, with the ways a peer going away shows up folded into
@@ -157,7 +162,9 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
         let sent = self.send(&Message::Hello(hello)).await;
         let answer = self.read_message(Wait::Busy).await;
         match (sent, answer) {
-            (_, Ok(Message::Error { message, .. })) => Err(ConnError::Refused(crate::sanitize(&message, 500))),
+            (_, Ok(Message::Error { code, message, .. })) => {
+                Err(ConnError::Refused { code, message: crate::sanitize(&message, 500) })
+            }
             (Err(e), _) | (Ok(()), Err(e)) => Err(e),
             (Ok(()), Ok(Message::Hello(h))) => Ok(h),
             (Ok(()), Ok(other)) => Err(ConnError::Unexpected(format!("expected Hello, got {}", kind(&other)))),
@@ -199,17 +206,17 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
         loop {
             let have = self.end - self.start;
             let total = codec::frame_len(&self.buf[self.start..self.end])?;
-            if let Some(total) = total {
-                if have >= total {
-                    self.consumed = total;
-                    self.frame_started = None;
-                    let bytes = &self.buf[self.start..self.start + total];
-                    return match codec::decode(bytes)? {
-                        Some((frame, _)) => Ok(Some(frame)),
-                        // frame_len said the whole frame is there.
-                        None => Err(ConnError::Unexpected("incomplete frame".into())),
-                    };
-                }
+            if let Some(total) = total
+                && have >= total
+            {
+                self.consumed = total;
+                self.frame_started = None;
+                let bytes = &self.buf[self.start..self.start + total];
+                return match codec::decode(bytes)? {
+                    Some((frame, _)) => Ok(Some(frame)),
+                    // frame_len said the whole frame is there.
+                    None => Err(ConnError::Unexpected("incomplete frame".into())),
+                };
             }
             let limit = if have == 0 {
                 match wait {

@@ -146,7 +146,7 @@ impl Manifest {
     /// The block that starts at `offset`, if a block starts there.
     pub fn block_at(&self, offset: u64) -> Option<u64> {
         let bs = u64::from(self.block_size);
-        (offset % bs == 0 && (offset < self.size || offset == 0)).then_some(offset / bs)
+        (offset.is_multiple_of(bs) && (offset < self.size || offset == 0)).then_some(offset / bs)
     }
 
     /// Whether `data` is exactly block `index` of this file.
@@ -247,7 +247,7 @@ impl ManifestBuilder {
             self.hasher.update(&data[..take]);
             self.fed += take as u64;
             data = &data[take..];
-            if self.fed % bs == 0 && self.fed < self.size {
+            if self.fed.is_multiple_of(bs) && self.fed < self.size {
                 self.finish_block();
             }
         }

@@ -90,6 +90,20 @@ pub trait Store: Clone + Send + Sync + 'static {
         size: u64,
     ) -> impl Future<Output = Result<Self::Partial, StoreError>> + Send;
 
+    /// Continues the resumable content `key` (the file's hash in hex) for
+    /// `name`, `size` bytes long, or starts it. Unlike
+    /// [`create_partial`](Self::create_partial), dropping it keeps the
+    /// content and its [resume record](PartialFile::save_record) for the
+    /// next try; only [`commit`](PartialFile::commit) and
+    /// [`discard`](PartialFile::discard) end it. Fails if another download
+    /// holds the same content open.
+    fn resume_partial(
+        &self,
+        name: &FileName,
+        key: &str,
+        size: u64,
+    ) -> impl Future<Output = Result<Self::Partial, StoreError>> + Send;
+
     /// Reads a state record (`key` is `[a-z0-9_-]` words joined by `/`).
     fn load_state(&self, key: &str) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send;
 
@@ -118,11 +132,25 @@ pub trait ReadAt: Send + Sync + 'static {
 /// owner is dropped (a cancelled download), the file goes even while
 /// writers are still running.
 pub trait PartialFile: Send + Sync + 'static {
-    /// A handle for positional writes.
-    type Writer: WriteAt;
+    /// A handle for positional writes (and reads of what was written).
+    type Writer: WriteAt + ReadAt + Clone;
 
     /// A writer for this file.
     fn writer(&self) -> Self::Writer;
+
+    /// Makes everything written so far durable.
+    fn sync(&self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// The resume record saved with this content, if any.
+    fn record(&self) -> impl Future<Output = io::Result<Option<Vec<u8>>>> + Send;
+
+    /// Replaces the resume record, atomically and durably. Callers
+    /// [`sync`](Self::sync) first: a record must never claim bytes that a
+    /// crash could lose.
+    fn save_record(&self, data: Vec<u8>) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Removes the content and its record now.
+    fn discard(self) -> impl Future<Output = ()> + Send;
 
     /// Makes the content durable and renames it to its final name. Unless
     /// `overwrite` is set, fails with [`StoreError::Exists`] (and keeps

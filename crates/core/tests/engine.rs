@@ -104,7 +104,7 @@ fn list_manifest_and_download_from_two_peers() {
             SourceSpec { label: "b".into(), addr: pb.addr.clone() },
         ];
         let name = FileName::new("big.bin").unwrap();
-        let config = DownloadConfig { client: fast(), overwrite: false };
+        let config = DownloadConfig { client: fast(), overwrite: false, ..Default::default() };
         let report = download(&TcpTransport, &rt, &catalog, &name, &sources, &config, |_| {}).await.unwrap();
         assert_eq!(report.outcome, Outcome::Downloaded);
         assert_eq!(std::fs::read(out.path().join("big.bin")).unwrap(), big);
@@ -132,15 +132,15 @@ fn download_skips_sources_without_the_file_and_fails_cleanly_without_any() {
         let pb = start(&rt, FsStore::new(b.path()), ServerConfig::default()).await;
         let pc = start(&rt, FsStore::new(c.path()), ServerConfig::default()).await;
         let catalog = Catalog::new(FsStore::new(out.path()));
-        let config = DownloadConfig { client: fast(), overwrite: false };
+        let config = DownloadConfig { client: fast(), overwrite: false, ..Default::default() };
         let src = |l: &str, addr: &str| SourceSpec { label: l.into(), addr: addr.into() };
 
         let name = FileName::new("x.txt").unwrap();
         let sources = [src("b", &pb.addr), src("a", &pa.addr), src("c", &pc.addr)];
         let report = download(&TcpTransport, &rt, &catalog, &name, &sources, &config, |_| {}).await.unwrap();
         assert_eq!(std::fs::read(out.path().join("x.txt")).unwrap(), b"the content");
-        assert_eq!(report.sources[0].problem.as_deref(), Some("does not have x.txt"));
-        assert!(report.sources[2].problem.as_deref().unwrap().contains("different content"));
+        assert_eq!(report.sources[0].problem.as_ref().map(|p| p.detail.as_str()), Some("does not have x.txt"));
+        assert!(report.sources[2].problem.as_ref().map(|p| p.detail.as_str()).unwrap().contains("different content"));
         assert_eq!(report.sources[1].bytes, 11);
 
         let missing = FileName::new("missing.txt").unwrap();
@@ -201,6 +201,9 @@ impl Store for Corrupting {
     async fn create_partial(&self, name: &FileName, size: u64) -> Result<Self::Partial, StoreError> {
         self.0.create_partial(name, size).await
     }
+    async fn resume_partial(&self, name: &FileName, key: &str, size: u64) -> Result<Self::Partial, StoreError> {
+        self.0.resume_partial(name, key, size).await
+    }
     async fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.0.load_state(key).await
     }
@@ -225,10 +228,10 @@ fn corrupt_source_is_dropped_and_named_and_the_file_still_arrives() {
             SourceSpec { label: "good".into(), addr: pg.addr.clone() },
         ];
         let name = FileName::new("f.bin").unwrap();
-        let config = DownloadConfig { client: fast(), overwrite: false };
+        let config = DownloadConfig { client: fast(), overwrite: false, ..Default::default() };
         let report = download(&TcpTransport, &rt, &catalog, &name, &sources, &config, |_| {}).await.unwrap();
         assert_eq!(Hash::of(&std::fs::read(out.path().join("f.bin")).unwrap()), Hash::of(&content));
-        let problem = report.sources[0].problem.as_deref().unwrap();
+        let problem = report.sources[0].problem.as_ref().map(|p| p.detail.as_str()).unwrap();
         assert!(problem.contains("corrupt"), "{problem}");
         assert_eq!(report.sources[0].bytes, 0);
         assert_eq!(report.sources[1].bytes, content.len() as u64);
@@ -519,7 +522,7 @@ fn many_concurrent_downloaders_all_get_the_file() {
                 let catalog = Catalog::new(FsStore::new(&path));
                 let name = FileName::new("shared.bin").unwrap();
                 let sources = [SourceSpec { label: "p".into(), addr }];
-                let config = DownloadConfig { client: fast(), overwrite: false };
+                let config = DownloadConfig { client: fast(), overwrite: false, ..Default::default() };
                 download(&TcpTransport, &rt2, &catalog, &name, &sources, &config, |_| {}).await.unwrap();
                 done.fetch_add(1, Ordering::Relaxed);
             }));
@@ -573,14 +576,17 @@ fn a_silent_source_does_not_hold_up_the_download() {
         // The silent source would hold the download for an hour if it were
         // waited for.
         let patient = ClientConfig { connect_timeout: Duration::from_secs(3600), ..fast() };
-        let config = DownloadConfig { client: patient, overwrite: false };
+        let config = DownloadConfig { client: patient, overwrite: false, ..Default::default() };
         let run = download(&TcpTransport, &rt, &catalog, &name, &sources, &config, |_| {});
         let report = p2p_core::runtime::timeout(&rt, Duration::from_secs(60), run)
             .await
             .expect("finished without the silent source")
             .unwrap();
         assert_eq!(report.sources[1].bytes, content.len() as u64);
-        assert_eq!(report.sources[0].problem.as_deref(), Some("did not answer before the download finished"));
+        assert_eq!(
+            report.sources[0].problem.as_ref().map(|p| p.detail.as_str()),
+            Some("did not answer before the download finished")
+        );
         assert_eq!(std::fs::read(out.path().join("f.bin")).unwrap(), content);
     });
 }
@@ -611,6 +617,9 @@ impl Store for SlowHash {
     }
     async fn create_partial(&self, name: &FileName, size: u64) -> Result<Self::Partial, StoreError> {
         self.0.create_partial(name, size).await
+    }
+    async fn resume_partial(&self, name: &FileName, key: &str, size: u64) -> Result<Self::Partial, StoreError> {
+        self.0.resume_partial(name, key, size).await
     }
     async fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.0.load_state(key).await

@@ -6,6 +6,8 @@
 //! served_files/
 //!   notes.txt                 whole, verified files: what is listed and served
 //!   .p2p/partial/<rand>.part  content on its way in (never listed)
+//!   .p2p/resume/<hash>.part   a download to resume, and its record in
+//!   .p2p/resume/<hash>.resume   (kept when interrupted, never listed)
 //!   .p2p/manifests/<key>      cached manifests
 //! ```
 //!
@@ -57,8 +59,8 @@ struct Writeback {
     running: AtomicBool,
 }
 
-/// A file being written under `.p2p/partial/`. Removed when dropped
-/// unless committed.
+/// A file being written under `.p2p/partial/`, removed when dropped
+/// unless committed; or a resumable one under `.p2p/resume/`, kept.
 #[derive(Debug)]
 pub struct FsPartial {
     file: Arc<File>,
@@ -67,6 +69,8 @@ pub struct FsPartial {
     name: FileName,
     root: Arc<PathBuf>,
     committed: bool,
+    /// Where the resume record goes, for a resumable partial file.
+    record: Option<PathBuf>,
 }
 
 impl FsStore {
@@ -243,10 +247,66 @@ impl Store for FsStore {
                 .create_new(true)
                 .open(&path)
                 .map_err(|e| StoreError::io(what(), e))?;
-            let partial = FsPartial { file: Arc::new(file), flush: Arc::default(), path, name, root, committed: false };
+            let partial = FsPartial {
+                file: Arc::new(file),
+                flush: Arc::default(),
+                path,
+                name,
+                root,
+                committed: false,
+                record: None,
+            };
             // Sparse until written; fails early if the size is impossible.
             partial.file.set_len(size).map_err(|e| StoreError::io(what(), e))?;
             Ok(partial)
+        })
+        .await
+    }
+
+    async fn resume_partial(&self, name: &FileName, key: &str, size: u64) -> Result<FsPartial, StoreError> {
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(StoreError::io("resuming", io::Error::new(io::ErrorKind::InvalidInput, "bad resume key")));
+        }
+        let root = self.root.clone();
+        let name = name.clone();
+        let key = key.to_owned();
+        blocking::unblock(move || {
+            let dir = root.join(STATE_DIR).join("resume");
+            let what = || format!("opening a partial file in {}", dir.display());
+            fs::create_dir_all(&dir).map_err(|e| StoreError::io(what(), e))?;
+            let path = dir.join(format!("{key}.part"));
+            let record = dir.join(format!("{key}.resume"));
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| StoreError::io(what(), e))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => {
+                    let e = io::Error::new(io::ErrorKind::WouldBlock, "another p2p is downloading it there now");
+                    return Err(StoreError::io(format!("downloading {name} into {}", root.display()), e));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(StoreError::io(what(), e)),
+            }
+            let len = file.metadata().map_err(|e| StoreError::io(what(), e))?.len();
+            if len != size {
+                // New (or not this content after all): nothing to resume.
+                let _ = fs::remove_file(&record);
+                file.set_len(0).map_err(|e| StoreError::io(what(), e))?;
+                file.set_len(size).map_err(|e| StoreError::io(what(), e))?;
+            }
+            Ok(FsPartial {
+                file: Arc::new(file),
+                flush: Arc::default(),
+                path,
+                name,
+                root,
+                committed: false,
+                record: Some(record),
+            })
         })
         .await
     }
@@ -299,6 +359,50 @@ impl PartialFile for FsPartial {
         FsWriter { file: self.file.clone(), flush: self.flush.clone() }
     }
 
+    async fn sync(&self) -> io::Result<()> {
+        let file = self.file.clone();
+        blocking::unblock(move || file.sync_data()).await
+    }
+
+    async fn record(&self) -> io::Result<Option<Vec<u8>>> {
+        let Some(path) = self.record.clone() else { return Ok(None) };
+        blocking::unblock(move || match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn save_record(&self, data: Vec<u8>) -> io::Result<()> {
+        let Some(path) = self.record.clone() else { return Ok(()) };
+        blocking::unblock(move || {
+            let tmp = path.with_extension("resume.tmp");
+            let mut f = File::create(&tmp)?;
+            io::Write::write_all(&mut f, &data)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            if let Some(dir) = path.parent() {
+                sync_dir(dir);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn discard(mut self) {
+        let (path, record) = (self.path.clone(), self.record.take());
+        // Marked done first, so that Drop does not race the removal.
+        self.committed = true;
+        blocking::unblock(move || {
+            let _ = fs::remove_file(&path);
+            if let Some(r) = record {
+                let _ = fs::remove_file(r);
+            }
+        })
+        .await;
+    }
+
     async fn commit(mut self, overwrite: bool) -> Result<FileMeta, StoreError> {
         blocking::unblock(move || {
             let target = self.root.join(self.name.as_str());
@@ -333,11 +437,20 @@ impl PartialFile for FsPartial {
                 }
             }
             self.committed = true;
+            if let Some(record) = &self.record {
+                let _ = fs::remove_file(record);
+            }
             sync_dir(&self.root);
             let m = fs::metadata(&target).map_err(|e| StoreError::io(what("reading"), e))?;
             Ok(meta_of(self.name.clone(), &m))
         })
         .await
+    }
+}
+
+impl ReadAt for FsWriter {
+    async fn read_at(&self, offset: u64, len: usize, buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        FsFile { file: self.file.clone() }.read_at(offset, len, buf).await
     }
 }
 
@@ -366,8 +479,9 @@ impl WriteAt for FsWriter {
 
 impl Drop for FsPartial {
     fn drop(&mut self) {
-        if !self.committed {
-            // Nothing partial is left behind, even on cancellation.
+        if !self.committed && self.record.is_none() {
+            // Nothing partial is left behind, even on cancellation; only a
+            // resumable download keeps its content for the next try.
             let _ = fs::remove_file(&self.path);
         }
     }

@@ -69,11 +69,11 @@ fn main() -> ExitCode {
         print!("{}", run.report.human());
     }
     eprintln!("wall time {:.2}s for {} of virtual time", wall.as_secs_f64(), run.report.virtual_time);
-    if let Some(path) = &args.events {
-        if let Err(e) = std::fs::write(path, run.events.join("\n") + "\n") {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            ok = false;
-        }
+    if let Some(path) = &args.events
+        && let Err(e) = std::fs::write(path, run.events.join("\n") + "\n")
+    {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        ok = false;
     }
     if args.check_determinism {
         let again = p2p_simnet::run(&scenario, options);

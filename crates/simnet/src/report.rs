@@ -103,10 +103,10 @@ impl Report {
             };
             let mark = if step.met { "" } else { "  ✗" };
             let _ = writeln!(s, "step {} [{when}] {}: {}{mark}", step.id, step.action, step.result);
-            if let Some(e) = &step.expected {
-                if !step.met {
-                    let _ = writeln!(s, "    expected {e}");
-                }
+            if let Some(e) = &step.expected
+                && !step.met
+            {
+                let _ = writeln!(s, "    expected {e}");
             }
             for p in &step.parts {
                 let _ = writeln!(s, "    {}: {} ({} bytes)", p.peer, p.result, p.bytes);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use p2p_core::catalog::Catalog;
 use p2p_core::client::{ClientConfig, ClientError, Session};
-use p2p_core::download::{DownloadConfig, Outcome as Fetched, SourceSpec, download};
+use p2p_core::download::{DownloadConfig, Outcome as Fetched, Problem, ProblemKind, SourceSpec, download};
 use p2p_core::hash::Hash;
 use p2p_core::name::FileName;
 use p2p_core::protocol::{ErrorCode, StoreOutcome};
@@ -500,6 +500,7 @@ impl<T: Transport> Sim<'_, T> {
             Action::Crash(p) => {
                 let i = self.peer(p);
                 self.peers[i].host.crash();
+                self.peers[i].store.crash();
                 self.peers[i].paused = false;
                 // Its commands die with it.
                 for step in &self.steps {
@@ -597,10 +598,10 @@ impl<T: Transport> Sim<'_, T> {
     fn file_hash(&mut self, peer: usize, name: &FileName) -> Option<String> {
         let store = &self.peers[peer].store;
         let version = store.version();
-        if let Some((v, h)) = self.hashes.get(&(peer, name.clone())) {
-            if *v == version {
-                return Some(h.clone());
-            }
+        if let Some((v, h)) = self.hashes.get(&(peer, name.clone()))
+            && *v == version
+        {
+            return Some(h.clone());
         }
         let data = store.get(name)?;
         let h = Hash::of(&data).to_string();
@@ -824,19 +825,16 @@ fn kind_of(e: &ClientError) -> ErrorKind {
     }
 }
 
-/// The kind of a download source's failure, from its description.
-fn kind_of_text(text: &str) -> ErrorKind {
-    let t = text.to_lowercase();
-    if t.contains("does not have") {
-        ErrorKind::NotFound
-    } else if t.contains("corrupt") || t.contains("bad manifest") {
-        ErrorKind::Corrupt
-    } else if t.contains("no answer") || t.contains("no progress") || t.contains("timed out") {
-        ErrorKind::Timeout
-    } else if t.contains("connect") || t.contains("closed") || t.contains("refused") {
-        ErrorKind::Connection
-    } else {
-        ErrorKind::Other
+/// The kind of a download source's failure.
+fn kind_of_problem(p: &Problem) -> ErrorKind {
+    match p.kind {
+        ProblemKind::NotFound => ErrorKind::NotFound,
+        ProblemKind::Corrupt => ErrorKind::Corrupt,
+        ProblemKind::Busy => ErrorKind::Busy,
+        ProblemKind::Refused => ErrorKind::Forbidden,
+        ProblemKind::Slow | ProblemKind::Late => ErrorKind::Timeout,
+        ProblemKind::Unreachable => ErrorKind::Connection,
+        ProblemKind::Different | ProblemKind::Other => ErrorKind::Other,
     }
 }
 
@@ -874,10 +872,10 @@ async fn file_list<T: Transport>(transport: &T, rt: &SimRuntime, client: &Client
 
 /// One step's result from the results of each peer that did it.
 fn merge(mut done: Vec<(String, Ended)>) -> Ended {
-    if done.len() == 1 {
-        if let Some((_, e)) = done.pop() {
-            return e;
-        }
+    if done.len() == 1
+        && let Some((_, e)) = done.pop()
+    {
+        return e;
     }
     let kind = done.iter().find_map(|(_, e)| e.kind);
     let parts = done
@@ -906,7 +904,7 @@ async fn fetch<T: Transport>(
         return failed(ErrorKind::Other, format!("{name:?} is not a file name"));
     };
     let sources: Vec<SourceSpec> = from.iter().map(|p| SourceSpec { label: p.clone(), addr: addr_of(p) }).collect();
-    let config = DownloadConfig { client: client.clone(), overwrite: false };
+    let config = DownloadConfig { client: client.clone(), ..DownloadConfig::default() };
     match download(transport, rt, catalog, &file, &sources, &config, |_| {}).await {
         Ok(report) => {
             let parts = report
@@ -935,7 +933,7 @@ async fn fetch<T: Transport>(
                 .iter()
                 .map(|(peer, why)| Part { peer: peer.clone(), bytes: 0, result: format!("error: {why}") })
                 .collect();
-            let kind = e.reasons().first().map_or(ErrorKind::Other, |(_, why)| kind_of_text(why));
+            let kind = e.reasons().first().map_or(ErrorKind::Other, |(_, why)| kind_of_problem(why));
             Ended { ok: false, kind: Some(kind), result: format!("error: {e}"), parts }
         }
     }

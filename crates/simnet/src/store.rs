@@ -1,6 +1,7 @@
 //! A peer's folder in memory, with the crash model of a disk: files under
 //! their names are durable; partial files are lost with the peer (they are
-//! owned by its tasks, which a crash drops).
+//! owned by its tasks, which a crash drops), except resumable ones, which
+//! keep what was synced and lose what was not.
 //!
 //! Faults: a store can serve corrupt data (every read has a bit flipped,
 //! while its own hashing sees the true bytes), and a slow disk delays reads
@@ -42,6 +43,18 @@ struct Inner {
     versions: BTreeMap<FileName, u64>,
     state: BTreeMap<String, Vec<u8>>,
     next_version: u64,
+    resumable: BTreeMap<String, Resumable>,
+}
+
+/// A resumable partial file.
+#[derive(Debug)]
+struct Resumable {
+    /// What writes have made of it.
+    current: Arc<Mutex<Vec<u8>>>,
+    /// What the last sync made durable.
+    durable: Vec<u8>,
+    record: Option<Vec<u8>>,
+    open: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,6 +80,15 @@ impl MemStore {
     /// The fault switches.
     pub fn faults(&self) -> Faults {
         *lock(&self.faults)
+    }
+
+    /// The process died: resumable partial files fall back to what was
+    /// synced, and nothing holds them open.
+    pub fn crash(&self) {
+        for r in lock(&self.inner).resumable.values_mut() {
+            r.current = Arc::new(Mutex::new(r.durable.clone()));
+            r.open = false;
+        }
     }
 
     /// Puts a whole file in place (scenario set-up).
@@ -120,21 +142,34 @@ impl ReadAt for MemFile {
         let end = start.checked_add(len).filter(|&e| e <= self.data.len()).ok_or(io::ErrorKind::UnexpectedEof)?;
         buf.clear();
         buf.extend_from_slice(&self.data[start..end]);
-        if lock(&self.store.faults).corrupt {
-            if let Some(b) = buf.first_mut() {
-                *b ^= 0x01;
-            }
+        if lock(&self.store.faults).corrupt
+            && let Some(b) = buf.first_mut()
+        {
+            *b ^= 0x01;
         }
         Ok(buf)
     }
 }
 
-/// New content on its way in. Dropping it loses it.
+/// New content on its way in. Dropping it loses it, unless it is
+/// resumable.
 #[derive(Debug)]
 pub struct MemPartial {
     name: FileName,
     data: Arc<Mutex<Vec<u8>>>,
     store: MemStore,
+    /// The key of a resumable partial file.
+    key: Option<String>,
+}
+
+impl Drop for MemPartial {
+    fn drop(&mut self) {
+        if let Some(key) = &self.key
+            && let Some(r) = lock(&self.store.inner).resumable.get_mut(key)
+        {
+            r.open = false;
+        }
+    }
 }
 
 /// Writes into a partial file while its owner keeps it.
@@ -142,6 +177,19 @@ pub struct MemPartial {
 pub struct MemWriter {
     data: Weak<Mutex<Vec<u8>>>,
     store: MemStore,
+}
+
+impl ReadAt for MemWriter {
+    async fn read_at(&self, offset: u64, len: usize, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        self.store.disk_time(len).await;
+        let file = self.data.upgrade().ok_or_else(|| io::Error::other("the partial file was removed"))?;
+        let f = lock(&file);
+        let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
+        let end = start.checked_add(len).filter(|&e| e <= f.len()).ok_or(io::ErrorKind::UnexpectedEof)?;
+        buf.clear();
+        buf.extend_from_slice(&f[start..end]);
+        Ok(buf)
+    }
 }
 
 impl WriteAt for MemWriter {
@@ -163,11 +211,43 @@ impl PartialFile for MemPartial {
         MemWriter { data: Arc::downgrade(&self.data), store: self.store.clone() }
     }
 
+    async fn sync(&self) -> io::Result<()> {
+        let Some(key) = &self.key else { return Ok(()) };
+        let data = lock(&self.data).clone();
+        self.store.disk_time(data.len() / 64).await;
+        if let Some(r) = lock(&self.store.inner).resumable.get_mut(key) {
+            r.durable = data;
+        }
+        Ok(())
+    }
+
+    async fn record(&self) -> io::Result<Option<Vec<u8>>> {
+        let Some(key) = &self.key else { return Ok(None) };
+        Ok(lock(&self.store.inner).resumable.get(key).and_then(|r| r.record.clone()))
+    }
+
+    async fn save_record(&self, data: Vec<u8>) -> io::Result<()> {
+        let Some(key) = &self.key else { return Ok(()) };
+        if let Some(r) = lock(&self.store.inner).resumable.get_mut(key) {
+            r.record = Some(data);
+        }
+        Ok(())
+    }
+
+    async fn discard(self) {
+        if let Some(key) = &self.key {
+            lock(&self.store.inner).resumable.remove(key);
+        }
+    }
+
     async fn commit(self, overwrite: bool) -> Result<FileMeta, StoreError> {
         let data = std::mem::take(&mut *lock(&self.data));
         let mut inner = lock(&self.store.inner);
         if !overwrite && inner.files.contains_key(&self.name) {
             return Err(StoreError::Exists(self.name.clone()));
+        }
+        if let Some(key) = &self.key {
+            inner.resumable.remove(key);
         }
         inner.next_version += 1;
         let v = inner.next_version;
@@ -209,7 +289,33 @@ impl Store for MemStore {
 
     async fn create_partial(&self, name: &FileName, size: u64) -> Result<MemPartial, StoreError> {
         let size = usize::try_from(size).map_err(|_| StoreError::TooLarge(name.clone()))?;
-        Ok(MemPartial { name: name.clone(), data: Arc::new(Mutex::new(vec![0; size])), store: self.clone() })
+        Ok(MemPartial { name: name.clone(), data: Arc::new(Mutex::new(vec![0; size])), store: self.clone(), key: None })
+    }
+
+    async fn resume_partial(&self, name: &FileName, key: &str, size: u64) -> Result<MemPartial, StoreError> {
+        let len = usize::try_from(size).map_err(|_| StoreError::TooLarge(name.clone()))?;
+        let mut inner = lock(&self.inner);
+        let entry = inner.resumable.entry(key.to_string()).or_insert_with(|| Resumable {
+            current: Arc::new(Mutex::new(vec![0; len])),
+            durable: vec![0; len],
+            record: None,
+            open: false,
+        });
+        if entry.open {
+            let e = io::Error::new(io::ErrorKind::WouldBlock, "another download of it is running");
+            return Err(StoreError::io(format!("downloading {name}"), e));
+        }
+        if lock(&entry.current).len() != len {
+            *entry = Resumable {
+                current: Arc::new(Mutex::new(vec![0; len])),
+                durable: vec![0; len],
+                record: None,
+                open: false,
+            };
+        }
+        entry.open = true;
+        let data = entry.current.clone();
+        Ok(MemPartial { name: name.clone(), data, store: self.clone(), key: Some(key.to_string()) })
     }
 
     async fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

@@ -121,9 +121,9 @@ impl Rate {
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b >= 1 << 30 && b % (1 << 20) == 0 {
+        if b >= 1 << 30 && b.is_multiple_of(1 << 20) {
             write!(f, "{}GiB", b as f64 / (1u64 << 30) as f64)
-        } else if b >= 1 << 20 && b % (1 << 10) == 0 {
+        } else if b >= 1 << 20 && b.is_multiple_of(1 << 10) {
             write!(f, "{}MiB", b as f64 / (1u64 << 20) as f64)
         } else if b >= 1 << 10 {
             write!(f, "{:.1}KiB", b as f64 / 1024.0)

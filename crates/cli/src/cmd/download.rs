@@ -39,7 +39,8 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
     let rt = &ctx.rt;
     let catalog = Catalog::new(FsStore::new(&dir));
     let (net, id) = client_net(ctx, &targets)?;
-    let config = DownloadConfig { client: client_config(args.timeout, &id), overwrite: args.overwrite };
+    let config =
+        DownloadConfig { client: client_config(args.timeout, &id), overwrite: args.overwrite, ..Default::default() };
     let mut bar = Bar::new(ctx.out.progress(), name.to_string(), rt.now());
     let started = rt.now();
     let result =
@@ -60,7 +61,7 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
             };
             output::error(&summary);
             let sources: Vec<_> =
-                e.reasons().iter().map(|(peer, why)| json!({ "peer": peer, "bytes": 0, "error": why })).collect();
+                e.reasons().iter().map(|(peer, why)| json!({ "peer": peer, "bytes": 0, "error": why.detail, "problem": why.kind.as_str() })).collect();
             let mut doc = failed_json(&summary);
             doc["sources"] = serde_json::Value::Array(sources);
             ctx.out.json(&doc);
@@ -83,7 +84,15 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
                 .map(|s| format!("{} ({})", s.label, units::bytes(s.bytes)))
                 .collect();
             let from = if from.is_empty() { "no bytes needed".to_string() } else { from.join(", ") };
-            ctx.out.line(&format!("downloaded {name}: {} from {from}", transfer(info.size, took)));
+            let fetched = info.size - report.resumed;
+            ctx.out.line(&format!("downloaded {name}: {} from {from}", transfer(fetched, took)));
+            if report.resumed > 0 {
+                ctx.out.line(&format!(
+                    "  resumed: {} of {} were already here from an earlier try, verified again",
+                    units::bytes(report.resumed),
+                    units::bytes(info.size)
+                ));
+            }
         }
         Outcome::AlreadyPresent => {
             ctx.out.line(&format!("{name}: already in {} with the same content; nothing to fetch", dir.display()));
@@ -110,7 +119,8 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
             let via = super::Via { transport: report.transport, identity: s.identity };
             via.annotate(&mut v);
             if let Some(p) = &s.problem {
-                v["error"] = json!(p);
+                v["error"] = json!(p.detail);
+                v["problem"] = json!(p.kind.as_str());
             }
             v
         })
@@ -120,6 +130,7 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
         "status": status,
         "hash": info.hash.to_string(),
         "size": info.size,
+        "resumed": report.resumed,
         "path": path.display().to_string(),
         "sources": sources,
     }));

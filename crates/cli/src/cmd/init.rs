@@ -42,10 +42,10 @@ pub(crate) fn run(ctx: &Context, args: Init) -> anyhow::Result<Status> {
     {
         anyhow::bail!("{id:?} is not a usable peer id: 1 to 128 bytes, no spaces or '#'");
     }
-    if let Some(listen) = &args.listen {
-        if listen.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
-            anyhow::bail!("--listen {listen:?}: expected host:port");
-        }
+    if let Some(listen) = &args.listen
+        && listen.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none()
+    {
+        anyhow::bail!("--listen {listen:?}: expected host:port");
     }
     let identity = Identity::create(&id, &cert, &key)?;
     std::fs::write(&config_path, template(&id, args.listen.as_deref(), CERT, KEY))

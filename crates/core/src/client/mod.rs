@@ -80,7 +80,7 @@ impl ClientError {
     /// The peer's refusal code, if it refused.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
-            Self::Refused { code, .. } => Some(*code),
+            Self::Refused { code, .. } | Self::Conn(ConnError::Refused { code, .. }) => Some(*code),
             _ => None,
         }
     }
@@ -238,10 +238,16 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
         Ok(id)
     }
 
-    /// The next frame of a transfer in progress.
+    /// Stops an earlier request (frames of it may still arrive).
+    pub(crate) async fn send_cancel(&mut self, id: u32) -> Result<(), ClientError> {
+        Ok(self.conn.send(&Message::Cancel { id }).await?)
+    }
+
+    /// The next frame of a transfer in progress. An error for the whole
+    /// connection fails; an error for one request is the caller's to read.
     pub(crate) async fn next_frame(&mut self) -> Result<Frame<'_>, ClientError> {
         match self.conn.read_frame(Wait::Busy).await? {
-            Some(Frame::Control(Message::Error { code, message, .. })) => Err(ClientError::refused(code, &message)),
+            Some(Frame::Control(Message::Error { id: 0, code, message })) => Err(ClientError::refused(code, &message)),
             Some(f) => Ok(f),
             None => Err(ConnError::Closed.into()),
         }

@@ -1,10 +1,17 @@
 //! One source of a download: a task that owns the session with that peer,
 //! asks for the ranges the coordinator assigns, verifies what arrives and
 //! writes it to the partial file.
+//!
+//! A range the coordinator assigns is a job; a job goes on the wire as one
+//! read, or as several reads of a pinned size. At most [`MAX_READS`] reads
+//! are open at once, so a peer's request queue never overflows. Reads are
+//! answered in order; a cancelled read may still send some frames, which
+//! are dropped, and is known to be over once a later read answers.
 
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 
@@ -14,14 +21,18 @@ use crate::conn::ConnError;
 use crate::conn::rate_time;
 use crate::hash::Hash;
 use crate::manifest::Manifest;
-use crate::name::FileName;
-use crate::protocol::FileRef;
 use crate::protocol::codec::Frame;
+use crate::protocol::{ErrorCode, FileRef, Message};
 use crate::runtime::{Runtime, Time};
 use crate::store::WriteAt;
 use crate::transport::Fingerprint;
 use crate::transport::Transport;
 use crate::verify::{BlockWriter, VerifyError};
+
+/// Reads open on one connection at once.
+const MAX_READS: usize = 8;
+/// Tries to connect to a source that answers "busy" before giving up.
+const BUSY_TRIES: u32 = 5;
 
 /// What the coordinator tells a source.
 pub(super) enum Command<P> {
@@ -29,15 +40,19 @@ pub(super) enum Command<P> {
     Start { manifest: Arc<Manifest>, out: P },
     /// Fetch this range.
     Fetch(Range<u64>),
+    /// Stop fetching this range.
+    Cancel(Range<u64>),
 }
 
 /// What a source tells the coordinator.
 pub(super) enum Event {
-    /// The source's manifest for the name, or why it has none, and the
+    /// The source's manifest for the file, or why it has none, and the
     /// identity its transport proved.
     Manifest { source: usize, result: Result<Entry, ClientError>, identity: Option<Fingerprint> },
     /// A range is verified and written.
     Done { source: usize, range: Range<u64> },
+    /// The source turned down one range (busy) but stays.
+    Refused { source: usize, range: Range<u64>, error: ClientError },
     /// The source failed; its unfinished ranges must go elsewhere.
     Failed { source: usize, error: SourceError },
     /// Writing to the local partial file failed: the download cannot go on.
@@ -61,31 +76,57 @@ pub enum SourceError {
 pub(super) struct Source<T, R, P> {
     pub(super) index: usize,
     pub(super) addr: String,
-    pub(super) name: FileName,
+    pub(super) file: FileRef,
     pub(super) transport: T,
     pub(super) rt: R,
     pub(super) config: ClientConfig,
+    /// Bytes per read, if pinned.
+    pub(super) chunk: Option<u64>,
     pub(super) commands: Receiver<Command<P>>,
     pub(super) events: Sender<Event>,
 }
 
-struct Request {
-    id: u32,
+/// A range being fetched.
+struct Job {
     range: Range<u64>,
     writer: BlockWriter,
-    /// When this request became the one being answered.
+    /// When its bytes started to count against the minimum pace.
     since: Option<Time>,
+}
+
+/// A read on the wire.
+struct Read {
+    id: u32,
+    /// The job's range (jobs are told apart by their ranges).
+    job: Range<u64>,
+    len: u64,
+    got: u64,
+    cancelled: bool,
 }
 
 enum Next<'a, P> {
     Command(Option<Command<P>>),
     Frame(Result<Frame<'a>, ClientError>),
+    /// Nothing arrived for [`QUIET`].
+    Quiet,
+}
+
+/// How long a peer may stay silent before its cancelled reads are over.
+const QUIET: Duration = Duration::from_secs(1);
+/// Ids of cancelled reads remembered after they are over.
+const GONE: usize = 256;
+
+fn forget(gone: &mut VecDeque<u32>, id: u32) {
+    if gone.len() == GONE {
+        gone.pop_front();
+    }
+    gone.push_back(id);
 }
 
 impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
     pub(super) async fn run(self) {
         let source = self.index;
-        let mut session = match Session::connect(&self.transport, &self.rt, &self.addr, &self.config).await {
+        let mut session = match self.connect().await {
             Ok(s) => s,
             Err(e) => {
                 let _ = self.events.send(Event::Manifest { source, result: Err(e), identity: None }).await;
@@ -93,7 +134,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
             }
         };
         let identity = session.identity();
-        let result = session.manifest(FileRef::Name(self.name.to_string())).await;
+        let result = session.manifest(self.file.clone()).await;
         let ok = result.is_ok();
         let _ = self.events.send(Event::Manifest { source, result, identity }).await;
         if !ok {
@@ -106,7 +147,18 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
             return;
         };
         let hash = manifest.root();
-        let event = match self.transfer(&mut session, hash, &manifest, &out).await {
+        let mut transfer = Transfer {
+            source: self,
+            hash,
+            manifest: &manifest,
+            out: &out,
+            jobs: VecDeque::new(),
+            unsent: VecDeque::new(),
+            reads: VecDeque::new(),
+            gone: VecDeque::new(),
+            pool: Vec::new(),
+        };
+        let event = match transfer.run(&mut session).await {
             Ok(()) => {
                 session.close().await;
                 return;
@@ -114,91 +166,234 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
             Err(Stop::Source(error)) => Event::Failed { source, error },
             Err(Stop::Local(error)) => Event::LocalWrite { error },
         };
-        let _ = self.events.send(event).await;
+        let _ = transfer.source.events.send(event).await;
     }
 
-    async fn transfer(
-        &self,
-        session: &mut Session<T::Stream, R>,
-        hash: Hash,
-        manifest: &Arc<Manifest>,
-        out: &P,
-    ) -> Result<(), Stop> {
-        let mut requests: VecDeque<Request> = VecDeque::new();
-        // Buffers of finished requests, for the next ones.
-        let mut pool: Vec<Vec<u8>> = Vec::new();
+    /// Connects, waiting and trying again while the peer says it is busy.
+    async fn connect(&self) -> Result<Session<T::Stream, R>, ClientError> {
+        let mut wait = Duration::from_millis(500);
+        let mut tries = 1;
         loop {
-            let next = if requests.is_empty() {
-                Next::Command(self.commands.recv().await.ok())
-            } else {
-                futures_lite::future::or(async { Next::Command(self.commands.recv().await.ok()) }, async {
-                    Next::Frame(session.next_frame().await)
-                })
-                .await
-            };
-            let done = match next {
-                // The coordinator closed the channel: the download is over.
-                Next::Command(None) => return Ok(()),
-                Next::Command(Some(Command::Fetch(range))) => {
-                    let id = session.send_read(hash, range.start, range.end - range.start).await?;
-                    let mut writer = BlockWriter::new(manifest.clone(), range.clone()).map_err(SourceError::Corrupt)?;
-                    for buf in pool.drain(..) {
-                        writer.give(buf);
-                    }
-                    requests.push_back(Request { id, range, writer, since: None });
-                    None
+            match Session::connect(&self.transport, &self.rt, &self.addr, &self.config).await {
+                Err(e) if e.code() == Some(ErrorCode::Busy) && tries < BUSY_TRIES => {
+                    tracing::debug!(addr = %self.addr, "busy; trying again in {wait:?}");
+                    self.rt.sleep(wait).await;
+                    wait *= 2;
+                    tries += 1;
                 }
-                Next::Command(Some(Command::Start { .. })) => None,
-                Next::Frame(frame) => {
-                    let Frame::Data(d) = frame? else {
-                        return Err(
-                            ClientError::Conn(ConnError::Unexpected("control message during a read".into())).into()
-                        );
-                    };
-                    let Some(req) = requests.front_mut().filter(|r| r.id == d.id) else {
-                        return Err(
-                            ClientError::Conn(ConnError::Unexpected(format!("data for request {}", d.id))).into()
-                        );
-                    };
-                    let runs = req.writer.push(d.offset, d.bytes).map_err(SourceError::Corrupt)?;
-                    // However the bytes trickle, each request must keep a
-                    // minimum pace, or the source is dropped and its ranges
-                    // go to others.
-                    let now = self.rt.now();
-                    let since = *req.since.get_or_insert(now);
-                    let got = (req.writer.next_offset() - req.range.start) as usize;
-                    if now - since > self.config.io_timeout + rate_time(got) {
-                        return Err(Stop::Source(SourceError::TooSlow));
-                    }
-                    for (offset, run) in runs {
-                        let buf = out.write_at(offset, run).await.map_err(Stop::Local)?;
-                        req.writer.give(buf);
-                    }
-                    if !req.writer.is_done() {
-                        None
-                    } else if let Some(finished) = requests.pop_front() {
-                        // Its buffers serve the next request.
-                        let buffers = finished.writer.into_buffers();
-                        match requests.front_mut() {
-                            Some(next) => {
-                                next.since = Some(self.rt.now());
-                                for b in buffers {
-                                    next.writer.give(b);
-                                }
-                            }
-                            None => pool.extend(buffers),
-                        }
-                        Some(finished.range)
-                    } else {
-                        None
-                    }
-                }
-            };
-            if let Some(range) = done {
-                let _ = self.events.send(Event::Done { source: self.index, range }).await;
+                other => return other,
             }
         }
     }
+}
+
+struct Transfer<'a, T, R, P> {
+    source: Source<T, R, P>,
+    hash: Hash,
+    manifest: &'a Arc<Manifest>,
+    out: &'a P,
+    jobs: VecDeque<Job>,
+    /// Reads not sent yet: (job, range of the read).
+    unsent: VecDeque<(Range<u64>, Range<u64>)>,
+    reads: VecDeque<Read>,
+    /// Cancelled reads known to be over: frames of theirs are dropped.
+    gone: VecDeque<u32>,
+    /// Buffers of finished jobs, for the next ones.
+    pool: Vec<Vec<u8>>,
+}
+
+impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
+    async fn run(&mut self, session: &mut Session<T::Stream, R>) -> Result<(), Stop> {
+        loop {
+            self.send_reads(session).await?;
+            let waiting = self.reads.iter().any(|r| !r.cancelled);
+            let draining = !waiting && !self.reads.is_empty();
+            let commands = &self.source.commands;
+            let next = if waiting {
+                futures_lite::future::or(async { Next::Command(commands.recv().await.ok()) }, async {
+                    Next::Frame(session.next_frame().await)
+                })
+                .await
+            } else if draining {
+                // Only cancelled reads are open: take what the peer still
+                // sends of them until it goes quiet, so that it never
+                // blocks on a full connection, then forget them.
+                let quiet = self.source.rt.sleep(QUIET);
+                futures_lite::future::or(async { Next::Command(commands.recv().await.ok()) }, async {
+                    futures_lite::future::or(async { Next::Frame(session.next_frame().await) }, async {
+                        quiet.await;
+                        Next::Quiet
+                    })
+                    .await
+                })
+                .await
+            } else {
+                Next::Command(commands.recv().await.ok())
+            };
+            match next {
+                Next::Quiet => {
+                    for read in self.reads.drain(..) {
+                        forget(&mut self.gone, read.id);
+                    }
+                }
+                // The coordinator closed the channel: the download is over.
+                Next::Command(None) => return Ok(()),
+                Next::Command(Some(Command::Fetch(range))) => self.fetch(range)?,
+                Next::Command(Some(Command::Cancel(range))) => self.cancel(session, &range).await?,
+                Next::Command(Some(Command::Start { .. })) => {}
+                Next::Frame(frame) => match frame? {
+                    Frame::Data(d) => self.data(d.id, d.offset, d.bytes).await?,
+                    Frame::Control(Message::Error { id, code, message }) => {
+                        self.refused(session, id, ClientError::Refused { code, message }).await?;
+                    }
+                    Frame::Control(Message::Working { .. }) => {}
+                    Frame::Control(_) => {
+                        let e = ConnError::Unexpected("control message during a read".into());
+                        return Err(ClientError::Conn(e).into());
+                    }
+                },
+            }
+        }
+    }
+
+    fn fetch(&mut self, range: Range<u64>) -> Result<(), Stop> {
+        let mut writer = BlockWriter::new(self.manifest.clone(), range.clone()).map_err(SourceError::Corrupt)?;
+        for buf in self.pool.drain(..) {
+            writer.give(buf);
+        }
+        let chunk = self.source.chunk.filter(|&c| c > 0).unwrap_or(u64::MAX);
+        let mut start = range.start;
+        while start < range.end {
+            let end = start.saturating_add(chunk).min(range.end);
+            self.unsent.push_back((range.clone(), start..end));
+            start = end;
+        }
+        self.jobs.push_back(Job { range, writer, since: None });
+        Ok(())
+    }
+
+    async fn send_reads(&mut self, session: &mut Session<T::Stream, R>) -> Result<(), Stop> {
+        while self.reads.iter().filter(|r| !r.cancelled).count() < MAX_READS {
+            let Some((job, read)) = self.unsent.pop_front() else { break };
+            let len = read.end - read.start;
+            let id = session.send_read(self.hash, read.start, len).await?;
+            self.reads.push_back(Read { id, job, len, got: 0, cancelled: false });
+        }
+        Ok(())
+    }
+
+    async fn cancel(&mut self, session: &mut Session<T::Stream, R>, range: &Range<u64>) -> Result<(), Stop> {
+        let Some(i) = self.jobs.iter().position(|j| j.range == *range) else { return Ok(()) };
+        if let Some(job) = self.jobs.remove(i) {
+            self.pool.extend(job.writer.into_buffers());
+        }
+        self.unsent.retain(|(job, _)| job != range);
+        for read in self.reads.iter_mut().filter(|r| r.job == *range && !r.cancelled) {
+            read.cancelled = true;
+            session.send_cancel(read.id).await?;
+        }
+        Ok(())
+    }
+
+    /// An error answering read `id`: a busy peer gives the range back and
+    /// stays; anything else ends this source.
+    async fn refused(&mut self, session: &mut Session<T::Stream, R>, id: u32, error: ClientError) -> Result<(), Stop> {
+        if !self.skip_to(id)? {
+            return Ok(());
+        }
+        let Some(read) = self.reads.pop_front() else { return Ok(()) };
+        if read.cancelled {
+            forget(&mut self.gone, read.id);
+            return Ok(());
+        }
+        if error.code() != Some(ErrorCode::Busy) {
+            return Err(error.into());
+        }
+        let range = read.job;
+        self.cancel(session, &range).await?;
+        let event = Event::Refused { source: self.source.index, range, error };
+        let _ = self.source.events.send(event).await;
+        Ok(())
+    }
+
+    /// Drops the cancelled reads the peer is done with (those before
+    /// `id`). Returns whether `id` is the read at the front, or else a
+    /// cancelled read whose frames are to be dropped.
+    fn skip_to(&mut self, id: u32) -> Result<bool, Stop> {
+        if self.gone.contains(&id) {
+            return Ok(false);
+        }
+        while let Some(front) = self.reads.front() {
+            if front.id == id {
+                return Ok(true);
+            }
+            if !front.cancelled {
+                return Err(unexpected(format!("an answer for request {id} before request {}", front.id)));
+            }
+            let over = front.id;
+            self.reads.pop_front();
+            forget(&mut self.gone, over);
+        }
+        Err(unexpected(format!("an answer for request {id}, which is not open")))
+    }
+
+    async fn data(&mut self, id: u32, offset: u64, bytes: &[u8]) -> Result<(), Stop> {
+        if !self.skip_to(id)? {
+            return Ok(());
+        }
+        let Some(read) = self.reads.front_mut() else { return Ok(()) };
+        read.got += bytes.len() as u64;
+        let (cancelled, finished) = (read.cancelled, read.got >= read.len);
+        let job_range = read.job.clone();
+        if finished {
+            self.reads.pop_front();
+            if cancelled {
+                forget(&mut self.gone, id);
+            }
+        }
+        if cancelled {
+            return Ok(());
+        }
+        let Some(job) = self.jobs.iter_mut().find(|j| j.range == job_range) else {
+            return Err(unexpected(format!("data for request {id} of no range")));
+        };
+        let runs = job.writer.push(offset, bytes).map_err(SourceError::Corrupt)?;
+        // However the bytes trickle, each range must keep a minimum pace,
+        // or the source is dropped and its ranges go to others.
+        let now = self.source.rt.now();
+        let since = *job.since.get_or_insert(now);
+        let got = (job.writer.next_offset() - job.range.start) as usize;
+        if now - since > self.source.config.io_timeout + rate_time(got) {
+            return Err(Stop::Source(SourceError::TooSlow));
+        }
+        for (offset, run) in runs {
+            let buf = self.out.write_at(offset, run).await.map_err(Stop::Local)?;
+            job.writer.give(buf);
+        }
+        if !job.writer.is_done() {
+            return Ok(());
+        }
+        let Some(i) = self.jobs.iter().position(|j| j.range == job_range) else { return Ok(()) };
+        let Some(done) = self.jobs.remove(i) else { return Ok(()) };
+        let buffers = done.writer.into_buffers();
+        match self.jobs.front_mut() {
+            Some(next) => {
+                // The next range's pace counts from now.
+                next.since = Some(now);
+                for b in buffers {
+                    next.writer.give(b);
+                }
+            }
+            None => self.pool.extend(buffers),
+        }
+        let event = Event::Done { source: self.source.index, range: done.range };
+        let _ = self.source.events.send(event).await;
+        Ok(())
+    }
+}
+
+fn unexpected(what: String) -> Stop {
+    Stop::Source(SourceError::Client(ClientError::Conn(ConnError::Unexpected(what))))
 }
 
 enum Stop {

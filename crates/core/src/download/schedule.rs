@@ -1,128 +1,450 @@
-//! Which byte ranges to ask which source for. A plain state machine: no
-//! IO, no clock, tested on its own.
+//! Which byte ranges to ask which source for, and when. A plain state
+//! machine: no IO, no clock of its own, tested on its own.
+//!
+//! Inputs: a range arrived, a range failed, a source joined or is gone,
+//! and [`Schedule::poll`] with the time. Outputs: [`Action`]s, ranges to
+//! fetch and requests to cancel.
+//!
+//! * Every source works at once. Each keeps about `rate × target` bytes
+//!   queued: it starts with a small window that grows by what it delivers
+//!   (slow start), then follows its measured rate, between a floor of two
+//!   requests and a cap.
+//! * A request is about a quarter of the window, in whole blocks, between
+//!   one block and [`MAX_REQUEST`], unless the caller pins its size.
+//! * When nothing is left to hand out, a source with room takes over a
+//!   range pending at a source that would finish it at least three times
+//!   later; the first verified answer wins and the other is cancelled.
+//! * A request that takes far longer than its source's rate promises is
+//!   cancelled and handed out again, and the source rests for a while
+//!   (doubling each time) before it gets more work.
+//! * Bytes in flight are capped per download; the caller may lower the cap
+//!   at each poll (a budget shared by the downloads of a process).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
+use std::time::Duration;
 
-/// Largest request.
-pub(crate) const MAX_REQUEST: u64 = 4 << 20;
+use crate::runtime::Time;
 
-/// Hands out the ranges of a file to sources and takes back the ranges of
-/// sources that fail.
+/// Largest request: 8 MiB.
+pub const MAX_REQUEST: u64 = 8 << 20;
+/// First request of a source whose rate is not known yet.
+const FIRST_REQUEST: u64 = 256 << 10;
+/// How much a source's measured rate counts against the earlier estimate.
+const RATE_WEIGHT: f64 = 0.3;
+/// A source must be this many times slower to lose a range to another.
+const STEAL_FACTOR: f64 = 3.0;
+/// Stealing is not worth it for less than this much time saved.
+const STEAL_MIN: Duration = Duration::from_millis(100);
+/// Longest rest of a source after a request timed out.
+const MAX_REST: Duration = Duration::from_secs(30);
+
+/// Tuning of a schedule.
+#[derive(Debug, Clone)]
+pub struct ScheduleConfig {
+    /// Seconds of a source's rate to keep queued at it.
+    pub target: Duration,
+    /// Most bytes queued at one source.
+    pub peer_cap: u64,
+    /// Most bytes in flight for the whole download.
+    pub download_cap: u64,
+    /// A pinned request size (rounded to whole blocks unless smaller than
+    /// one, in which case the source splits its ranges into such reads).
+    pub request: Option<u64>,
+    /// The least time any request is given before it counts as late.
+    pub request_timeout: Duration,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            target: Duration::from_millis(500),
+            peer_cap: 32 << 20,
+            download_cap: 128 << 20,
+            request: None,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Ask `peer` for `range`.
+    Fetch {
+        /// The source.
+        peer: usize,
+        /// The bytes.
+        range: Range<u64>,
+    },
+    /// Tell `peer` to stop sending `range` (asked for earlier).
+    Cancel {
+        /// The source.
+        peer: usize,
+        /// The bytes.
+        range: Range<u64>,
+    },
+}
+
 #[derive(Debug)]
-pub(crate) struct Schedule {
-    pending: VecDeque<Range<u64>>,
-    in_flight: HashMap<usize, Vec<Range<u64>>>,
+struct Flight {
+    peer: usize,
+    range: Range<u64>,
+    sent: Time,
+    /// The same range asked of another source (end game).
+    twin: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Peer {
+    active: bool,
+    /// Its flights, in the order asked (a source answers in order).
+    queue: VecDeque<u64>,
+    queued: u64,
+    /// Bytes per second, once measured.
+    rate: Option<f64>,
+    window: u64,
+    slow_start: bool,
+    /// When its last answer ended (the next one's clock starts there).
+    last_done: Option<Time>,
+    rest_until: Option<Time>,
+    strikes: u32,
+}
+
+/// Hands out the ranges of a file to sources.
+#[derive(Debug)]
+pub struct Schedule {
+    config: ScheduleConfig,
+    block: u64,
+    size: u64,
+    /// Ranges nobody has and nobody is asked for: start → end.
+    missing: BTreeMap<u64, u64>,
+    flights: BTreeMap<u64, Flight>,
+    next_flight: u64,
+    peers: Vec<Peer>,
     remaining: u64,
+    in_flight: u64,
 }
 
 impl Schedule {
-    /// Cuts `size` bytes into requests: whole blocks, at most
-    /// [`MAX_REQUEST`], and small enough that each of `sources` gets
-    /// several, so that every source takes part even in a small file.
-    pub(crate) fn new(size: u64, block_size: u32, sources: usize) -> Self {
-        let bs = u64::from(block_size);
-        let share = size.div_ceil(4 * sources.max(1) as u64);
-        let request = share.div_ceil(bs).max(1) * bs;
-        let request = request.min(MAX_REQUEST.max(bs));
-        let mut pending = VecDeque::new();
-        let mut start = 0;
-        while start < size {
-            let end = (start + request).min(size);
-            pending.push_back(start..end);
-            start = end;
-        }
-        Self { pending, in_flight: HashMap::new(), remaining: size }
-    }
-
-    /// The next range for `source`, if any is left.
-    pub(crate) fn take(&mut self, source: usize) -> Option<Range<u64>> {
-        let r = self.pending.pop_front()?;
-        self.in_flight.entry(source).or_default().push(r.clone());
-        Some(r)
-    }
-
-    /// `source` delivered `range`.
-    pub(crate) fn completed(&mut self, source: usize, range: &Range<u64>) {
-        if let Some(list) = self.in_flight.get_mut(&source) {
-            if let Some(i) = list.iter().position(|r| r == range) {
-                list.swap_remove(i);
-                self.remaining -= range.end - range.start;
+    /// A schedule for `size` bytes in blocks of `block_size`, of which
+    /// `have` (block-aligned ranges) are already in place.
+    pub fn new(size: u64, block_size: u32, config: ScheduleConfig, have: &[Range<u64>]) -> Self {
+        let mut missing = BTreeMap::new();
+        let mut have: Vec<Range<u64>> = have.iter().filter(|r| r.start < r.end && r.end <= size).cloned().collect();
+        have.sort_by_key(|r| r.start);
+        let mut pos = 0;
+        let mut remaining = 0;
+        for r in have.iter().chain(std::iter::once(&(size..size))) {
+            if r.start > pos {
+                missing.insert(pos, r.start);
+                remaining += r.start - pos;
             }
+            pos = pos.max(r.end);
+        }
+        Self {
+            config,
+            block: u64::from(block_size).max(1),
+            size,
+            missing,
+            flights: BTreeMap::new(),
+            next_flight: 0,
+            peers: Vec::new(),
+            remaining,
+            in_flight: 0,
         }
     }
 
-    /// `source` is gone: its unfinished ranges go back to the front.
-    pub(crate) fn release(&mut self, source: usize) {
-        if let Some(mut list) = self.in_flight.remove(&source) {
-            list.sort_by_key(|r| std::cmp::Reverse(r.start));
-            for r in list {
-                self.pending.push_front(r);
-            }
+    /// Source `peer` can take requests from now on.
+    pub fn join(&mut self, peer: usize) {
+        if self.peers.len() <= peer {
+            self.peers.resize_with(peer + 1, Peer::default);
+        }
+        let first = self.first_request();
+        let p = &mut self.peers[peer];
+        if !p.active {
+            *p = Peer { active: true, window: 4 * first, slow_start: true, ..Peer::default() };
         }
     }
 
-    /// Ranges `source` is working on.
-    pub(crate) fn in_flight(&self, source: usize) -> usize {
-        self.in_flight.get(&source).map_or(0, Vec::len)
+    /// Bytes not yet delivered.
+    pub fn remaining(&self) -> u64 {
+        self.remaining
     }
 
     /// Whether every byte has arrived.
-    pub(crate) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         self.remaining == 0
+    }
+
+    /// Bytes asked for and not yet delivered (duplicates count twice).
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight
+    }
+
+    /// Sources that can take requests.
+    pub fn active(&self) -> usize {
+        self.peers.iter().filter(|p| p.active).count()
+    }
+
+    /// The measured rate of `peer` in bytes per second.
+    pub fn rate(&self, peer: usize) -> Option<f64> {
+        self.peers.get(peer).and_then(|p| p.rate)
+    }
+
+    /// `peer` delivered `range`, verified and written. Returns the cancel
+    /// of its twin, if another source was asked for it too. An answer for
+    /// a range not asked of `peer` (cancelled meanwhile) changes nothing.
+    pub fn arrived(&mut self, peer: usize, range: &Range<u64>, now: Time) -> Vec<Action> {
+        let Some(id) = self.find(peer, range) else { return Vec::new() };
+        let Some(flight) = self.remove_flight(id) else { return Vec::new() };
+        self.remaining -= range.end - range.start;
+        let len = (range.end - range.start) as f64;
+        let p = &mut self.peers[peer];
+        let start = p.last_done.map_or(flight.sent, |d| d.max(flight.sent));
+        let secs = now.saturating_since(start).as_secs_f64();
+        if secs > 0.0 {
+            let sample = len / secs;
+            p.rate = Some(p.rate.map_or(sample, |r| r + RATE_WEIGHT * (sample - r)));
+        }
+        p.last_done = Some(now);
+        p.strikes = 0;
+        if p.slow_start {
+            p.window += range.end - range.start;
+        }
+        let floor = 2 * self.first_request();
+        let p = &mut self.peers[peer];
+        if let Some(rate) = p.rate {
+            let want = (rate * self.config.target.as_secs_f64()) as u64;
+            if !p.slow_start || p.window >= want {
+                p.slow_start = false;
+                p.window = want;
+            }
+        }
+        p.window = p.window.clamp(floor.min(self.config.peer_cap), self.config.peer_cap);
+        let mut actions = Vec::new();
+        if let Some(twin) = flight.twin.and_then(|t| self.remove_flight(t)) {
+            actions.push(Action::Cancel { peer: twin.peer, range: twin.range });
+        }
+        actions
+    }
+
+    /// `peer` could not deliver `range` but is still there (it was busy,
+    /// or refused this one request): the range goes back, and the source
+    /// rests before it gets more.
+    pub fn failed(&mut self, peer: usize, range: &Range<u64>, now: Time) {
+        if let Some(id) = self.find(peer, range) {
+            self.give_back(id);
+            self.rest(peer, now);
+        }
+    }
+
+    /// `peer` is gone: its unfinished ranges go to the others.
+    pub fn gone(&mut self, peer: usize) {
+        let Some(p) = self.peers.get_mut(peer) else { return };
+        p.active = false;
+        let ids: Vec<u64> = p.queue.iter().copied().collect();
+        for id in ids {
+            self.give_back(id);
+        }
+    }
+
+    /// The requests to send and cancel at `now`. `cap` lowers the cap on
+    /// bytes in flight for this call (a shared budget); `None` keeps the
+    /// configured one.
+    pub fn poll(&mut self, now: Time, cap: Option<u64>) -> Vec<Action> {
+        let mut actions = Vec::new();
+        self.expire(now, &mut actions);
+        let cap = cap.map_or(self.config.download_cap, |c| c.min(self.config.download_cap));
+        for peer in 0..self.peers.len() {
+            loop {
+                let p = &self.peers[peer];
+                if !p.active || p.rest_until.is_some_and(|t| now < t) || p.queued >= p.window {
+                    break;
+                }
+                if self.in_flight >= cap {
+                    return actions;
+                }
+                let want = self.request_size(peer);
+                if let Some(range) = self.cut(want) {
+                    self.add_flight(peer, range.clone(), now, None);
+                    actions.push(Action::Fetch { peer, range });
+                } else if let Some(victim) = self.steal_for(peer, now) {
+                    let range = self.flights[&victim].range.clone();
+                    let twin = self.add_flight(peer, range.clone(), now, Some(victim));
+                    if let Some(v) = self.flights.get_mut(&victim) {
+                        v.twin = Some(twin);
+                    }
+                    actions.push(Action::Fetch { peer, range });
+                } else {
+                    break;
+                }
+            }
+        }
+        actions
+    }
+
+    /// Cancels requests far later than their source's rate promised.
+    fn expire(&mut self, now: Time, actions: &mut Vec<Action>) {
+        let mut late = Vec::new();
+        for (peer, p) in self.peers.iter().enumerate() {
+            let mut ahead = 0u64;
+            for &id in &p.queue {
+                let f = &self.flights[&id];
+                let len = f.range.end - f.range.start;
+                ahead += len;
+                let expected = p.rate.map_or(Duration::ZERO, |r| Duration::from_secs_f64(ahead as f64 / r.max(1.0)));
+                let limit = self.config.request_timeout.max(expected * 8);
+                if now.saturating_since(f.sent) > limit {
+                    late.push((peer, id));
+                }
+            }
+        }
+        for (peer, id) in late {
+            if let Some(f) = self.flights.get(&id) {
+                actions.push(Action::Cancel { peer, range: f.range.clone() });
+            }
+            self.give_back(id);
+            self.rest(peer, now);
+        }
+    }
+
+    fn rest(&mut self, peer: usize, now: Time) {
+        let p = &mut self.peers[peer];
+        p.strikes += 1;
+        let rest = Duration::from_secs(1 << p.strikes.min(5)).min(MAX_REST);
+        p.rest_until = Some(now + rest);
+        p.window = (p.window / 2).max(self.block);
+        p.slow_start = false;
+    }
+
+    fn first_request(&self) -> u64 {
+        match self.config.request {
+            Some(r) => self.round(r),
+            None => self.round(FIRST_REQUEST),
+        }
+    }
+
+    /// Whole blocks, at least one.
+    fn round(&self, bytes: u64) -> u64 {
+        (bytes / self.block).max(1) * self.block
+    }
+
+    fn request_size(&self, peer: usize) -> u64 {
+        if let Some(r) = self.config.request {
+            return self.round(r);
+        }
+        let p = &self.peers[peer];
+        match p.rate {
+            None => self.first_request(),
+            Some(_) => self.round((p.window / 4).clamp(self.block, MAX_REQUEST)).min(MAX_REQUEST.max(self.block)),
+        }
+    }
+
+    /// Takes up to `want` bytes off the front of the first missing range.
+    fn cut(&mut self, want: u64) -> Option<Range<u64>> {
+        let (&start, &end) = self.missing.iter().next()?;
+        self.missing.remove(&start);
+        let mut cut = (start + want).min(end);
+        // Whole blocks, unless this is the file's end.
+        if cut < end && cut % self.block != 0 {
+            cut = (cut / self.block + 1) * self.block;
+            cut = cut.min(end);
+        }
+        if cut < end {
+            self.missing.insert(cut, end);
+        }
+        Some(start..cut)
+    }
+
+    /// A flight elsewhere that `peer` would finish at least
+    /// [`STEAL_FACTOR`] times sooner: the one that would finish last.
+    fn steal_for(&self, peer: usize, now: Time) -> Option<u64> {
+        let me = &self.peers[peer];
+        let my_rate = me.rate?;
+        let mut best: Option<(Duration, u64)> = None;
+        for (q, p) in self.peers.iter().enumerate() {
+            if q == peer {
+                continue;
+            }
+            let mut ahead = 0u64;
+            for &id in &p.queue {
+                let f = &self.flights[&id];
+                let len = f.range.end - f.range.start;
+                ahead += len;
+                if f.twin.is_some() {
+                    continue;
+                }
+                let theirs = match p.rate {
+                    Some(r) => Duration::from_secs_f64(ahead as f64 / r.max(1.0)),
+                    // Nothing delivered yet: as slow as its wait so far says.
+                    None => now.saturating_since(f.sent) * 2,
+                };
+                let mine = Duration::from_secs_f64((me.queued + len) as f64 / my_rate.max(1.0));
+                if theirs > mine.mul_f64(STEAL_FACTOR)
+                    && theirs - mine > STEAL_MIN
+                    && best.is_none_or(|(t, _)| theirs > t)
+                {
+                    best = Some((theirs, id));
+                }
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+
+    fn find(&self, peer: usize, range: &Range<u64>) -> Option<u64> {
+        let p = self.peers.get(peer)?;
+        p.queue.iter().copied().find(|id| self.flights.get(id).is_some_and(|f| f.range == *range))
+    }
+
+    fn add_flight(&mut self, peer: usize, range: Range<u64>, now: Time, twin: Option<u64>) -> u64 {
+        let id = self.next_flight;
+        self.next_flight += 1;
+        let len = range.end - range.start;
+        self.in_flight += len;
+        let p = &mut self.peers[peer];
+        p.queued += len;
+        p.queue.push_back(id);
+        self.flights.insert(id, Flight { peer, range, sent: now, twin });
+        id
+    }
+
+    fn remove_flight(&mut self, id: u64) -> Option<Flight> {
+        let f = self.flights.remove(&id)?;
+        let len = f.range.end - f.range.start;
+        self.in_flight -= len;
+        let p = &mut self.peers[f.peer];
+        p.queued -= len;
+        p.queue.retain(|&i| i != id);
+        Some(f)
+    }
+
+    /// A flight ends without its bytes: unless its twin still runs, the
+    /// range is missing again.
+    fn give_back(&mut self, id: u64) {
+        let Some(f) = self.remove_flight(id) else { return };
+        match f.twin.and_then(|t| self.flights.get_mut(&t)) {
+            Some(twin) => twin.twin = None,
+            None => self.put_back(f.range),
+        }
+    }
+
+    fn put_back(&mut self, range: Range<u64>) {
+        let (mut start, mut end) = (range.start, range.end);
+        // Merge with neighbours, so that ranges stay few and large.
+        if let Some((&s, &e)) = self.missing.range(..start).next_back()
+            && e == start
+        {
+            self.missing.remove(&s);
+            start = s;
+        }
+        if let Some(e) = self.missing.remove(&end) {
+            end = e;
+        }
+        debug_assert!(end <= self.size);
+        self.missing.insert(start, end);
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn covers_the_file_once_and_spreads_over_sources() {
-        let bs = 16 * 1024;
-        let size = 10 * bs as u64 + 5;
-        let mut s = Schedule::new(size, bs, 2);
-        let mut got = Vec::new();
-        let (mut a, mut b) = (0, 0);
-        while let Some(r) = s.take(got.len() % 2) {
-            assert_eq!(r.start % bs as u64, 0);
-            if got.len() % 2 == 0 {
-                a += 1
-            } else {
-                b += 1
-            }
-            got.push(r);
-        }
-        assert!(a >= 2 && b >= 2, "both sources get work: {a} {b}");
-        assert_eq!(got.first().unwrap().start, 0);
-        assert_eq!(got.last().unwrap().end, size);
-        assert!(got.windows(2).all(|w| w[0].end == w[1].start));
-        for (i, r) in got.iter().enumerate() {
-            assert!(!s.is_done());
-            s.completed(i % 2, r);
-        }
-        assert!(s.is_done());
-    }
-
-    #[test]
-    fn failed_source_ranges_are_handed_out_again() {
-        let mut s = Schedule::new(64 << 20, 1 << 20, 1);
-        let r1 = s.take(0).unwrap();
-        let r2 = s.take(0).unwrap();
-        let r3 = s.take(1).unwrap();
-        assert_eq!(r1.end - r1.start, MAX_REQUEST);
-        s.completed(0, &r1);
-        s.release(0);
-        assert_eq!(s.in_flight(0), 0);
-        assert_eq!(s.take(1), Some(r2));
-        s.completed(1, &r3);
-        // A completion reported twice (or by the wrong source) counts once.
-        s.completed(1, &r3);
-        s.completed(0, &r1);
-        let mut left = 0;
-        while let Some(r) = s.take(1) {
-            left += r.end - r.start;
-        }
-        assert_eq!(left, (64 << 20) - 3 * MAX_REQUEST);
-    }
-}
+mod tests;

@@ -359,11 +359,12 @@ impl<S: Store, R: Runtime> Server<S, R> {
     }
 
     async fn request<St: Stream>(&self, link: &mut Link<St, R>, msg: Message) -> Result<(), ConnError> {
-        if self.config.private && link.standing != Standing::Known {
-            if let Message::List { id } | Message::GetManifest { id, .. } | Message::Read { id, .. } = msg {
-                let message = "this peer serves known peers only".to_string();
-                return link.conn.send(&Message::Error { id, code: ErrorCode::Forbidden, message }).await;
-            }
+        if self.config.private
+            && link.standing != Standing::Known
+            && let Message::List { id } | Message::GetManifest { id, .. } | Message::Read { id, .. } = msg
+        {
+            let message = "this peer serves known peers only".to_string();
+            return link.conn.send(&Message::Error { id, code: ErrorCode::Forbidden, message }).await;
         }
         let (id, result) = match msg {
             Message::List { id } => (id, self.list(link, id).await),

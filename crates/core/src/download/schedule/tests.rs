@@ -1,0 +1,261 @@
+use super::*;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+
+fn t(secs: f64) -> Time {
+    Time::ZERO + Duration::from_secs_f64(secs)
+}
+
+/// A model source: answers its requests in order at `rate` bytes per
+/// second, `latency` seconds away; `None` never answers.
+struct Model {
+    rate: Option<f64>,
+    latency: f64,
+    /// (range, when the last byte arrives at the downloader).
+    queue: VecDeque<(Range<u64>, f64)>,
+    busy_until: f64,
+    delivered: u64,
+}
+
+struct Run {
+    finish: f64,
+    delivered: Vec<u64>,
+    max_in_flight: u64,
+    fetched: u64,
+}
+
+/// Plays `size` bytes over `models` until done or `limit` seconds.
+fn play(size: u64, block: u32, config: ScheduleConfig, rates: &[Option<f64>], latency: f64, limit: f64) -> Run {
+    let mut s = Schedule::new(size, block, config, &[]);
+    let mut models: Vec<Model> = rates
+        .iter()
+        .map(|&rate| Model { rate, latency, queue: VecDeque::new(), busy_until: 0.0, delivered: 0 })
+        .collect();
+    for i in 0..models.len() {
+        s.join(i);
+    }
+    let mut now = 0.0;
+    let mut max_in_flight = 0;
+    let mut fetched = 0;
+    let mut seen = vec![false; size.div_ceil(u64::from(block)) as usize];
+    while !s.is_done() {
+        assert!(now < limit, "not done after {limit} s: {} bytes left", s.remaining());
+        let mut actions = s.poll(t(now), None);
+        loop {
+            for a in std::mem::take(&mut actions) {
+                match a {
+                    Action::Fetch { peer, range } => {
+                        let m = &mut models[peer];
+                        fetched += range.end - range.start;
+                        if let Some(rate) = m.rate {
+                            let start = m.busy_until.max(now + m.latency);
+                            m.busy_until = start + (range.end - range.start) as f64 / rate;
+                            m.queue.push_back((range, m.busy_until + m.latency));
+                        }
+                    }
+                    Action::Cancel { peer, range } => {
+                        models[peer].queue.retain(|(r, _)| *r != range);
+                    }
+                }
+            }
+            max_in_flight = max_in_flight.max(s.in_flight());
+            // The next answer, or a tick.
+            let next = models
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| m.queue.front().map(|(_, at)| (*at, i)))
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            let tick = now + 0.1;
+            match next {
+                Some((at, i)) if at <= tick => {
+                    now = at;
+                    let Some((range, _)) = models[i].queue.pop_front() else { unreachable!() };
+                    models[i].delivered += range.end - range.start;
+                    for b in range.start / u64::from(block)..range.end.div_ceil(u64::from(block)) {
+                        seen[b as usize] = true;
+                    }
+                    actions = s.arrived(i, &range, t(now));
+                    actions.extend(s.poll(t(now), None));
+                }
+                _ => {
+                    now = tick;
+                    break;
+                }
+            }
+        }
+    }
+    assert!(seen.iter().all(|&b| b), "every block arrived");
+    Run { finish: now, delivered: models.iter().map(|m| m.delivered).collect(), max_in_flight, fetched }
+}
+
+#[test]
+fn four_equal_sources_share_the_work_and_fill_their_links() {
+    let size = 64 * MIB;
+    let rate = 1.25e6; // 10 Mbit
+    let run = play(size, 16 * 1024, ScheduleConfig::default(), &[Some(rate); 4], 0.02, 60.0);
+    let ideal = size as f64 / (4.0 * rate);
+    assert!(run.finish < ideal * 1.05, "took {:.2} s, ideal {ideal:.2} s", run.finish);
+    for d in &run.delivered {
+        assert!(*d as f64 > size as f64 / 4.0 * 0.8, "uneven shares: {:?}", run.delivered);
+    }
+    assert!(run.fetched < size + size / 50, "little duplicate work: {} of {size}", run.fetched);
+}
+
+#[test]
+fn a_slow_source_does_not_set_the_finish_time() {
+    let size = 64 * MIB;
+    let fast = 1.25e6;
+    let rates = [Some(fast), Some(fast), Some(fast), Some(fast / 10.0)];
+    let run = play(size, 16 * 1024, ScheduleConfig::default(), &rates, 0.02, 60.0);
+    let ideal = size as f64 / (3.1 * fast);
+    assert!(run.finish < ideal * 1.1, "took {:.2} s, ideal {ideal:.2} s", run.finish);
+    assert!(run.delivered[3] > 0, "the slow source still helps");
+}
+
+#[test]
+fn the_end_is_taken_over_from_a_source_that_stalls() {
+    // One source accepts requests and never answers: after the request
+    // timeout its ranges go to the other, with no stall at the end.
+    let size = 8 * MIB;
+    let config = ScheduleConfig { request_timeout: Duration::from_secs(2), ..ScheduleConfig::default() };
+    let run = play(size, 16 * 1024, config, &[Some(4e6), None], 0.01, 30.0);
+    assert_eq!(run.delivered[0], size);
+    assert!(run.finish < 2.0 + size as f64 / 4e6 + 1.0, "took {:.2} s", run.finish);
+}
+
+#[test]
+fn bytes_in_flight_stay_under_the_cap() {
+    let size = 256 * MIB;
+    let config = ScheduleConfig { download_cap: 8 * MIB, ..ScheduleConfig::default() };
+    let run = play(size, 64 * 1024, config, &[Some(500e6); 3], 0.0005, 60.0);
+    assert!(run.max_in_flight <= 8 * MIB + MAX_REQUEST, "{}", run.max_in_flight);
+}
+
+#[test]
+fn requests_grow_with_the_rate_and_stay_in_bounds() {
+    let mut s = Schedule::new(1 << 30, 64 * 1024, ScheduleConfig::default(), &[]);
+    s.join(0);
+    let first = s.poll(t(0.0), None);
+    let Action::Fetch { range, .. } = &first[0] else { panic!("{first:?}") };
+    assert_eq!(range.end - range.start, FIRST_REQUEST);
+    // Deliver everything at 1 GB/s for a while.
+    let mut now = 0.0;
+    let mut largest = 0;
+    let mut queue: VecDeque<Range<u64>> = first
+        .into_iter()
+        .filter_map(|a| if let Action::Fetch { range, .. } = a { Some(range) } else { None })
+        .collect();
+    for _ in 0..200 {
+        let Some(r) = queue.pop_front() else { break };
+        now += (r.end - r.start) as f64 / 1e9;
+        largest = largest.max(r.end - r.start);
+        s.arrived(0, &r, t(now));
+        for a in s.poll(t(now), None) {
+            if let Action::Fetch { range, .. } = a {
+                assert_eq!(range.start % (64 * 1024), 0);
+                queue.push_back(range);
+            }
+        }
+    }
+    assert_eq!(largest, MAX_REQUEST);
+}
+
+#[test]
+fn a_pinned_request_size_is_kept() {
+    let config = ScheduleConfig { request: Some(100), ..ScheduleConfig::default() };
+    let mut s = Schedule::new(100 * KIB, 16 * 1024, config, &[]);
+    s.join(0);
+    for a in s.poll(t(0.0), None) {
+        let Action::Fetch { range, .. } = a else { panic!() };
+        // Below a block: the source splits the block into 100-byte reads.
+        assert_eq!(range.end - range.start, 16 * KIB);
+    }
+    let config = ScheduleConfig { request: Some(40 * KIB), ..ScheduleConfig::default() };
+    let mut s = Schedule::new(1 << 20, 16 * 1024, config, &[]);
+    s.join(0);
+    for a in s.poll(t(0.0), None) {
+        let Action::Fetch { range, .. } = a else { panic!() };
+        assert_eq!(range.end - range.start, 32 * KIB, "whole blocks");
+    }
+}
+
+#[test]
+fn ranges_already_here_are_not_fetched() {
+    let bs = 16 * KIB;
+    let have = [0..4 * bs, 8 * bs..10 * bs];
+    let mut s = Schedule::new(12 * bs + 5, bs as u32, ScheduleConfig::default(), &have);
+    assert_eq!(s.remaining(), 12 * bs + 5 - 6 * bs);
+    s.join(0);
+    let mut got = Vec::new();
+    for a in s.poll(t(0.0), None) {
+        if let Action::Fetch { range, .. } = a {
+            got.push(range);
+        }
+    }
+    assert_eq!(got, vec![4 * bs..8 * bs, 10 * bs..12 * bs + 5]);
+    for r in &got {
+        s.arrived(0, r, t(1.0));
+    }
+    assert!(s.is_done());
+}
+
+#[test]
+fn a_source_that_is_gone_gives_its_ranges_back() {
+    let bs = 16 * KIB;
+    let mut s = Schedule::new(64 * bs, bs as u32, ScheduleConfig::default(), &[]);
+    s.join(0);
+    let taken: Vec<Action> = s.poll(t(0.0), None);
+    assert!(!taken.is_empty());
+    s.gone(0);
+    assert_eq!(s.in_flight(), 0);
+    s.join(1);
+    let mut total = 0;
+    let mut now = 0.0;
+    while !s.is_done() {
+        now += 0.01;
+        let actions = s.poll(t(now), None);
+        assert!(!actions.is_empty(), "work for the new source");
+        for a in actions {
+            let Action::Fetch { peer, range } = a else { panic!() };
+            assert_eq!(peer, 1);
+            total += range.end - range.start;
+            s.arrived(1, &range, t(now));
+        }
+    }
+    assert_eq!(total, 64 * bs);
+    // A late answer of the gone source changes nothing.
+    assert!(s.arrived(0, &(0..bs), t(now)).is_empty());
+}
+
+#[test]
+fn the_first_answer_of_a_duplicated_range_cancels_the_other() {
+    let bs = 16 * KIB;
+    let mut s = Schedule::new(64 * bs, bs as u32, ScheduleConfig::default(), &[]);
+    s.join(0);
+    let slow: Vec<Range<u64>> = s
+        .poll(t(0.0), None)
+        .into_iter()
+        .filter_map(|a| if let Action::Fetch { range, .. } = a { Some(range) } else { None })
+        .collect();
+    assert!(!slow.is_empty());
+    // A fast source joins once the slow one has everything.
+    s.join(1);
+    let first = slow[0].clone();
+    s.arrived(0, &first, t(10.0));
+    let second = s.poll(t(10.0), None);
+    assert!(second.is_empty(), "nothing to take before the newcomer's rate is known: {second:?}");
+    // The fast source proves itself on a range handed back by the slow one.
+    s.failed(0, &slow[1], t(10.0));
+    let got = s.poll(t(10.0), None);
+    assert_eq!(got, vec![Action::Fetch { peer: 1, range: slow[1].clone() }]);
+    s.arrived(1, &slow[1], t(10.01));
+    let stolen = s.poll(t(10.01), None);
+    let Some(Action::Fetch { peer: 1, range }) = stolen.first().cloned() else { panic!("{stolen:?}") };
+    let cancels = s.arrived(1, &range, t(10.02));
+    assert_eq!(cancels, vec![Action::Cancel { peer: 0, range: range.clone() }]);
+    // The slow source's answer, arriving anyway, counts nothing twice.
+    let before = s.remaining();
+    s.arrived(0, &range, t(10.5));
+    assert_eq!(s.remaining(), before);
+}
