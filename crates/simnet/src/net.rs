@@ -73,7 +73,8 @@ pub struct Network {
 struct NetState {
     links: Vec<LinkSpec>,
     up_free: Vec<Time>,
-    down_free: Vec<Time>,
+    /// When each downlink is busy: start → end, merged where they touch.
+    down_busy: Vec<BTreeMap<Time, Time>>,
     sent: Vec<u64>,
     received: Vec<u64>,
     /// Directed pairs (from, to) whose bytes are held.
@@ -95,7 +96,7 @@ impl Network {
         let mut s = lock(&self.state);
         s.links.push(link);
         s.up_free.push(Time::ZERO);
-        s.down_free.push(Time::ZERO);
+        s.down_busy.push(BTreeMap::new());
         s.sent.push(0);
         s.received.push(0);
         s.links.len() - 1
@@ -170,8 +171,13 @@ impl Network {
         let rng = s.rngs.entry((from, to)).or_insert_with(|| fastrand::Rng::with_seed(mix(seed, from, to)));
         let jitter = if jitter_max > 0 { Duration::from_nanos(rng.u64(..=jitter_max)) } else { Duration::ZERO };
         let latency = src.latency.max(dst.latency) + jitter;
-        let arrive = (left + latency).max(s.down_free[to] + dst.down.time_for(len.max(1)));
-        s.down_free[to] = arrive;
+        // The chunk takes the downlink for its size, ending no sooner than
+        // its last byte can arrive. Slots are taken in arrival order, not
+        // in the order chunks were written: a chunk still crossing a slow
+        // uplink does not hold up one that arrives before it.
+        let take = dst.down.time_for(len.max(1));
+        let earliest = Time::from_epoch((left + latency).since_epoch().saturating_sub(take));
+        let arrive = reserve(&mut s.down_busy[to], now, earliest, take);
         s.sent[from] += len;
         s.received[to] += len;
         Some(arrive)
@@ -194,6 +200,41 @@ impl Network {
     fn is_cut(&self, from: usize, to: usize) -> bool {
         lock(&self.state).cut.contains(&(from, to))
     }
+}
+
+/// Takes the first free slot of `len` at or after `earliest` in `busy`
+/// (which forgets what ended before `now`); returns the slot's end.
+fn reserve(busy: &mut BTreeMap<Time, Time>, now: Time, earliest: Time, len: Duration) -> Time {
+    while let Some((&start, &end)) = busy.first_key_value() {
+        if end > now {
+            break;
+        }
+        busy.remove(&start);
+    }
+    let mut start = earliest;
+    for (&s, &e) in busy.iter() {
+        if e <= start {
+            continue;
+        }
+        if s >= start + len {
+            break;
+        }
+        start = e;
+    }
+    let mut end = start + len;
+    // Merge with the neighbours it touches, so the map stays small.
+    let mut begin = start;
+    if let Some((&s, &e)) = busy.range(..=start).next_back()
+        && e == start
+    {
+        busy.remove(&s);
+        begin = s;
+    }
+    if let Some(e) = busy.remove(&end) {
+        end = e;
+    }
+    busy.insert(begin, end);
+    start + len
 }
 
 /// A per-link random stream: the same for a pair whatever else exists.

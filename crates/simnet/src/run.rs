@@ -192,7 +192,7 @@ fn play<T: Transport>(
             let host = Host::up();
             let rt = SimRuntime::new(clock.clone(), &host, mix(seed, i));
             let store = MemStore::new(&name, rt.clone());
-            store.set_faults(Faults { corrupt: group.corrupt, disk: group.disk });
+            store.set_faults(Faults { corrupt: group.corrupt, corrupt_one_in: group.corrupt_one_in, disk: group.disk });
             for f in &group.files {
                 if let Ok(n) = FileName::new(&f.name) {
                     store.put(&n, file_content(&f.name, f.seed, f.size.0));
@@ -920,6 +920,10 @@ async fn fetch<T: Transport>(
                 })
                 .collect();
             let result = match report.outcome {
+                Fetched::Downloaded if report.resumed > 0 => format!(
+                    "ok: downloaded {} bytes ({} resumed), blake3 {}",
+                    report.info.size, report.resumed, report.info.hash
+                ),
                 Fetched::Downloaded => {
                     format!("ok: downloaded {} bytes, blake3 {}", report.info.size, report.info.hash)
                 }

@@ -102,6 +102,10 @@ pub struct PeerGroup {
     /// Serves every block with a bit flipped.
     #[serde(default)]
     pub corrupt: bool,
+    /// Serves one block in this many with a bit flipped (block 37 of each
+    /// hundred, for 100).
+    #[serde(default)]
+    pub corrupt_one_in: Option<u32>,
     /// Disk rate (reads and writes), if slow.
     #[serde(default)]
     pub disk: Option<Rate>,

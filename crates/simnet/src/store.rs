@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
-use p2p_core::manifest::{Manifest, manifest_of};
+use p2p_core::manifest::{Manifest, block_size_for, manifest_of};
 use p2p_core::name::FileName;
 use p2p_core::runtime::Runtime;
 use p2p_core::store::{FileMeta, PartialFile, ReadAt, Store, StoreError, WriteAt};
@@ -33,6 +33,9 @@ pub struct MemStore {
 pub struct Faults {
     /// Serve every read with a bit flipped.
     pub corrupt: bool,
+    /// Serve one block in this many with a bit flipped (the block whose
+    /// index is 37 past a multiple of 100, for 100), whatever the reads.
+    pub corrupt_one_in: Option<u32>,
     /// Reads and writes take their size at this rate.
     pub disk: Option<Rate>,
 }
@@ -46,6 +49,9 @@ struct Inner {
     resumable: BTreeMap<String, Resumable>,
 }
 
+/// Byte ranges written since the last sync.
+type Dirty = Arc<Mutex<Vec<(usize, usize)>>>;
+
 /// A resumable partial file.
 #[derive(Debug)]
 struct Resumable {
@@ -53,6 +59,8 @@ struct Resumable {
     current: Arc<Mutex<Vec<u8>>>,
     /// What the last sync made durable.
     durable: Vec<u8>,
+    /// Ranges written since the last sync.
+    dirty: Dirty,
     record: Option<Vec<u8>>,
     open: bool,
 }
@@ -87,6 +95,7 @@ impl MemStore {
     pub fn crash(&self) {
         for r in lock(&self.inner).resumable.values_mut() {
             r.current = Arc::new(Mutex::new(r.durable.clone()));
+            lock(&r.dirty).clear();
             r.open = false;
         }
     }
@@ -142,10 +151,20 @@ impl ReadAt for MemFile {
         let end = start.checked_add(len).filter(|&e| e <= self.data.len()).ok_or(io::ErrorKind::UnexpectedEof)?;
         buf.clear();
         buf.extend_from_slice(&self.data[start..end]);
-        if lock(&self.store.faults).corrupt
+        let faults = *lock(&self.store.faults);
+        if faults.corrupt
             && let Some(b) = buf.first_mut()
         {
             *b ^= 0x01;
+        }
+        if let Some(n) = faults.corrupt_one_in.filter(|&n| n > 0).map(u64::from) {
+            let bs = u64::from(block_size_for(self.data.len() as u64));
+            let end = offset + len as u64;
+            for block in offset.div_ceil(bs)..end.div_ceil(bs) {
+                if block % n == n * 37 / 100 {
+                    buf[(block * bs - offset) as usize] ^= 0x01;
+                }
+            }
         }
         Ok(buf)
     }
@@ -177,6 +196,8 @@ impl Drop for MemPartial {
 pub struct MemWriter {
     data: Weak<Mutex<Vec<u8>>>,
     store: MemStore,
+    /// Where a resumable file notes its unsynced writes.
+    dirty: Option<Dirty>,
 }
 
 impl ReadAt for MemWriter {
@@ -200,6 +221,9 @@ impl WriteAt for MemWriter {
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
         let end = start.checked_add(data.len()).filter(|&e| e <= f.len()).ok_or(io::ErrorKind::InvalidInput)?;
         f[start..end].copy_from_slice(&data);
+        if let Some(dirty) = &self.dirty {
+            lock(dirty).push((start, end));
+        }
         Ok(data)
     }
 }
@@ -208,15 +232,18 @@ impl PartialFile for MemPartial {
     type Writer = MemWriter;
 
     fn writer(&self) -> MemWriter {
-        MemWriter { data: Arc::downgrade(&self.data), store: self.store.clone() }
+        let dirty = self.key.as_ref().and_then(|k| lock(&self.store.inner).resumable.get(k).map(|r| r.dirty.clone()));
+        MemWriter { data: Arc::downgrade(&self.data), store: self.store.clone(), dirty }
     }
 
     async fn sync(&self) -> io::Result<()> {
         let Some(key) = &self.key else { return Ok(()) };
-        let data = lock(&self.data).clone();
-        self.store.disk_time(data.len() / 64).await;
-        if let Some(r) = lock(&self.store.inner).resumable.get_mut(key) {
-            r.durable = data;
+        let mut inner = lock(&self.store.inner);
+        let Some(r) = inner.resumable.get_mut(key) else { return Ok(()) };
+        // Only what was written since the last sync is copied.
+        let data = lock(&self.data);
+        for (start, end) in lock(&r.dirty).drain(..) {
+            r.durable[start..end].copy_from_slice(&data[start..end]);
         }
         Ok(())
     }
@@ -298,6 +325,7 @@ impl Store for MemStore {
         let entry = inner.resumable.entry(key.to_string()).or_insert_with(|| Resumable {
             current: Arc::new(Mutex::new(vec![0; len])),
             durable: vec![0; len],
+            dirty: Arc::default(),
             record: None,
             open: false,
         });
@@ -309,6 +337,7 @@ impl Store for MemStore {
             *entry = Resumable {
                 current: Arc::new(Mutex::new(vec![0; len])),
                 durable: vec![0; len],
+                dirty: Arc::default(),
                 record: None,
                 open: false,
             };

@@ -416,6 +416,7 @@ where
             break None;
         }
         for action in schedule.poll(rt.now(), None) {
+            tracing::trace!(?action, "schedule");
             send(&commands, action);
         }
         if done - recorded >= record_every {
@@ -442,6 +443,7 @@ where
         };
         match event {
             Event::Done { source, range } => {
+                tracing::trace!(source, ?range, rate = ?schedule.rate(source), "range arrived");
                 let before = schedule.remaining();
                 for action in schedule.arrived(source, &range, rt.now()) {
                     send(&commands, action);

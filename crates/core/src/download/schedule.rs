@@ -30,8 +30,9 @@ use crate::runtime::Time;
 pub const MAX_REQUEST: u64 = 8 << 20;
 /// First request of a source whose rate is not known yet.
 const FIRST_REQUEST: u64 = 256 << 10;
-/// How much a source's measured rate counts against the earlier estimate.
-const RATE_WEIGHT: f64 = 0.3;
+/// How much of a source's history each new answer keeps (about the last
+/// ten answers count).
+const RATE_DECAY: f64 = 0.9;
 /// A source must be this many times slower to lose a range to another.
 const STEAL_FACTOR: f64 = 3.0;
 /// Stealing is not worth it for less than this much time saved.
@@ -103,6 +104,9 @@ struct Peer {
     queued: u64,
     /// Bytes per second, once measured.
     rate: Option<f64>,
+    /// Decaying sums of bytes delivered and the time they took.
+    acc_bytes: f64,
+    acc_secs: f64,
     window: u64,
     slow_start: bool,
     /// When its last answer ended (the next one's clock starts there).
@@ -202,10 +206,13 @@ impl Schedule {
         let len = (range.end - range.start) as f64;
         let p = &mut self.peers[peer];
         let start = p.last_done.map_or(flight.sent, |d| d.max(flight.sent));
-        let secs = now.saturating_since(start).as_secs_f64();
-        if secs > 0.0 {
-            let sample = len / secs;
-            p.rate = Some(p.rate.map_or(sample, |r| r + RATE_WEIGHT * (sample - r)));
+        // Bytes over time, both decaying: answers that arrive bunched
+        // together add bytes but little time, and average out, where a
+        // ratio per answer would swing wildly.
+        p.acc_bytes = p.acc_bytes * RATE_DECAY + len;
+        p.acc_secs = p.acc_secs * RATE_DECAY + now.saturating_since(start).as_secs_f64();
+        if p.acc_secs > 0.0 {
+            p.rate = Some(p.acc_bytes / p.acc_secs);
         }
         p.last_done = Some(now);
         p.strikes = 0;
@@ -256,19 +263,23 @@ impl Schedule {
         let mut actions = Vec::new();
         self.expire(now, &mut actions);
         let cap = cap.map_or(self.config.download_cap, |c| c.min(self.config.download_cap));
-        for peer in 0..self.peers.len() {
-            loop {
+        // One request per source per round, so that sources share what is
+        // left fairly (a small file is spread over all of them).
+        let mut open: Vec<usize> = (0..self.peers.len()).collect();
+        while !open.is_empty() {
+            open.retain(|&peer| {
                 let p = &self.peers[peer];
                 if !p.active || p.rest_until.is_some_and(|t| now < t) || p.queued >= p.window {
-                    break;
+                    return false;
                 }
                 if self.in_flight >= cap {
-                    return actions;
+                    return false;
                 }
                 let want = self.request_size(peer);
                 if let Some(range) = self.cut(want) {
                     self.add_flight(peer, range.clone(), now, None);
                     actions.push(Action::Fetch { peer, range });
+                    true
                 } else if let Some(victim) = self.steal_for(peer, now) {
                     let range = self.flights[&victim].range.clone();
                     let twin = self.add_flight(peer, range.clone(), now, Some(victim));
@@ -276,10 +287,11 @@ impl Schedule {
                         v.twin = Some(twin);
                     }
                     actions.push(Action::Fetch { peer, range });
+                    true
                 } else {
-                    break;
+                    false
                 }
-            }
+            });
         }
         actions
     }
@@ -336,7 +348,8 @@ impl Schedule {
         }
         let p = &self.peers[peer];
         match p.rate {
-            None => self.first_request(),
+            // Small enough that every source gets a share of a small file.
+            None => self.first_request().min(self.round(self.size / (4 * self.active() as u64).max(1))),
             Some(_) => self.round((p.window / 4).clamp(self.block, MAX_REQUEST)).min(MAX_REQUEST.max(self.block)),
         }
     }

@@ -193,7 +193,14 @@ fn ranges_already_here_are_not_fetched() {
             got.push(range);
         }
     }
-    assert_eq!(got, vec![4 * bs..8 * bs, 10 * bs..12 * bs + 5]);
+    let mut merged: Vec<Range<u64>> = Vec::new();
+    for r in &got {
+        match merged.last_mut() {
+            Some(last) if last.end == r.start => last.end = r.end,
+            _ => merged.push(r.clone()),
+        }
+    }
+    assert_eq!(merged, vec![4 * bs..8 * bs, 10 * bs..12 * bs + 5]);
     for r in &got {
         s.arrived(0, r, t(1.0));
     }
@@ -248,8 +255,12 @@ fn the_first_answer_of_a_duplicated_range_cancels_the_other() {
     // The fast source proves itself on a range handed back by the slow one.
     s.failed(0, &slow[1], t(10.0));
     let got = s.poll(t(10.0), None);
-    assert_eq!(got, vec![Action::Fetch { peer: 1, range: slow[1].clone() }]);
-    s.arrived(1, &slow[1], t(10.01));
+    assert!(!got.is_empty());
+    for a in &got {
+        let Action::Fetch { peer: 1, range } = a else { panic!("{got:?}") };
+        assert!(range.start >= slow[1].start && range.end <= slow[1].end, "{got:?}");
+        s.arrived(1, range, t(10.01));
+    }
     let stolen = s.poll(t(10.01), None);
     let Some(Action::Fetch { peer: 1, range }) = stolen.first().cloned() else { panic!("{stolen:?}") };
     let cancels = s.arrived(1, &range, t(10.02));
