@@ -412,7 +412,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 link.working(id, self.catalog.by_name(&name)).await?.map_err(Refusal::from)?
             }
             FileRef::Hash(hash) => link
-                .working(id, self.catalog.by_hash(&hash))
+                .working(id, self.catalog.by_hash_or_scan(&hash))
                 .await?
                 .map_err(Refusal::from)?
                 .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no file with hash {hash}")))?,
