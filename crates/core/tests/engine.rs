@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use p2p_core::catalog::Catalog;
 use p2p_core::client::{ClientConfig, ClientError, Session};
-use p2p_core::download::{DownloadConfig, DownloadError, Outcome, SourceSpec, download};
+use p2p_core::download::{DownloadConfig, DownloadError, Downloader, Outcome, SourceSpec, download};
 use p2p_core::hash::Hash;
 use p2p_core::manifest::Manifest;
 use p2p_core::name::FileName;
@@ -769,5 +769,83 @@ fn policies_decide_who_may_list_and_push() {
                 _ => assert_eq!(r.unwrap(), StoreOutcome::Stored),
             }
         }
+    });
+}
+
+#[test]
+fn a_file_added_after_indexing_is_found_by_hash() {
+    let rt = SmolRuntime::new(1);
+    let a = folder_with(&[("old.txt", b"indexed at start")]);
+    rt.block_on(async {
+        let pa = start(&rt, FsStore::new(a.path()), ServerConfig::default()).await;
+        let mut s = session(&rt, &pa.addr).await;
+        assert_eq!(s.list().await.unwrap().len(), 1);
+        // Not hashed yet when the client asks for it by content.
+        let late = data(50_000, 7);
+        std::fs::write(a.path().join("late.bin"), &late).unwrap();
+        let entry = s.manifest(FileRef::Hash(Hash::of(&late))).await.unwrap();
+        assert_eq!(entry.info.name.as_str(), "late.bin");
+        let none = s.manifest(FileRef::Hash(Hash::of(b"nobody has this"))).await.unwrap_err();
+        assert_eq!(none.code(), Some(ErrorCode::NotFound));
+    });
+}
+
+/// TCP that counts the connections it makes.
+#[derive(Clone, Default)]
+struct Counting(Arc<AtomicU64>);
+
+impl Transport for Counting {
+    type Stream = Tcp;
+    type Listener = <TcpTransport as Transport>::Listener;
+
+    fn name(&self) -> &'static str {
+        "tcp"
+    }
+
+    async fn connect(&self, addr: &str) -> io::Result<p2p_core::transport::Connected<Tcp>> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        TcpTransport.connect(addr).await
+    }
+
+    async fn bind(&self, addr: &str) -> io::Result<Self::Listener> {
+        TcpTransport.bind(addr).await
+    }
+}
+
+#[test]
+fn one_downloader_connects_to_each_peer_once_for_many_files() {
+    let rt = SmolRuntime::new(2);
+    let files: Vec<(String, Vec<u8>)> =
+        (0..40).map(|i| (format!("f{i:02}.bin"), data(1000 + i * 37, i as u64))).collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    let a = folder_with(&refs);
+    let b = folder_with(&refs[..20]);
+    let out = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let pa = start(&rt, FsStore::new(a.path()), ServerConfig::default()).await;
+        let pb = start(&rt, FsStore::new(b.path()), ServerConfig::default()).await;
+        let transport = Counting::default();
+        let config = DownloadConfig { client: fast(), ..Default::default() };
+        let downloader = Downloader::new(transport.clone(), rt.clone(), Catalog::new(FsStore::new(out.path())), config);
+        let sources = [
+            SourceSpec { label: "a".into(), addr: pa.addr.clone() },
+            SourceSpec { label: "b".into(), addr: pb.addr.clone() },
+        ];
+        let (listed, _) = downloader.list(&sources[0]).await.unwrap();
+        assert_eq!(listed.len(), 40);
+        for f in &listed {
+            let report = downloader.download(&f.name, &sources, |_| {}).await.unwrap();
+            assert_eq!(report.outcome, Outcome::Downloaded);
+            // b lacks the second half: it says so and stays usable.
+            let has_b = report.sources[1].problem.is_none();
+            assert_eq!(has_b, f.name.as_str() < "f20", "{}: {:?}", f.name, report.sources[1].problem);
+        }
+        downloader.close().await;
+        for (name, content) in &files {
+            assert_eq!(&std::fs::read(out.path().join(name)).unwrap(), content);
+        }
+        // A session each (the listing's included), kept between files.
+        assert_eq!(transport.0.load(Ordering::Relaxed), 2);
+        assert_eq!(leftover_partials(out.path()), 0);
     });
 }

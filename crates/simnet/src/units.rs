@@ -41,18 +41,7 @@ fn whole(value: f64, what: &str) -> Result<u64, String> {
 impl std::str::FromStr for Size {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (v, unit) = split(s)?;
-        let mult: f64 = match unit {
-            "" | "B" => 1.0,
-            "KB" | "kB" => 1e3,
-            "MB" => 1e6,
-            "GB" => 1e9,
-            "KiB" => 1024.0,
-            "MiB" => 1024.0 * 1024.0,
-            "GiB" => 1024.0 * 1024.0 * 1024.0,
-            _ => return Err(format!("{s:?}: unknown size unit {unit:?} (B, KB, MB, GB, KiB, MiB, GiB)")),
-        };
-        Ok(Size(whole(v * mult, s)?))
+        p2p_core::units::parse_size(s).map(Size)
     }
 }
 

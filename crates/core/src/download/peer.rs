@@ -29,6 +29,8 @@ use crate::transport::Fingerprint;
 use crate::transport::Transport;
 use crate::verify::{BlockWriter, VerifyError};
 
+use super::pool::Pool;
+
 /// Reads open on one connection at once.
 const MAX_READS: usize = 8;
 /// Tries to connect to a source that answers "busy" before giving up.
@@ -73,7 +75,7 @@ pub enum SourceError {
     TooSlow,
 }
 
-pub(super) struct Source<T, R, P> {
+pub(super) struct Source<T: Transport, R, P> {
     pub(super) index: usize,
     pub(super) addr: String,
     pub(super) file: FileRef,
@@ -82,6 +84,8 @@ pub(super) struct Source<T, R, P> {
     pub(super) config: ClientConfig,
     /// Bytes per read, if pinned.
     pub(super) chunk: Option<u64>,
+    /// Sessions shared with the other downloads of the same downloader.
+    pub(super) pool: Arc<Pool<T::Stream, R>>,
     pub(super) commands: Receiver<Command<P>>,
     pub(super) events: Sender<Event>,
 }
@@ -126,24 +130,30 @@ fn forget(gone: &mut VecDeque<u32>, id: u32) {
 impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
     pub(super) async fn run(self) {
         let source = self.index;
-        let mut session = match self.connect().await {
-            Ok(s) => s,
+        let (mut session, result) = match self.offer().await {
+            Ok(offered) => offered,
             Err(e) => {
                 let _ = self.events.send(Event::Manifest { source, result: Err(e), identity: None }).await;
                 return;
             }
         };
         let identity = session.identity();
-        let result = session.manifest(self.file.clone()).await;
+        // A refusal (not found, say) leaves the session fit for the next file.
+        let reusable = match &result {
+            Ok(_) => true,
+            Err(e) => matches!(e, ClientError::Refused { .. }),
+        };
         let ok = result.is_ok();
         let _ = self.events.send(Event::Manifest { source, result, identity }).await;
         if !ok {
-            session.close().await;
+            if reusable {
+                self.release(session).await;
+            }
             return;
         }
         let Ok(Command::Start { manifest, out }) = self.commands.recv().await else {
             // Not needed (another source has it, or the file is already here).
-            session.close().await;
+            self.release(session).await;
             return;
         };
         let hash = manifest.root();
@@ -160,13 +170,41 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
         };
         let event = match transfer.run(&mut session).await {
             Ok(()) => {
-                session.close().await;
+                // Only a session with nothing left on the wire is fit for
+                // another download (a cancelled read may still be sending).
+                // One that is still sending is dropped, not closed: a
+                // polite close would read all it still sends.
+                if transfer.reads.is_empty() && transfer.gone.is_empty() {
+                    transfer.source.release(session).await;
+                }
                 return;
             }
             Err(Stop::Source(error)) => Event::Failed { source, error },
             Err(Stop::Local(error)) => Event::LocalWrite { error },
         };
         let _ = transfer.source.events.send(event).await;
+    }
+
+    /// A session with the peer (one kept open by an earlier download if
+    /// there is one) and its answer for the file's manifest.
+    async fn offer(&self) -> Result<(Session<T::Stream, R>, Result<Entry, ClientError>), ClientError> {
+        if let Some(mut session) = self.pool.take(&self.addr) {
+            match session.manifest(self.file.clone()).await {
+                // The peer closed it meanwhile (idle too long): a new one.
+                Err(ClientError::Conn(_)) => session.close().await,
+                result => return Ok((session, result)),
+            }
+        }
+        let mut session = self.connect().await?;
+        let result = session.manifest(self.file.clone()).await;
+        Ok((session, result))
+    }
+
+    /// Hands the session to the next download from this peer.
+    async fn release(&self, session: Session<T::Stream, R>) {
+        if let Some(extra) = self.pool.put(&self.addr, session) {
+            extra.close().await;
+        }
     }
 
     /// Connects, waiting and trying again while the peer says it is busy.
@@ -187,7 +225,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
     }
 }
 
-struct Transfer<'a, T, R, P> {
+struct Transfer<'a, T: Transport, R, P> {
     source: Source<T, R, P>,
     hash: Hash,
     manifest: &'a Arc<Manifest>,

@@ -1,0 +1,521 @@
+//! The coordinator of downloads: starts a task per source, picks the
+//! content, runs the [`Schedule`] and decides the partial file's fate.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use super::peer::{self, Command, Event, SourceError};
+use super::pool::{Budget, Pool};
+use super::report::{DownloadError, DownloadReport, Outcome, Problem, ProblemKind, Progress, SourceReport};
+use super::resume::Blocks;
+use super::schedule::{Action, Schedule};
+use super::{DownloadConfig, SourceSpec, Wanted};
+use crate::catalog::{Catalog, Entry};
+use crate::client::{ClientError, Session};
+use crate::hash::Hash;
+use crate::name::FileName;
+use crate::protocol::{ErrorCode, FileInfo, FileRef};
+use crate::runtime::{Runtime, Task, Time, timeout};
+use crate::store::{FileMeta, PartialFile, Store, StoreError};
+use crate::transport::{Fingerprint, Transport};
+
+/// Once one source has offered the file, how long the others have to
+/// answer before the download starts without them.
+const GRACE: Duration = Duration::from_secs(1);
+/// How often the schedule looks at the time (request timeouts, rests).
+const TICK: Duration = Duration::from_millis(200);
+/// Fewest and most bytes between two resume records.
+const RECORD_MIN: u64 = 1 << 20;
+const RECORD_MAX: u64 = 16 << 20;
+/// How long a finished download waits for its sources to hand back their
+/// sessions before it stops them.
+const SETTLE: Duration = Duration::from_millis(500);
+/// How long a peer that could not be reached is skipped by the downloads
+/// that follow.
+const DOWN_FOR: Duration = Duration::from_secs(30);
+
+/// Runs downloads into one store; they share sessions with their peers and
+/// a cap on bytes in flight. Cheap to share by reference between
+/// concurrent downloads.
+pub struct Downloader<T: Transport, R, S> {
+    transport: T,
+    rt: R,
+    catalog: Catalog<S>,
+    config: DownloadConfig,
+    pool: Arc<Pool<T::Stream, R>>,
+    budget: Budget,
+    /// Peers that could not be reached lately, and why: the downloads that
+    /// follow do not wait for them again.
+    down: Mutex<HashMap<String, (Time, Problem)>>,
+}
+
+impl<T: Transport, R, S> std::fmt::Debug for Downloader<T, R, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Downloader").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
+    /// A downloader into `catalog`'s store.
+    pub fn new(transport: T, rt: R, catalog: Catalog<S>, config: DownloadConfig) -> Self {
+        let budget = Budget::new(config.total_cap);
+        Self { transport, rt, catalog, config, pool: Arc::new(Pool::new()), budget, down: Mutex::default() }
+    }
+
+    /// The store's catalog.
+    pub fn catalog(&self) -> &Catalog<S> {
+        &self.catalog
+    }
+
+    /// The files `source` serves, and the identity its transport proved.
+    /// The session stays open for the downloads that follow.
+    pub async fn list(&self, source: &SourceSpec) -> Result<(Vec<FileInfo>, Option<Fingerprint>), ClientError> {
+        let mut session = match self.pool.take(&source.addr) {
+            Some(s) => s,
+            None => Session::connect(&self.transport, &self.rt, &source.addr, &self.config.client).await?,
+        };
+        let files = session.list().await?;
+        let identity = session.identity();
+        if let Some(extra) = self.pool.put(&source.addr, session) {
+            extra.close().await;
+        }
+        Ok((files, identity))
+    }
+
+    /// Closes the sessions kept open between downloads, all at once.
+    pub async fn close(&self) {
+        let closing: Vec<Task<()>> = self.pool.drain().into_iter().map(|s| self.rt.spawn(s.close())).collect();
+        for task in closing {
+            task.await;
+        }
+    }
+
+    /// Downloads `wanted` from `sources`. `progress` hears how far it got
+    /// after each range, and at least every 200 ms.
+    pub async fn download(
+        &self,
+        wanted: impl Into<Wanted>,
+        sources: &[SourceSpec],
+        mut progress: impl FnMut(Progress),
+    ) -> Result<DownloadReport, DownloadError> {
+        let (rt, catalog, config) = (&self.rt, &self.catalog, &self.config);
+        let wanted = wanted.into();
+        let file = match &wanted {
+            Wanted::Name(n) => FileRef::Name(n.to_string()),
+            Wanted::Hash(h) => FileRef::Hash(*h),
+        };
+        let (events_tx, events) = async_channel::unbounded();
+        let mut commands = Vec::new();
+        let mut tasks: Vec<Option<Task<()>>> = Vec::new();
+        let mut reports: Vec<SourceReport> = sources
+            .iter()
+            .map(|s| SourceReport { label: s.label.clone(), bytes: 0, problem: None, identity: None })
+            .collect();
+        for (index, spec) in sources.iter().enumerate() {
+            if let Some(problem) = self.is_down(&spec.addr) {
+                reports[index].problem = Some(problem);
+                commands.push(None);
+                tasks.push(None);
+                continue;
+            }
+            let (tx, rx) = async_channel::unbounded();
+            commands.push(Some(tx));
+            let source = peer::Source {
+                index,
+                addr: spec.addr.clone(),
+                file: file.clone(),
+                transport: self.transport.clone(),
+                rt: rt.clone(),
+                config: config.client.clone(),
+                chunk: config.schedule.request,
+                pool: self.pool.clone(),
+                commands: rx,
+                events: events_tx.clone(),
+            };
+            tasks.push(Some(rt.spawn(source.run())));
+        }
+        drop(events_tx);
+
+        let mut entries: Vec<Option<Entry>> = vec![None; sources.len()];
+        let waiting = tasks.iter().filter(|t| t.is_some()).count();
+        self.offers(sources, &events, &wanted, waiting, &mut entries, &mut reports).await;
+        let Some(entry) = choose(&entries).and_then(|i| entries[i].clone()) else {
+            let reasons = reports
+                .iter()
+                .map(|r| {
+                    let p = r.problem.clone().unwrap_or_else(|| Problem::new(ProblemKind::Late, "did not answer"));
+                    (r.label.clone(), p)
+                })
+                .collect();
+            return Err(DownloadError::NoSource { wanted, reasons });
+        };
+        let hash = entry.info.hash;
+        let name = entry.info.name.clone();
+        for (i, e) in entries.iter().enumerate() {
+            if let Some(e) = e.as_ref().filter(|e| e.info.hash != hash) {
+                reports[i].problem = Some(different(e));
+            }
+        }
+        let finished = |outcome, resumed, reports| DownloadReport {
+            info: entry.info.clone(),
+            outcome,
+            resumed,
+            sources: reports,
+            transport: self.transport.name(),
+        };
+
+        match catalog.by_name(&name).await {
+            Ok(local) if local.info.hash == hash => {
+                let answered = |i: usize| entries[i].is_some() || reports[i].problem.is_some();
+                settle(rt, commands, tasks, answered).await;
+                return Ok(finished(Outcome::AlreadyPresent, 0, reports));
+            }
+            Ok(local) if !config.overwrite => {
+                return Err(DownloadError::Exists {
+                    name,
+                    location: catalog.store().location(),
+                    local: local.info.hash,
+                });
+            }
+            Ok(_) | Err(StoreError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+
+        let size = entry.info.size;
+        let manifest = entry.manifest.clone();
+        if size == 0 && hash != Hash::of(b"") {
+            // Nothing to fetch, but the claim must still hold.
+            let chosen = entries.iter().position(|e| e.as_ref().is_some_and(|e| e.info.hash == hash)).unwrap_or(0);
+            let problem =
+                Problem::new(ProblemKind::Corrupt, "claims an empty file whose hash is not the hash of nothing");
+            reports[chosen].problem = Some(problem.clone());
+            let reasons = vec![(reports[chosen].label.clone(), problem)];
+            return Err(DownloadError::SourcesFailed { name, done: 0, size, kept: 0, reasons });
+        }
+        // Owned here alone: whatever the sources are still doing, the
+        // partial file's fate is decided here (kept for a resume unless
+        // committed). A file smaller than one resume record's worth is not
+        // worth resuming: it is fetched again, with less work per file.
+        let resumable = size >= RECORD_MIN;
+        let partial = if resumable {
+            catalog.store().resume_partial(&name, &resume_key(&hash, &name), size).await?
+        } else {
+            catalog.store().create_partial(&name, size).await?
+        };
+        let claimed = match partial.record().await {
+            Ok(Some(data)) => Blocks::decode(&data, &manifest),
+            _ => None,
+        };
+        let (mut blocks, have, resumed) = match claimed {
+            Some(c) => c.verify(&partial.writer(), &manifest).await,
+            None => (Blocks::new(manifest.block_count()), Vec::new(), 0),
+        };
+        if resumed > 0 {
+            tracing::info!(file = %name, bytes = resumed, "resuming");
+        }
+
+        let active: Vec<usize> =
+            (0..sources.len()).filter(|&i| entries[i].as_ref().is_some_and(|e| e.info.hash == hash)).collect();
+        let mut schedule = Schedule::new(size, manifest.block_size(), config.schedule.clone(), &have);
+        for (i, tx) in commands.iter_mut().enumerate() {
+            if active.contains(&i) {
+                if let Some(tx) = tx {
+                    let _ = tx.try_send(Command::Start { manifest: manifest.clone(), out: partial.writer() });
+                    schedule.join(i);
+                }
+            } else if entries[i].is_some() || reports[i].problem.is_some() {
+                // Answered without the file: dropping the sender stops it.
+                *tx = None;
+            }
+        }
+
+        // Ordered, so that runs replay identically in simulation.
+        let mut alive: BTreeSet<usize> = active.iter().copied().collect();
+        let mut share = self.budget.share();
+        let mut done = resumed;
+        let record_every = (size / 64).clamp(RECORD_MIN, RECORD_MAX);
+        let mut recorded = done;
+        let mut tick = Box::pin(rt.sleep(TICK));
+        let failure = loop {
+            if schedule.is_done() {
+                break None;
+            }
+            for action in schedule.poll(rt.now(), Some(share.cap())) {
+                tracing::trace!(?action, "schedule");
+                send(&commands, action);
+            }
+            share.set(schedule.in_flight());
+            if done - recorded >= record_every {
+                // Everything `blocks` claims was written before this sync.
+                let snapshot = blocks.encode(&manifest);
+                if partial.sync().await.is_ok() && partial.save_record(snapshot).await.is_ok() {
+                    recorded = done;
+                }
+            }
+            progress(Progress { done, size, active: alive.len() });
+            let event = futures_lite::future::or(async { events.recv().await.ok() }, async {
+                tick.as_mut().await;
+                None
+            })
+            .await;
+            let Some(event) = event else {
+                if events.is_closed() && events.is_empty() {
+                    // The sources' tasks are all gone (one panicked): never
+                    // publish a file with holes.
+                    break Some(None);
+                }
+                tick = Box::pin(rt.sleep(TICK));
+                continue;
+            };
+            match event {
+                Event::Done { source, range } => {
+                    tracing::trace!(source, ?range, rate = ?schedule.rate(source), "range arrived");
+                    let before = schedule.remaining();
+                    for action in schedule.arrived(source, &range, rt.now()) {
+                        send(&commands, action);
+                    }
+                    let n = before - schedule.remaining();
+                    if n > 0 {
+                        blocks.set_range(&manifest, &range);
+                        reports[source].bytes += n;
+                        done += n;
+                    }
+                }
+                Event::Refused { source, range, error } => {
+                    tracing::debug!(source = %sources[source].label, %error, "range refused");
+                    schedule.failed(source, &range, rt.now());
+                }
+                Event::Failed { source, error } => {
+                    tracing::debug!(source = %sources[source].label, %error, "source dropped");
+                    reports[source].problem = Some(problem_of(&error));
+                    schedule.gone(source);
+                    alive.remove(&source);
+                    commands[source] = None;
+                    if alive.is_empty() {
+                        break Some(None);
+                    }
+                }
+                Event::LocalWrite { error } => {
+                    let e = StoreError::io(format!("writing {name} in {}", catalog.store().location()), error);
+                    break Some(Some(e));
+                }
+                Event::Manifest { source, result, identity } => match result {
+                    // A late source with the same file joins in.
+                    Ok(e) if e.info.hash == hash => {
+                        reports[source].identity = identity;
+                        if let Some(tx) = &commands[source] {
+                            let _ = tx.try_send(Command::Start { manifest: manifest.clone(), out: partial.writer() });
+                            alive.insert(source);
+                            schedule.join(source);
+                        }
+                    }
+                    Ok(e) => reports[source].problem = Some(different(&e)),
+                    Err(e) => reports[source].problem = Some(self.refusal(&sources[source], &e, &wanted)),
+                },
+            }
+        };
+        drop(share);
+        if let Some(failure) = failure {
+            // Stop every source (including any still connecting) before the
+            // partial file is kept: no write may land after its record.
+            commands.clear();
+            for task in tasks.into_iter().flatten() {
+                task.cancel().await;
+            }
+            let mut kept = 0;
+            let keep = resumable && done > 0;
+            if keep && partial.sync().await.is_ok() && partial.save_record(blocks.encode(&manifest)).await.is_ok() {
+                kept = done;
+            } else {
+                partial.discard().await;
+            }
+            if let Some(local) = failure {
+                return Err(local.into());
+            }
+            let reasons = reports.iter().filter_map(|r| r.problem.clone().map(|p| (r.label.clone(), p))).collect();
+            return Err(DownloadError::SourcesFailed { name, done, size, kept, reasons });
+        }
+        // Every source is stopped (or has handed back its session) before
+        // the file is committed: no write may land after it.
+        let answered = |i: usize| entries[i].is_some() || reports[i].problem.is_some() || alive.contains(&i);
+        settle(rt, commands, tasks, answered).await;
+        progress(Progress { done, size, active: alive.len() });
+        for (i, r) in reports.iter_mut().enumerate() {
+            if r.problem.is_none() && r.bytes == 0 && entries[i].is_none() && !alive.contains(&i) {
+                r.problem = Some(Problem::new(ProblemKind::Late, "did not answer before the download finished"));
+            }
+        }
+        let meta: FileMeta = match partial.commit(config.overwrite).await {
+            Ok(meta) => meta,
+            Err(StoreError::Exists(_)) => {
+                // Someone put a file there while we downloaded.
+                let local = catalog.by_name(&name).await.map(|e| e.info.hash).unwrap_or(Hash([0; 32]));
+                return Err(DownloadError::Exists { name, location: catalog.store().location(), local });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        catalog.insert(meta, manifest).await;
+        Ok(finished(Outcome::Downloaded, resumed, reports))
+    }
+
+    /// Waits for the answers of the `waiting` sources, but once one has
+    /// the file gives the others only [`GRACE`]: a slow source joins later
+    /// if it has the same file.
+    async fn offers(
+        &self,
+        sources: &[SourceSpec],
+        events: &async_channel::Receiver<Event>,
+        wanted: &Wanted,
+        waiting: usize,
+        entries: &mut [Option<Entry>],
+        reports: &mut [SourceReport],
+    ) {
+        let mut answered = 0;
+        let mut grace: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
+        while answered < waiting {
+            let event = match grace.as_mut() {
+                None => events.recv().await.ok(),
+                Some(g) => {
+                    futures_lite::future::or(async { events.recv().await.ok() }, async {
+                        g.await;
+                        None
+                    })
+                    .await
+                }
+            };
+            let Some(Event::Manifest { source, result, identity }) = event else { break };
+            answered += 1;
+            reports[source].identity = identity;
+            match result {
+                Ok(e) => {
+                    entries[source] = Some(e);
+                    grace.get_or_insert_with(|| Box::pin(self.rt.sleep(GRACE)));
+                }
+                Err(e) => reports[source].problem = Some(self.refusal(&sources[source], &e, wanted)),
+            }
+        }
+    }
+
+    /// Why a source offered nothing; a source that cannot be reached is
+    /// remembered as down for a while.
+    fn refusal(&self, source: &SourceSpec, e: &ClientError, wanted: &Wanted) -> Problem {
+        let problem = describe(e, wanted);
+        if matches!(e, ClientError::Connect { .. } | ClientError::ConnectTimeout { .. }) {
+            let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+            down.insert(source.addr.clone(), (self.rt.now(), problem.clone()));
+        }
+        problem
+    }
+
+    /// Why `addr` is skipped, if it could not be reached within the last
+    /// [`DOWN_FOR`].
+    fn is_down(&self, addr: &str) -> Option<Problem> {
+        let down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        let (since, problem) = down.get(addr)?;
+        (self.rt.now().saturating_since(*since) < DOWN_FOR).then(|| problem.clone())
+    }
+}
+
+/// Ends a download's sources. One still connecting is stopped at once;
+/// one that answered hands its session back to the pool and ends, or is
+/// stopped if it does not within [`SETTLE`]. Returns once none runs.
+async fn settle<R: Runtime, C>(
+    rt: &R,
+    commands: Vec<C>,
+    tasks: Vec<Option<Task<()>>>,
+    answered: impl Fn(usize) -> bool,
+) {
+    // Closing their channels tells the sources they are done.
+    drop(commands);
+    let mut ending = VecDeque::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let Some(task) = task else { continue };
+        if answered(i) {
+            ending.push_back(task);
+        } else {
+            task.cancel().await;
+        }
+    }
+    let _ = timeout(rt, SETTLE, async {
+        while let Some(task) = ending.front_mut() {
+            task.await;
+            ending.pop_front();
+        }
+    })
+    .await;
+    for task in ending {
+        task.cancel().await;
+    }
+}
+
+/// Where a download keeps its partial file: per content and name, so that
+/// two names with the same content (empty files, say) download at once.
+fn resume_key(hash: &Hash, name: &FileName) -> String {
+    let of_name = Hash::of(name.as_str().as_bytes()).to_string();
+    format!("{}{}", hash, &of_name[..16])
+}
+
+fn send<P>(commands: &[Option<async_channel::Sender<Command<P>>>], action: Action) {
+    let (peer, command) = match action {
+        Action::Fetch { peer, range } => (peer, Command::Fetch(range)),
+        Action::Cancel { peer, range } => (peer, Command::Cancel(range)),
+    };
+    if let Some(Some(tx)) = commands.get(peer) {
+        let _ = tx.try_send(command);
+    }
+}
+
+fn different(e: &Entry) -> Problem {
+    Problem::new(
+        ProblemKind::Different,
+        format!("has different content under this name (blake3 {})", e.info.hash.short()),
+    )
+}
+
+/// The source whose content most sources agree on; the first such source.
+fn choose(entries: &[Option<Entry>]) -> Option<usize> {
+    let mut votes: HashMap<Hash, usize> = HashMap::new();
+    for e in entries.iter().flatten() {
+        *votes.entry(e.info.hash).or_default() += 1;
+    }
+    let best = votes.values().copied().max()?;
+    entries.iter().position(|e| e.as_ref().is_some_and(|e| votes[&e.info.hash] == best))
+}
+
+/// A source's failure to offer the file, worded for the person
+/// downloading `wanted`.
+fn describe(e: &ClientError, wanted: &Wanted) -> Problem {
+    match e.code() {
+        Some(ErrorCode::NotFound) => Problem::new(ProblemKind::NotFound, format!("does not have {wanted}")),
+        Some(ErrorCode::Busy) => Problem::new(ProblemKind::Busy, format!("stayed busy: {e}")),
+        _ => client_problem(e),
+    }
+}
+
+fn client_problem(e: &ClientError) -> Problem {
+    let kind = match e {
+        ClientError::Manifest(_) => ProblemKind::Corrupt,
+        ClientError::Refused { code: ErrorCode::Corrupt, .. } => ProblemKind::Corrupt,
+        ClientError::Refused { code: ErrorCode::NotFound, .. } => ProblemKind::NotFound,
+        ClientError::Refused { code: ErrorCode::Busy, .. }
+        | ClientError::Conn(crate::ConnError::Refused { code: ErrorCode::Busy, .. }) => ProblemKind::Busy,
+        ClientError::Refused { .. } => ProblemKind::Refused,
+        ClientError::Conn(crate::ConnError::Refused { .. }) => ProblemKind::Refused,
+        ClientError::Conn(crate::ConnError::Stalled(_)) | ClientError::ConnectTimeout { .. } => ProblemKind::Slow,
+        ClientError::Conn(crate::ConnError::Unexpected(_) | crate::ConnError::Decode(_)) => ProblemKind::Other,
+        ClientError::Connect { .. } | ClientError::Conn(_) => ProblemKind::Unreachable,
+        ClientError::Local(_) => ProblemKind::Other,
+    };
+    Problem::new(kind, e.to_string())
+}
+
+fn problem_of(e: &SourceError) -> Problem {
+    match e {
+        SourceError::Client(c) => client_problem(c),
+        SourceError::Corrupt(_) => Problem::new(ProblemKind::Corrupt, e.to_string()),
+        SourceError::TooSlow => Problem::new(ProblemKind::Slow, e.to_string()),
+    }
+}
