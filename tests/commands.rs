@@ -134,7 +134,54 @@ fn empty_file_round_trip(mode: Mode) {
     assert_eq!(net.read("peer2", "empty"), b"");
 }
 
+fn download_many_files_by_name_by_hash_and_all(mode: Mode) {
+    let net = Net::start(mode, &["peer1", "peer2"]);
+    let a = content(70_000, 11);
+    let b = content(5_000, 12);
+    let c = content(123_457, 13);
+    net.put("peer1", "a.bin", &a);
+    net.put("peer2", "a.bin", &a);
+    net.put("peer1", "b.bin", &b);
+    net.put("peer2", "c.bin", &c);
+
+    // Several names: one JSON object per line, one per file.
+    let run = net.p2p(&["--json", "download", "a.bin", "--file", "b.bin", "peer1", "peer2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let docs: Vec<serde_json::Value> = run.stdout.lines().map(|l| net.json(l)).collect();
+    let mut names: Vec<&str> = docs.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["a.bin", "b.bin"]);
+    assert_eq!(net.read("client", "b.bin"), b);
+
+    // By content, with 100-byte requests as the original tool made them.
+    let run = net.p2p(&["download", "--hash", &b3(&c), "peer1", "peer2", "--chunk-size", "100"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.starts_with("downloaded c.bin: "), "{}", run.stdout);
+    assert_eq!(net.read("client", "c.bin"), c);
+
+    // Everything: what is already here is not fetched again.
+    std::fs::remove_file(net.served("client").join("a.bin")).unwrap();
+    let run = net.p2p(&["download", "--all", "peer1", "peer2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("downloaded a.bin"), "{}", run.stdout);
+    assert!(run.stdout.contains("b.bin: already in"), "{}", run.stdout);
+    let dir = net.served("client").canonicalize().unwrap();
+    let last = run.stdout.lines().last().unwrap();
+    assert!(last.starts_with(&format!("3 files in {}: 1 downloaded (", dir.display())), "{}", run.stdout);
+    assert!(last.ends_with("), 2 already there"), "{last}");
+    assert_eq!(net.read("client", "a.bin"), a);
+
+    // Bad input is one clear line and status 2.
+    let run = net.p2p(&["download", "--hash", "xyz", "peer1"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("is not a BLAKE3 hash"), "{}", run.stderr);
+    let run = net.p2p(&["download", "a.bin", "peer1", "--chunk-size", "0"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("between 1 byte and"), "{}", run.stderr);
+}
+
 both_modes!(
+    download_many_files_by_name_by_hash_and_all,
     filelist_asks_every_peer,
     download_from_one_peer,
     download_takes_ranges_from_two_peers_at_once,

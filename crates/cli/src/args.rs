@@ -240,13 +240,21 @@ pub(crate) struct Upload {
 #[argh(
     subcommand,
     name = "download",
-    note = "Ranges of the file come from every peer that has it at once; every block is verified against the \
-            file's BLAKE3 hash before it is written, and the file appears under its name only when complete. \
-            A peer that fails or sends bad data is dropped and the others finish the file.",
-    example = "{command_name} notes.txt peer1 peer2\n{command_name} notes.txt peer1 --output ~/Downloads"
+    note = "Ranges of the file come from every peer that has it at once, as many from each as its speed \
+            deserves; near the end fast peers take over what slow ones still hold. Every block is verified \
+            against the file's BLAKE3 hash before it is written, and the file appears under its name only \
+            when complete. A peer that fails or sends bad data is dropped and the others finish the file. \
+            An interrupted download (Ctrl-C, a crash, every peer gone) keeps what arrived in \
+            DIR/.p2p/resume; the same command again checks it and fetches only the rest. \
+            With --all or --hash there is no NAME: every word is a PEER (add names with --file). \
+            With several files, each gets one line (with --json, one object per line) and a summary \
+            line ends the output. On a terminal, bars show bytes, rate, time left and peers in use.",
+    example = "{command_name} notes.txt peer1 peer2\n{command_name} notes.txt peer1 --output ~/Downloads\n\
+               {command_name} a.txt --file b.txt peer1\n{command_name} --all peer1 peer2\n\
+               {command_name} --hash 6a0c...e1 peer1"
 )]
 pub(crate) struct Download {
-    /// the file's name on the peers
+    /// the file's name on the peers (none with --all or --hash)
     #[argh(positional, arg_name = "NAME")]
     pub(crate) name: String,
     /// peers to fetch from
@@ -258,6 +266,21 @@ pub(crate) struct Download {
     /// replace a local file of the same name that has different content
     #[argh(switch)]
     pub(crate) overwrite: bool,
+    /// another file to download (repeat for more)
+    #[argh(option, arg_name = "NAME")]
+    pub(crate) file: Vec<String>,
+    /// every file the peers serve
+    #[argh(switch)]
+    pub(crate) all: bool,
+    /// the file with this BLAKE3 hash, whatever its name (repeat for more)
+    #[argh(option, arg_name = "HEX")]
+    pub(crate) hash: Vec<String>,
+    /// bytes per request, e.g. 100 or 1MiB (default: adapts to each peer's speed)
+    #[argh(option, arg_name = "SIZE")]
+    pub(crate) chunk_size: Option<String>,
+    /// files downloaded at once with --all or several names (default 8)
+    #[argh(option, default = "8", arg_name = "N")]
+    pub(crate) parallel: usize,
     #[argh(option, default = "30", arg_name = "SECS")]
     /// seconds to wait for a peer that stops answering (default 30)
     pub(crate) timeout: u64,

@@ -9,6 +9,7 @@ mod config;
 mod net;
 mod output;
 mod peers;
+mod progress;
 mod settings;
 
 use std::process::ExitCode;

@@ -1,187 +1,373 @@
-//! `p2p download NAME PEER... [--output DIR]`
+//! `p2p download`: files from several peers at once, by name, by hash or
+//! all of them.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use p2p_core::catalog::Catalog;
-use p2p_core::download::{DownloadConfig, DownloadError, Outcome, Progress, SourceSpec, download};
+use p2p_core::download::{DownloadConfig, DownloadError, DownloadReport, Downloader, Outcome, SourceSpec, Wanted};
+use p2p_core::hash::Hash;
 use p2p_core::name::FileName;
-use p2p_core::runtime::{Runtime, Time};
+use p2p_core::protocol::MAX_READ;
+use p2p_core::runtime::Runtime;
 use p2p_core::units;
-use p2p_host::FsStore;
+use p2p_host::{FsStore, SmolRuntime};
 use serde_json::json;
 
 use super::{client_config, client_net, interrupted, report_unresolved, targets, until_interrupted};
 use crate::args::Download;
+use crate::net::Net;
 use crate::output::{self, transfer};
-use crate::{Context, Status};
+use crate::peers::Target;
+use crate::progress::Board;
+use crate::{Context, Status, UsageError};
+
+type Fetcher = Downloader<Net, SmolRuntime, FsStore>;
 
 pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
-    let name = FileName::new(&args.name).with_context(|| format!("cannot download {:?}", args.name))?;
-    let targets = targets(ctx, &args.peers)?;
+    let (mut wanted, peers) = wanted(&args)?;
+    let chunk = match &args.chunk_size {
+        Some(text) => Some(chunk_size(text).map_err(UsageError)?),
+        None => None,
+    };
+    if args.parallel == 0 {
+        return Err(UsageError("--parallel must be at least 1".into()).into());
+    }
+    let targets = targets(ctx, &peers)?;
     let resolved_all = report_unresolved(&targets);
     let sources: Vec<SourceSpec> =
         targets.iter().flatten().map(|t| SourceSpec { label: t.label.clone(), addr: t.addr.clone() }).collect();
     let dir = args.output.clone().unwrap_or_else(|| PathBuf::from("served_files"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize().with_context(|| format!("cannot open {}", dir.display()))?;
-    let path = dir.join(name.as_str());
-
-    let failed_json =
-        |error: &str| json!({ "name": name.as_str(), "path": path.display().to_string(), "error": error });
     if sources.is_empty() {
-        ctx.out.json(&failed_json("no usable peer"));
+        let what = wanted.first().map(ToString::to_string).unwrap_or_default();
+        ctx.out.json(&json!({ "name": what, "error": "no usable peer" }));
         return Ok(Status::Failed);
     }
 
-    let rt = &ctx.rt;
-    let catalog = Catalog::new(FsStore::new(&dir));
     let (net, id) = client_net(ctx, &targets)?;
-    let config =
+    let mut config =
         DownloadConfig { client: client_config(args.timeout, &id), overwrite: args.overwrite, ..Default::default() };
-    let mut bar = Bar::new(ctx.out.progress(), name.to_string(), rt.now());
-    let started = rt.now();
-    let result =
-        until_interrupted(rt, download(&net, rt, &catalog, &name, &sources, &config, |p| bar.update(rt.now(), p)));
-    bar.clear();
-    let Some(result) = result else { interrupted() };
-    let took = rt.now() - started;
-
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => {
-            for (peer, why) in e.reasons() {
-                output::error(&format!("{}: {why}", shown(&targets, peer)));
-            }
-            let summary = match &e {
-                DownloadError::NoSource { .. } => format!("{name}: no peer could provide it"),
-                other => other.to_string(),
-            };
-            output::error(&summary);
-            let sources: Vec<_> =
-                e.reasons().iter().map(|(peer, why)| json!({ "peer": peer, "bytes": 0, "error": why.detail, "problem": why.kind.as_str() })).collect();
-            let mut doc = failed_json(&summary);
-            doc["sources"] = serde_json::Value::Array(sources);
-            ctx.out.json(&doc);
-            return Ok(Status::Failed);
-        }
+    config.schedule.request = chunk;
+    let downloader = Downloader::new(net, ctx.rt.clone(), Catalog::new(FsStore::new(&dir)), config);
+    let job = Job {
+        ctx,
+        targets: &targets,
+        sources: &sources,
+        dir: &dir,
+        downloader: &downloader,
+        board: RefCell::new(Board::new(ctx.out.progress())),
+        warned: RefCell::default(),
+        tally: RefCell::default(),
+        many: args.all || wanted.len() > 1,
     };
-
-    for s in &report.sources {
-        if let Some(problem) = &s.problem {
-            ctx.out.warn(&format!("{}: {problem}", shown(&targets, &s.label)));
+    let run = async {
+        if args.all {
+            let listed = job.list_all().await;
+            if listed.is_empty() {
+                output::error("the peers serve no files (or none could be listed)");
+                return false;
+            }
+            let known: HashSet<Wanted> = wanted.iter().cloned().collect();
+            wanted.extend(listed.into_iter().map(Wanted::Name).filter(|w| !known.contains(w)));
         }
+        job.fetch_all(wanted, args.parallel).await
+    };
+    let finished = until_interrupted(&ctx.rt, run);
+    job.board.borrow_mut().clear();
+    let Some(all_ok) = finished else { interrupted() };
+    ctx.rt.block_on(downloader.close());
+    if job.many {
+        job.summary();
     }
-    let info = &report.info;
-    match report.outcome {
-        Outcome::Downloaded => {
-            let from: Vec<String> = report
+    Ok(if all_ok { resolved_all.into() } else { Status::Failed })
+}
+
+/// What the command line asks for, and the peers. With `--all` or `--hash`
+/// there is no NAME: the first word is a peer too.
+fn wanted(args: &Download) -> anyhow::Result<(Vec<Wanted>, Vec<String>)> {
+    let mut peers = args.peers.clone();
+    let mut names = Vec::new();
+    if args.all || !args.hash.is_empty() {
+        peers.insert(0, args.name.clone());
+    } else {
+        names.push(args.name.clone());
+    }
+    names.extend(args.file.iter().cloned());
+    let mut wanted = Vec::new();
+    for n in &names {
+        let name = FileName::new(n).with_context(|| format!("cannot download {n:?}"))?;
+        wanted.push(Wanted::Name(name));
+    }
+    for h in &args.hash {
+        let hash: Hash =
+            h.parse().map_err(|e| UsageError(format!("--hash {h:?} is not a BLAKE3 hash (64 hex digits): {e}")))?;
+        wanted.push(Wanted::Hash(hash));
+    }
+    // Each file once, in the order given.
+    let mut seen = HashSet::new();
+    wanted.retain(|w| seen.insert(w.clone()));
+    Ok((wanted, peers))
+}
+
+/// `--chunk-size`: a size between one byte and the largest read.
+fn chunk_size(text: &str) -> Result<u64, String> {
+    let bytes = units::parse_size(text).map_err(|e| format!("--chunk-size: {e}"))?;
+    if bytes == 0 || bytes > MAX_READ {
+        return Err(format!("--chunk-size {text:?}: must be between 1 byte and {}", units::bytes(MAX_READ)));
+    }
+    Ok(bytes)
+}
+
+/// What every file of one command shares.
+struct Job<'a> {
+    ctx: &'a Context,
+    targets: &'a [Result<Target, String>],
+    sources: &'a [SourceSpec],
+    dir: &'a Path,
+    downloader: &'a Fetcher,
+    board: RefCell<Board>,
+    /// Warnings already printed: a dead peer is named once, not per file.
+    warned: RefCell<HashSet<String>>,
+    tally: RefCell<Tally>,
+    /// Several files: one line each and a summary.
+    many: bool,
+}
+
+/// How the files of a command ended.
+#[derive(Default)]
+struct Tally {
+    downloaded: u64,
+    unchanged: u64,
+    failed: u64,
+    bytes: u64,
+    took: Duration,
+}
+
+impl Job<'_> {
+    /// The names every source serves, once each, sorted.
+    async fn list_all(&self) -> Vec<FileName> {
+        let mut names = BTreeSet::new();
+        for s in self.sources {
+            match self.downloader.list(s).await {
+                Ok((files, _)) => names.extend(files.into_iter().map(|f| f.name)),
+                Err(e) => self.error(&format!("{}: {}", shown(self.targets, &s.label), output::describe(&e))),
+            }
+        }
+        names.into_iter().collect()
+    }
+
+    /// Fetches every file, `parallel` at a time, each reported as it ends.
+    /// Returns whether all worked.
+    async fn fetch_all(&self, wanted: Vec<Wanted>, parallel: usize) -> bool {
+        if self.many {
+            self.board.borrow_mut().total(wanted.len() as u64);
+        }
+        let started = self.ctx.rt.now();
+        let queue = RefCell::new(VecDeque::from(wanted));
+        let worker = || async {
+            let mut ok = true;
+            loop {
+                let next = queue.borrow_mut().pop_front();
+                let Some(w) = next else { break };
+                ok &= self.fetch(&w).await;
+            }
+            ok
+        };
+        let workers: Vec<_> = (0..parallel).map(|_| Box::pin(worker())).collect();
+        let results = join_all(workers).await;
+        self.tally.borrow_mut().took = self.ctx.rt.now() - started;
+        results.into_iter().all(|ok| ok)
+    }
+
+    async fn fetch(&self, w: &Wanted) -> bool {
+        let rt = &self.ctx.rt;
+        let mut bar = self.board.borrow().file(&w.to_string(), !self.many);
+        let started = rt.now();
+        let result = self.downloader.download(w.clone(), self.sources, |p| bar.update(p)).await;
+        drop(bar);
+        let fetched = result.as_ref().map_or(0, |r| match r.outcome {
+            Outcome::Downloaded => r.info.size - r.resumed,
+            Outcome::AlreadyPresent => 0,
+        });
+        self.board.borrow_mut().file_done(fetched);
+        self.report(w, result, rt.now() - started)
+    }
+
+    /// Prints how one file's download ended; returns whether it worked.
+    fn report(&self, w: &Wanted, result: Result<DownloadReport, DownloadError>, took: Duration) -> bool {
+        let (ctx, dir) = (self.ctx, self.dir);
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.tally.borrow_mut().failed += 1;
+                for (peer, why) in e.reasons() {
+                    self.error(&format!("{}: {why}", shown(self.targets, peer)));
+                }
+                let summary = match &e {
+                    DownloadError::NoSource { .. } => format!("{w}: no peer could provide it"),
+                    other => other.to_string(),
+                };
+                self.error(&summary);
+                let sources: Vec<_> = e
+                    .reasons()
+                    .iter()
+                    .map(|(peer, why)| {
+                        json!({ "peer": peer, "bytes": 0, "error": why.detail, "problem": why.kind.as_str() })
+                    })
+                    .collect();
+                let mut doc = match w {
+                    Wanted::Name(n) => {
+                        json!({ "name": n.as_str(), "path": dir.join(n.as_str()).display().to_string() })
+                    }
+                    Wanted::Hash(h) => json!({ "hash": h.to_string() }),
+                };
+                doc["error"] = json!(summary);
+                doc["sources"] = serde_json::Value::Array(sources);
+                ctx.out.json(&doc);
+                return false;
+            }
+        };
+        let info = &report.info;
+        let name = &info.name;
+        let path = dir.join(name.as_str());
+        for s in &report.sources {
+            if let Some(problem) = &s.problem {
+                self.warn(&format!("{}: {problem}", shown(self.targets, &s.label)));
+            }
+        }
+        let mut lines = Vec::new();
+        match report.outcome {
+            Outcome::Downloaded => {
+                let from: Vec<String> = report
+                    .sources
+                    .iter()
+                    .filter(|s| s.bytes > 0)
+                    .map(|s| format!("{} ({})", s.label, units::bytes(s.bytes)))
+                    .collect();
+                let from = if from.is_empty() { "no bytes needed".to_string() } else { from.join(", ") };
+                let fetched = info.size - report.resumed;
+                lines.push(format!("downloaded {name}: {} from {from}", transfer(fetched, took)));
+                if report.resumed > 0 {
+                    lines.push(format!(
+                        "  resumed: {} of {} were already here from an earlier try, verified again",
+                        units::bytes(report.resumed),
+                        units::bytes(info.size)
+                    ));
+                }
+                let mut tally = self.tally.borrow_mut();
+                tally.downloaded += 1;
+                tally.bytes += fetched;
+            }
+            Outcome::AlreadyPresent => {
+                lines.push(format!("{name}: already in {} with the same content; nothing to fetch", dir.display()));
+                self.tally.borrow_mut().unchanged += 1;
+            }
+        }
+        if !self.many {
+            lines.push(format!("  saved as {}", path.display()));
+            lines.push(format!("  blake3 {}", info.hash));
+            let ids: Vec<String> = report
                 .sources
                 .iter()
-                .filter(|s| s.bytes > 0)
-                .map(|s| format!("{} ({})", s.label, units::bytes(s.bytes)))
+                .filter_map(|s| s.identity.map(|fp| format!("{} {}", s.label, fp.short())))
                 .collect();
-            let from = if from.is_empty() { "no bytes needed".to_string() } else { from.join(", ") };
-            let fetched = info.size - report.resumed;
-            ctx.out.line(&format!("downloaded {name}: {} from {from}", transfer(fetched, took)));
-            if report.resumed > 0 {
-                ctx.out.line(&format!(
-                    "  resumed: {} of {} were already here from an earlier try, verified again",
-                    units::bytes(report.resumed),
-                    units::bytes(info.size)
-                ));
+            if ids.is_empty() {
+                lines.push(format!("  over {}", report.transport));
+            } else {
+                lines.push(format!("  over {}: {}", report.transport, ids.join(", ")));
             }
         }
-        Outcome::AlreadyPresent => {
-            ctx.out.line(&format!("{name}: already in {} with the same content; nothing to fetch", dir.display()));
+        let status = match report.outcome {
+            Outcome::Downloaded => "downloaded",
+            Outcome::AlreadyPresent => "unchanged",
+        };
+        let sources: Vec<_> = report
+            .sources
+            .iter()
+            .map(|s| {
+                let mut v = json!({ "peer": s.label, "bytes": s.bytes });
+                let via = super::Via { transport: report.transport, identity: s.identity };
+                via.annotate(&mut v);
+                if let Some(p) = &s.problem {
+                    v["error"] = json!(p.detail);
+                    v["problem"] = json!(p.kind.as_str());
+                }
+                v
+            })
+            .collect();
+        let doc = json!({
+            "name": name.as_str(),
+            "status": status,
+            "hash": info.hash.to_string(),
+            "size": info.size,
+            "resumed": report.resumed,
+            "path": path.display().to_string(),
+            "sources": sources,
+        });
+        self.board.borrow().suspend(|| {
+            for line in &lines {
+                ctx.out.line(line);
+            }
+            ctx.out.json(&doc);
+        });
+        true
+    }
+
+    /// The last line of a command of many files.
+    fn summary(&self) {
+        let t = self.tally.borrow();
+        let total = t.downloaded + t.unchanged + t.failed;
+        let mut parts = vec![format!("{} downloaded ({})", t.downloaded, transfer(t.bytes, t.took))];
+        if t.unchanged > 0 {
+            parts.push(format!("{} already there", t.unchanged));
+        }
+        if t.failed > 0 {
+            parts.push(format!("{} failed", t.failed));
+            output::error(&format!("{} of {total} files failed", t.failed));
+        }
+        self.ctx.out.line(&format!("{total} files in {}: {}", self.dir.display(), parts.join(", ")));
+    }
+
+    fn error(&self, text: &str) {
+        self.board.borrow().suspend(|| output::error(text));
+    }
+
+    /// A warning, once per command.
+    fn warn(&self, text: &str) {
+        if self.warned.borrow_mut().insert(text.to_owned()) {
+            self.board.borrow().suspend(|| self.ctx.out.warn(text));
         }
     }
-    ctx.out.line(&format!("  saved as {}", path.display()));
-    ctx.out.line(&format!("  blake3 {}", info.hash));
-    let ids: Vec<String> =
-        report.sources.iter().filter_map(|s| s.identity.map(|fp| format!("{} {}", s.label, fp.short()))).collect();
-    if ids.is_empty() {
-        ctx.out.line(&format!("  over {}", report.transport));
-    } else {
-        ctx.out.line(&format!("  over {}: {}", report.transport, ids.join(", ")));
-    }
-    let status = match report.outcome {
-        Outcome::Downloaded => "downloaded",
-        Outcome::AlreadyPresent => "unchanged",
-    };
-    let sources: Vec<_> = report
-        .sources
-        .iter()
-        .map(|s| {
-            let mut v = json!({ "peer": s.label, "bytes": s.bytes });
-            let via = super::Via { transport: report.transport, identity: s.identity };
-            via.annotate(&mut v);
-            if let Some(p) = &s.problem {
-                v["error"] = json!(p.detail);
-                v["problem"] = json!(p.kind.as_str());
+}
+
+/// Runs every future to its end, on this task; their outputs in order.
+async fn join_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    futures_lite::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match Pin::new(&mut *f).poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
             }
-            v
-        })
-        .collect();
-    ctx.out.json(&json!({
-        "name": name.as_str(),
-        "status": status,
-        "hash": info.hash.to_string(),
-        "size": info.size,
-        "resumed": report.resumed,
-        "path": path.display().to_string(),
-        "sources": sources,
-    }));
-    Ok(resolved_all.into())
+        }
+        if pending { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// "peer1 (127.0.0.1:5000)" for a source label.
-fn shown(targets: &[Result<crate::peers::Target, String>], label: &str) -> String {
+fn shown(targets: &[Result<Target, String>], label: &str) -> String {
     targets.iter().flatten().find(|t| t.label == label).map_or_else(|| label.to_string(), |t| t.display())
-}
-
-/// A one-line progress display on stderr, redrawn at most ten times a
-/// second, only on a terminal.
-struct Bar {
-    on: bool,
-    name: String,
-    start: Time,
-    last: Option<Time>,
-    drawn: bool,
-}
-
-impl Bar {
-    fn new(on: bool, name: String, start: Time) -> Self {
-        Self { on, name, start, last: None, drawn: false }
-    }
-
-    fn update(&mut self, now: Time, p: Progress) {
-        if !self.on || p.size == 0 || self.last.is_some_and(|t| now - t < Duration::from_millis(100)) {
-            return;
-        }
-        self.last = Some(now);
-        let secs = (now - self.start).as_secs_f64().max(0.001);
-        let pct = p.done as f64 * 100.0 / p.size as f64;
-        let rate = (p.done as f64 / secs) as u64;
-        let eta = if rate > 0 { format!(", {}s left", (p.size - p.done) / rate.max(1)) } else { String::new() };
-        let line = format!(
-            "\r{}: {pct:5.1}% of {} at {}/s from {} peer{}{eta}\x1b[K",
-            self.name,
-            units::bytes(p.size),
-            units::bytes(rate),
-            p.active,
-            if p.active == 1 { "" } else { "s" }
-        );
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_all(line.as_bytes()).and_then(|()| err.flush());
-        self.drawn = true;
-    }
-
-    fn clear(&mut self) {
-        if self.drawn {
-            let _ = std::io::stderr().write_all(b"\r\x1b[K");
-        }
-    }
 }
