@@ -7,6 +7,7 @@ use p2p_core::manifest::manifest_of;
 use p2p_core::protocol::{ErrorCode, FileInfo, Message, StoreOutcome};
 
 use crate::common::fake::{FakePeer, Fault};
+use crate::common::proxy::Proxy;
 use crate::common::raw::{Raw, closed};
 use crate::common::{Mode, Net, b3, content, dead_port, eventually, partials};
 
@@ -109,6 +110,52 @@ fn interrupted_download_keeps_what_arrived_and_resumes(mode: Mode) {
     assert_eq!(doc["sources"][0]["bytes"].as_u64().unwrap(), data.len() as u64 - resumed, "{doc}");
     assert_eq!(net.read("client", "big.bin"), data);
     assert_eq!(resume_records(&served), 0, "the record goes with the finished file");
+}
+
+fn killed_download_resumes_and_fetches_the_file_about_once(mode: Mode) {
+    let mut net = Net::start(mode, &["peer1"]);
+    let size = 32 << 20;
+    let data = content(size, 9);
+    net.put("peer1", "big.bin", &data);
+    // Through a counting proxy held to 16 MiB/s, listed as "via" with
+    // peer1's pin (over TLS the client checks it reaches peer1).
+    let proxy = Proxy::start(&net.peer("peer1").addr, 16 << 20);
+    let (host, port) = proxy.addr.rsplit_once(':').unwrap();
+    let line = format!("via {host} {port} {}", net.fingerprint("peer1").unwrap_or_default());
+    net.write_settings(&[line.trim_end()]);
+    let mut child = std::process::Command::new(crate::common::P2P)
+        .args(["download", "big.bin", "via"])
+        .current_dir(net.root.path().join("client"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let half = size as u64 / 2;
+    assert!(eventually(Duration::from_secs(30), || proxy.served() >= half), "half the file went through");
+    child.kill().unwrap(); // SIGKILL: no chance to clean up or save anything
+    child.wait().unwrap();
+    let first = proxy.served();
+    let served = net.served("client");
+    assert!(!served.join("big.bin").exists(), "nothing partial under the final name");
+    assert_eq!(resume_records(&served), 1);
+    // What the killed run left is not something a peer lists.
+    net.spawn_peer("client", &[]);
+    net.write_settings(&[line.trim_end()]);
+    let run = net.p2p(&["--json", "filelist", "client"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(net.json(&run.stdout)[0]["files"], serde_json::json!([]), "{}", run.stdout);
+
+    proxy.set_pace(0);
+    let run = net.p2p(&["--json", "download", "big.bin", "via"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = net.json(&run.stdout);
+    let resumed = doc["resumed"].as_u64().unwrap();
+    assert!(resumed > 0 && resumed <= first, "resumed {resumed} of the {first} bytes sent before the kill");
+    assert_eq!(net.read("client", "big.bin"), data);
+    assert_eq!(resume_records(&served), 0, "the record goes with the finished file");
+    // Both runs together cost little more than the file.
+    let total = proxy.served();
+    assert!(total * 10 <= size as u64 * 11, "{total} bytes sent for a file of {size} ({first} before the kill)");
 }
 
 fn resume_records(served: &std::path::Path) -> usize {
@@ -265,6 +312,7 @@ both_modes!(
     local_file_missing_or_badly_named,
     peer_dying_midway_leaves_nothing_and_another_peer_finishes,
     interrupted_download_keeps_what_arrived_and_resumes,
+    killed_download_resumes_and_fetches_the_file_about_once,
     second_upload_while_the_first_is_in_progress_is_refused,
     the_receiver_refuses_hostile_names,
     garbage_oversized_and_stalled_clients_are_dropped_and_others_served,

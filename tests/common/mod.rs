@@ -9,6 +9,7 @@
 //! peers know it). Snapshots get a `@tcp` or `@tls` suffix.
 
 pub mod fake;
+pub mod proxy;
 pub mod raw;
 pub mod tls;
 
@@ -161,7 +162,9 @@ impl Net {
             text += format!("{} {host} {port} {pin}", p.id).trim_end();
             text += "\n";
         }
-        if let Some(fp) = self.fingerprint("client") {
+        if let Some(fp) = self.fingerprint("client")
+            && !self.peers.iter().any(|p| p.id == "client")
+        {
             text += &format!("client 127.0.0.1 9 {fp}\n");
         }
         for l in extra {

@@ -37,6 +37,16 @@ const SETTLE: Duration = Duration::from_millis(500);
 /// that follow.
 const DOWN_FOR: Duration = Duration::from_secs(30);
 
+/// What woke the coordinator.
+enum Wake {
+    Event(Event),
+    /// Every source's task is gone.
+    Closed,
+    Tick,
+    /// The resume record was saved, or failed to be.
+    Saved(bool),
+}
+
 /// Runs downloads into one store; they share sessions with their peers and
 /// a cap on bytes in flight. Cheap to share by reference between
 /// concurrent downloads.
@@ -238,6 +248,9 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         let mut done = resumed;
         let record_every = (size / 64).clamp(RECORD_MIN, RECORD_MAX);
         let mut recorded = done;
+        // The resume record being saved, and the bytes it covers: saved
+        // alongside the transfer, which does not wait for the disk.
+        let mut saving: Option<(u64, Pin<Box<dyn Future<Output = bool> + Send + '_>>)> = None;
         let mut tick = Box::pin(rt.sleep(TICK));
         let failure = loop {
             if schedule.is_done() {
@@ -248,27 +261,45 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                 send(&commands, action);
             }
             share.set(schedule.in_flight());
-            if done - recorded >= record_every {
+            if saving.is_none() && done - recorded >= record_every {
                 // Everything `blocks` claims was written before this sync.
                 let snapshot = blocks.encode(&manifest);
-                if partial.sync().await.is_ok() && partial.save_record(snapshot).await.is_ok() {
-                    recorded = done;
-                }
+                let partial = &partial;
+                let save = async move { partial.sync().await.is_ok() && partial.save_record(snapshot).await.is_ok() };
+                saving = Some((done, Box::pin(save)));
             }
             progress(Progress { done, size, active: alive.len() });
-            let event = futures_lite::future::or(async { events.recv().await.ok() }, async {
-                tick.as_mut().await;
-                None
-            })
+            let wake = futures_lite::future::or(
+                async { events.recv().await.map_or(Wake::Closed, Wake::Event) },
+                futures_lite::future::or(
+                    async {
+                        tick.as_mut().await;
+                        Wake::Tick
+                    },
+                    async {
+                        match saving.as_mut() {
+                            Some((_, save)) => Wake::Saved(save.await),
+                            None => std::future::pending().await,
+                        }
+                    },
+                ),
+            )
             .await;
-            let Some(event) = event else {
-                if events.is_closed() && events.is_empty() {
-                    // The sources' tasks are all gone (one panicked): never
-                    // publish a file with holes.
-                    break Some(None);
+            let event = match wake {
+                Wake::Event(event) => event,
+                // The sources' tasks are all gone (one panicked): never
+                // publish a file with holes.
+                Wake::Closed => break Some(None),
+                Wake::Tick => {
+                    tick = Box::pin(rt.sleep(TICK));
+                    continue;
                 }
-                tick = Box::pin(rt.sleep(TICK));
-                continue;
+                Wake::Saved(ok) => {
+                    if let Some((covered, _)) = saving.take().filter(|_| ok) {
+                        recorded = covered;
+                    }
+                    continue;
+                }
             };
             match event {
                 Event::Done { source, range } => {
@@ -318,6 +349,12 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             }
         };
         drop(share);
+        // A record on its way is finished first: it must not land after
+        // the partial file is committed or saved again below.
+        if let Some((_, save)) = saving.take() {
+            save.await;
+        }
+        drop(saving);
         if let Some(failure) = failure {
             // Stop every source (including any still connecting) before the
             // partial file is kept: no write may land after its record.
