@@ -8,6 +8,7 @@
 //! memory budgets shared by all connections (file data being sent; uploads
 //! being received), so memory does not grow with the number of clients.
 
+mod fair;
 mod link;
 mod read;
 mod upload;
@@ -152,8 +153,9 @@ where
 struct Shared {
     /// Names with an upload in progress.
     uploading: Mutex<HashSet<FileName>>,
-    /// Permits of [`read::CHUNK`] bytes each, for file data being sent.
-    buffers: Arc<Semaphore>,
+    /// Permits of [`read::CHUNK`] bytes each, for file data being sent,
+    /// first come first served.
+    buffers: Arc<fair::Fair>,
     /// Permits of one MiB each, for uploads being received.
     uploads: Arc<Semaphore>,
     connections: AtomicUsize,
@@ -204,7 +206,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
             config,
             shared: Arc::new(Shared {
                 uploading: Mutex::default(),
-                buffers: Arc::new(Semaphore::new(read_permits)),
+                buffers: fair::Fair::new(read_permits),
                 uploads: Arc::new(Semaphore::new(upload_permits)),
                 connections: AtomicUsize::new(0),
             }),

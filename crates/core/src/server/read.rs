@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use async_lock::SemaphoreGuardArc;
-
+use super::fair::Permit;
 use super::link::Link;
 use super::{Failure, Refusal, Server};
 use crate::hash::Hash;
@@ -25,7 +24,7 @@ pub(super) struct ReadRequest {
 }
 
 /// A chunk being read, with the memory permit it holds.
-type Pending = Task<(std::io::Result<Vec<u8>>, SemaphoreGuardArc)>;
+type Pending = Task<(std::io::Result<Vec<u8>>, Permit)>;
 
 impl<S: Store, R: Runtime> Server<S, R> {
     pub(super) async fn read<St: Stream>(&self, link: &mut Link<St, R>, req: ReadRequest) -> Result<(), Failure> {
@@ -66,7 +65,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 // Read ahead while this chunk goes out, if the budget has
                 // room; never wait for a second permit while holding one,
                 // so connections cannot starve each other into a deadlock.
-                if let Some(p) = self.shared.buffers.try_acquire_arc() {
+                if let Some(p) = self.shared.buffers.try_acquire() {
                     pending = Some(self.start_read(&file, next, end, Some(p), spare.take()).await?);
                 }
             }
@@ -95,12 +94,12 @@ impl<S: Store, R: Runtime> Server<S, R> {
         file: &Arc<S::File>,
         pos: u64,
         end: u64,
-        permit: Option<SemaphoreGuardArc>,
+        permit: Option<Permit>,
         buf: Option<Vec<u8>>,
     ) -> Result<Pending, Refusal> {
         let permit = match permit {
             Some(p) => p,
-            None => timeout(&self.rt, self.config.io_timeout, self.shared.buffers.acquire_arc())
+            None => timeout(&self.rt, self.config.io_timeout, self.shared.buffers.acquire())
                 .await
                 .map_err(|_| Refusal::new(ErrorCode::Busy, "serving too many clients at once; try again later"))?,
         };
