@@ -20,6 +20,7 @@
 
 pub mod clock;
 pub mod net;
+pub mod pages;
 pub mod report;
 mod run;
 pub mod scenario;

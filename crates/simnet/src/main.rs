@@ -47,6 +47,10 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli: Cli = argh::from_env();
+    // The engine's own logs, for digging into a run: `P2P_LOG=debug`.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("P2P_LOG") {
+        tracing_subscriber::fmt().with_writer(std::io::stderr).without_time().with_env_filter(filter).init();
+    }
     let Command::Run(args) = cli.command;
     let scenario = match Scenario::load(&args.scenario) {
         Ok(s) => s,

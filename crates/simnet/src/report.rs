@@ -61,6 +61,9 @@ pub struct Part {
     pub bytes: u64,
     /// "ok", a detail ("stored", "unchanged", "3 files") or "error: …".
     pub result: String,
+    /// When this peer's part ended, where a group of peers did the step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
 }
 
 /// One expectation.
@@ -109,7 +112,8 @@ impl Report {
                 let _ = writeln!(s, "    expected {e}");
             }
             for p in &step.parts {
-                let _ = writeln!(s, "    {}: {} ({} bytes)", p.peer, p.result, p.bytes);
+                let at = p.ended.as_ref().map(|t| format!(" at {t}")).unwrap_or_default();
+                let _ = writeln!(s, "    {}: {} ({} bytes){at}", p.peer, p.result, p.bytes);
             }
         }
         for e in &self.expectations {

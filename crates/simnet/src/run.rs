@@ -18,6 +18,7 @@ use p2p_core::transport::Transport;
 
 use crate::clock::{Clock, Host, SimRuntime};
 use crate::net::{Network, PORT};
+use crate::pages::{Content, PagePool};
 use crate::report::{ExpectReport, Part, Report, StepReport, Totals};
 use crate::scenario::{Action, Check, ErrorKind, Expect, Outcome, Scenario, Wire};
 use crate::store::{Faults, MemStore};
@@ -99,17 +100,19 @@ struct Ended {
     kind: Option<ErrorKind>,
     result: String,
     parts: Vec<Part>,
+    /// For a command of a group: from the first peer's end to the last's.
+    spread: Option<Duration>,
 }
 
-/// Where a peer's command leaves its result.
-type Slot = Arc<Mutex<Option<Ended>>>;
+/// Where a peer's command leaves its result, and when it ended.
+type Slot = Arc<Mutex<Option<(Time, Ended)>>>;
 
 enum StepState {
     Waiting,
     /// One slot per peer doing the command (several for `by: "group*"`).
     Running {
         start: Time,
-        slots: Vec<(usize, Arc<Mutex<Option<Ended>>>)>,
+        slots: Vec<(usize, Slot)>,
         _tasks: Vec<Task<()>>,
     },
     Done {
@@ -136,6 +139,9 @@ struct Sim<'a, T> {
     last_reason: Vec<String>,
     events: Vec<String>,
     hashes: BTreeMap<(usize, FileName), (u64, String)>,
+    /// The hash of each distinct content checked so far: a crowd holding
+    /// one file shares its pages, and is hashed once.
+    known: Vec<(Content, String)>,
 }
 
 /// Plays `scenario`.
@@ -178,7 +184,9 @@ fn play<T: Transport>(
         last_reason: vec![String::new(); scenario.expect.len()],
         events: Vec::new(),
         hashes: BTreeMap::new(),
+        known: Vec::new(),
     };
+    let pages = PagePool::default();
     let mut transports = transports.into_iter();
     for group in &scenario.peers {
         let link = group.link.as_ref().and_then(|l| scenario.links.get(l)).map(|l| l.spec()).unwrap_or_default();
@@ -191,11 +199,11 @@ fn play<T: Transport>(
             let i = net.add_peer(link);
             let host = Host::up();
             let rt = SimRuntime::new(clock.clone(), &host, mix(seed, i));
-            let store = MemStore::new(&name, rt.clone());
+            let store = MemStore::new(&name, rt.clone(), pages.clone());
             store.set_faults(Faults { corrupt: group.corrupt, corrupt_one_in: group.corrupt_one_in, disk: group.disk });
             for f in &group.files {
                 if let Ok(n) = FileName::new(&f.name) {
-                    store.put(&n, file_content(&f.name, f.seed, f.size.0));
+                    store.put(&n, &file_content(&f.name, f.seed, f.size.0));
                 }
             }
             let uploads = match (group.no_uploads, &gate) {
@@ -426,7 +434,7 @@ impl<T: Transport> Sim<'_, T> {
                 self.steps[i] = StepState::Running { start: now, slots, _tasks: tasks };
             } else {
                 self.apply_fault(&action);
-                let ended = Ended { ok: true, kind: None, result: "done".into(), parts: Vec::new() };
+                let ended = Ended { ok: true, kind: None, result: "done".into(), parts: Vec::new(), spread: None };
                 self.steps[i] = StepState::Done { start: now, end: now, ended };
             }
         }
@@ -441,8 +449,13 @@ impl<T: Transport> Sim<'_, T> {
             if slots.iter().any(|(_, s)| lock(s).is_none()) {
                 continue;
             }
-            let done: Vec<(String, Ended)> =
-                slots.iter().filter_map(|(p, s)| Some((self.peers[*p].name.clone(), lock(s).take()?))).collect();
+            let done: Vec<(String, Time, Ended)> = slots
+                .iter()
+                .filter_map(|(p, s)| {
+                    let (at, ended) = lock(s).take()?;
+                    Some((self.peers[*p].name.clone(), at, ended))
+                })
+                .collect();
             let ended = merge(done);
             let id = self.scenario.step_id(i);
             self.log(format!("step {id} ends: {}{}", ended.result, parts_text(&ended.parts)));
@@ -472,7 +485,7 @@ impl<T: Transport> Sim<'_, T> {
     fn spawn_command(&mut self, by: usize, action: &Action, slot: Slot) -> Option<Task<()>> {
         let p = &self.peers[by];
         if !p.host.is_up() {
-            *lock(&slot) = Some(failed(ErrorKind::Other, format!("{} is down", p.name)));
+            *lock(&slot) = Some((p.rt.now(), failed(ErrorKind::Other, format!("{} is down", p.name))));
             return None;
         }
         let by = &p.name;
@@ -483,6 +496,7 @@ impl<T: Transport> Sim<'_, T> {
             io_timeout: Duration::from_secs(30),
         };
         let action = action.clone();
+        let clock = rt.clone();
         let fut = async move {
             let ended = match action {
                 Action::FileList { peers, .. } => file_list(&transport, &rt, &client, &peers).await,
@@ -490,7 +504,7 @@ impl<T: Transport> Sim<'_, T> {
                 Action::Upload { name, to, .. } => push(&transport, &rt, &catalog, &client, &name, &to).await,
                 _ => return,
             };
-            *lock(&slot) = Some(ended);
+            *lock(&slot) = Some((clock.now(), ended));
         };
         Some(p.rt.spawn(fut))
     }
@@ -498,6 +512,7 @@ impl<T: Transport> Sim<'_, T> {
     fn apply_fault(&mut self, action: &Action) {
         match action {
             Action::Crash(p) => {
+                let now = self.now();
                 let i = self.peer(p);
                 self.peers[i].host.crash();
                 self.peers[i].store.crash();
@@ -508,7 +523,7 @@ impl<T: Transport> Sim<'_, T> {
                         for (_, slot) in slots.iter().filter(|(by, _)| *by == i) {
                             let mut slot = lock(slot);
                             if slot.is_none() {
-                                *slot = Some(failed(ErrorKind::Other, "cancelled: the peer crashed".into()));
+                                *slot = Some((now, failed(ErrorKind::Other, "cancelled: the peer crashed".into())));
                             }
                         }
                     }
@@ -604,7 +619,14 @@ impl<T: Transport> Sim<'_, T> {
             return Some(h.clone());
         }
         let data = store.get(name)?;
-        let h = Hash::of(&data).to_string();
+        let h = match self.known.iter().find(|(c, _)| c.same_as(&data)) {
+            Some((_, h)) => h.clone(),
+            None => {
+                let h = Hash::of(&data.to_vec()).to_string();
+                self.known.push((data, h.clone()));
+                h
+            }
+        };
         self.hashes.insert((peer, name.clone()), (version, h.clone()));
         Some(h)
     }
@@ -670,6 +692,14 @@ impl<T: Transport> Sim<'_, T> {
                     let took = *end - *start;
                     if took <= within.0 { Ok(()) } else { Err(format!("step {step} took {}", secs(took))) }
                 }
+                _ => Err(format!("step {step} has not ended")),
+            },
+            Check::Spread { step, at_most } => match self.step_by_id(step) {
+                Some((_, StepState::Done { ended, .. })) => match ended.spread {
+                    Some(spread) if spread <= at_most.0 => Ok(()),
+                    Some(spread) => Err(format!("the peers of step {step} ended {} apart", secs(spread))),
+                    None => Err(format!("step {step} is not done by a group of peers")),
+                },
                 _ => Err(format!("step {step} has not ended")),
             },
             Check::StepTook { step, at_least, at_most } => match self.step_by_id(step) {
@@ -775,7 +805,7 @@ impl<T: Transport> Sim<'_, T> {
 }
 
 fn failed(kind: ErrorKind, result: String) -> Ended {
-    Ended { ok: false, kind: Some(kind), result: format!("error: {result}"), parts: Vec::new() }
+    Ended { ok: false, kind: Some(kind), result: format!("error: {result}"), parts: Vec::new(), spread: None }
 }
 
 /// A short word for each kind, as it appears in results.
@@ -865,31 +895,40 @@ async fn file_list<T: Transport>(transport: &T, rt: &SimRuntime, client: &Client
                 format!("error: {e}")
             }
         };
-        parts.push(Part { peer: p.clone(), bytes: 0, result });
+        parts.push(Part { peer: p.clone(), bytes: 0, result, ended: None });
     }
     finish(parts, kind)
 }
 
 /// One step's result from the results of each peer that did it.
-fn merge(mut done: Vec<(String, Ended)>) -> Ended {
+fn merge(mut done: Vec<(String, Time, Ended)>) -> Ended {
     if done.len() == 1
-        && let Some((_, e)) = done.pop()
+        && let Some((_, _, e)) = done.pop()
     {
         return e;
     }
-    let kind = done.iter().find_map(|(_, e)| e.kind);
+    let kind = done.iter().find_map(|(_, _, e)| e.kind);
+    let first = done.iter().map(|(_, at, _)| *at).min();
+    let last = done.iter().map(|(_, at, _)| *at).max();
     let parts = done
         .into_iter()
-        .map(|(peer, e)| Part { peer, bytes: e.parts.iter().map(|p| p.bytes).sum(), result: e.result })
+        .map(|(peer, at, e)| Part {
+            peer,
+            bytes: e.parts.iter().map(|p| p.bytes).sum(),
+            result: e.result,
+            ended: Some(secs(at.since_epoch())),
+        })
         .collect();
-    finish(parts, kind)
+    let mut ended = finish(parts, kind);
+    ended.spread = first.zip(last).map(|(a, b)| b - a);
+    ended
 }
 
 fn finish(parts: Vec<Part>, kind: Option<ErrorKind>) -> Ended {
     let ok = kind.is_none();
     let failed = parts.iter().filter(|p| p.result.starts_with("error")).count();
     let result = if ok { "ok".to_string() } else { format!("error: {failed} of {} failed", parts.len()) };
-    Ended { ok, kind, result, parts }
+    Ended { ok, kind, result, parts, spread: None }
 }
 
 async fn fetch<T: Transport>(
@@ -917,6 +956,7 @@ async fn fetch<T: Transport>(
                         Some(p) => format!("dropped: {p}"),
                         None => "ok".into(),
                     },
+                    ended: None,
                 })
                 .collect();
             let result = match report.outcome {
@@ -929,16 +969,16 @@ async fn fetch<T: Transport>(
                 }
                 Fetched::AlreadyPresent => "ok: already there".to_string(),
             };
-            Ended { ok: true, kind: None, result, parts }
+            Ended { ok: true, kind: None, result, parts, spread: None }
         }
         Err(e) => {
             let parts: Vec<Part> = e
                 .reasons()
                 .iter()
-                .map(|(peer, why)| Part { peer: peer.clone(), bytes: 0, result: format!("error: {why}") })
+                .map(|(peer, why)| Part { peer: peer.clone(), bytes: 0, result: format!("error: {why}"), ended: None })
                 .collect();
             let kind = e.reasons().first().map_or(ErrorKind::Other, |(_, why)| kind_of_problem(why));
-            Ended { ok: false, kind: Some(kind), result: format!("error: {e}"), parts }
+            Ended { ok: false, kind: Some(kind), result: format!("error: {e}"), parts, spread: None }
         }
     }
 }
@@ -983,7 +1023,7 @@ async fn push<T: Transport>(
                 (0, format!("error: {e}"))
             }
         };
-        parts.push(Part { peer: p.clone(), bytes, result });
+        parts.push(Part { peer: p.clone(), bytes, result, ended: None });
     }
     finish(parts, kind)
 }
@@ -1025,6 +1065,7 @@ fn check_text(c: &Check) -> String {
         Check::StepTook { step, at_least, at_most } => {
             format!("step {step} took between {} and {}", secs(at_least.0), secs(at_most.0))
         }
+        Check::Spread { step, at_most } => format!("the peers of step {step} ended within {}", secs(at_most.0)),
     }
 }
 

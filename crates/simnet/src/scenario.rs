@@ -252,6 +252,9 @@ pub enum Check {
     StepWithin { step: String, within: Dur },
     /// The step took at least `at_least` and at most `at_most`.
     StepTook { step: String, at_least: Dur, at_most: Dur },
+    /// The peers of a group step (`by: "leech*"`) all ended within
+    /// `at_most` of each other: they were served fairly.
+    Spread { step: String, at_most: Dur },
 }
 
 /// Why a scenario cannot be used.
@@ -419,7 +422,10 @@ impl Scenario {
                     peer(p)?;
                     peer(other)?;
                 }
-                Check::StepDone(s) | Check::StepWithin { step: s, .. } | Check::StepTook { step: s, .. } => step(s)?,
+                Check::StepDone(s)
+                | Check::StepWithin { step: s, .. }
+                | Check::StepTook { step: s, .. }
+                | Check::Spread { step: s, .. } => step(s)?,
             }
         }
         Ok(())

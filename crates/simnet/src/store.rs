@@ -6,6 +6,9 @@
 //! Faults: a store can serve corrupt data (every read has a bit flipped,
 //! while its own hashing sees the true bytes), and a slow disk delays reads
 //! and writes by their size at a given rate, on the virtual clock.
+//!
+//! Content lives in [pages](crate::pages) shared across the simulation, so
+//! a crowd of peers holding one file holds it once.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -17,6 +20,7 @@ use p2p_core::runtime::Runtime;
 use p2p_core::store::{FileMeta, PartialFile, ReadAt, Store, StoreError, WriteAt};
 
 use crate::clock::SimRuntime;
+use crate::pages::{Content, PagePool};
 use crate::units::Rate;
 
 /// An in-memory store. Clones share the same files.
@@ -26,6 +30,7 @@ pub struct MemStore {
     label: String,
     faults: Arc<Mutex<Faults>>,
     rt: SimRuntime,
+    pool: PagePool,
 }
 
 /// Fault switches of a store.
@@ -42,25 +47,20 @@ pub struct Faults {
 
 #[derive(Debug, Default)]
 struct Inner {
-    files: BTreeMap<FileName, Arc<Vec<u8>>>,
+    files: BTreeMap<FileName, Content>,
     versions: BTreeMap<FileName, u64>,
     state: BTreeMap<String, Vec<u8>>,
     next_version: u64,
     resumable: BTreeMap<String, Resumable>,
 }
 
-/// Byte ranges written since the last sync.
-type Dirty = Arc<Mutex<Vec<(usize, usize)>>>;
-
 /// A resumable partial file.
 #[derive(Debug)]
 struct Resumable {
     /// What writes have made of it.
-    current: Arc<Mutex<Vec<u8>>>,
+    current: Arc<Mutex<Content>>,
     /// What the last sync made durable.
-    durable: Vec<u8>,
-    /// Ranges written since the last sync.
-    dirty: Dirty,
+    durable: Content,
     record: Option<Vec<u8>>,
     open: bool,
 }
@@ -70,9 +70,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl MemStore {
-    /// An empty store named `label` (for messages), timed by `rt`.
-    pub fn new(label: &str, rt: SimRuntime) -> Self {
-        MemStore { inner: Arc::default(), label: label.to_string(), faults: Arc::default(), rt }
+    /// An empty store named `label` (for messages), timed by `rt`, with
+    /// its content in `pool`'s pages.
+    pub fn new(label: &str, rt: SimRuntime, pool: PagePool) -> Self {
+        MemStore { inner: Arc::default(), label: label.to_string(), faults: Arc::default(), rt, pool }
     }
 
     /// The same files, seen through another runtime (after a restart).
@@ -95,22 +96,22 @@ impl MemStore {
     pub fn crash(&self) {
         for r in lock(&self.inner).resumable.values_mut() {
             r.current = Arc::new(Mutex::new(r.durable.clone()));
-            lock(&r.dirty).clear();
             r.open = false;
         }
     }
 
     /// Puts a whole file in place (scenario set-up).
-    pub fn put(&self, name: &FileName, data: Vec<u8>) {
+    pub fn put(&self, name: &FileName, data: &[u8]) {
+        let content = Content::new(data, &self.pool);
         let mut inner = lock(&self.inner);
         inner.next_version += 1;
         let v = inner.next_version;
-        inner.files.insert(name.clone(), Arc::new(data));
+        inner.files.insert(name.clone(), content);
         inner.versions.insert(name.clone(), v);
     }
 
-    /// A file's bytes, if it is there.
-    pub fn get(&self, name: &FileName) -> Option<Arc<Vec<u8>>> {
+    /// A file's content, if it is there.
+    pub fn get(&self, name: &FileName) -> Option<Content> {
         lock(&self.inner).files.get(name).cloned()
     }
 
@@ -140,7 +141,7 @@ impl MemStore {
 /// A whole file opened for reading.
 #[derive(Debug)]
 pub struct MemFile {
-    data: Arc<Vec<u8>>,
+    data: Content,
     store: MemStore,
 }
 
@@ -148,9 +149,9 @@ impl ReadAt for MemFile {
     async fn read_at(&self, offset: u64, len: usize, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
         self.store.disk_time(len).await;
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
-        let end = start.checked_add(len).filter(|&e| e <= self.data.len()).ok_or(io::ErrorKind::UnexpectedEof)?;
+        let end = start.checked_add(len).ok_or(io::ErrorKind::UnexpectedEof)?;
         buf.clear();
-        buf.extend_from_slice(&self.data[start..end]);
+        self.data.read_into(start, end, &mut buf).ok_or(io::ErrorKind::UnexpectedEof)?;
         let faults = *lock(&self.store.faults);
         if faults.corrupt
             && let Some(b) = buf.first_mut()
@@ -175,7 +176,7 @@ impl ReadAt for MemFile {
 #[derive(Debug)]
 pub struct MemPartial {
     name: FileName,
-    data: Arc<Mutex<Vec<u8>>>,
+    data: Arc<Mutex<Content>>,
     store: MemStore,
     /// The key of a resumable partial file.
     key: Option<String>,
@@ -194,21 +195,18 @@ impl Drop for MemPartial {
 /// Writes into a partial file while its owner keeps it.
 #[derive(Debug, Clone)]
 pub struct MemWriter {
-    data: Weak<Mutex<Vec<u8>>>,
+    data: Weak<Mutex<Content>>,
     store: MemStore,
-    /// Where a resumable file notes its unsynced writes.
-    dirty: Option<Dirty>,
 }
 
 impl ReadAt for MemWriter {
     async fn read_at(&self, offset: u64, len: usize, mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
         self.store.disk_time(len).await;
         let file = self.data.upgrade().ok_or_else(|| io::Error::other("the partial file was removed"))?;
-        let f = lock(&file);
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
-        let end = start.checked_add(len).filter(|&e| e <= f.len()).ok_or(io::ErrorKind::UnexpectedEof)?;
+        let end = start.checked_add(len).ok_or(io::ErrorKind::UnexpectedEof)?;
         buf.clear();
-        buf.extend_from_slice(&f[start..end]);
+        lock(&file).read_into(start, end, &mut buf).ok_or(io::ErrorKind::UnexpectedEof)?;
         Ok(buf)
     }
 }
@@ -217,13 +215,8 @@ impl WriteAt for MemWriter {
     async fn write_at(&self, offset: u64, data: Vec<u8>) -> io::Result<Vec<u8>> {
         self.store.disk_time(data.len()).await;
         let file = self.data.upgrade().ok_or_else(|| io::Error::other("the partial file was removed"))?;
-        let mut f = lock(&file);
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-        let end = start.checked_add(data.len()).filter(|&e| e <= f.len()).ok_or(io::ErrorKind::InvalidInput)?;
-        f[start..end].copy_from_slice(&data);
-        if let Some(dirty) = &self.dirty {
-            lock(dirty).push((start, end));
-        }
+        lock(&file).write(start, &data, &self.store.pool).ok_or(io::ErrorKind::InvalidInput)?;
         Ok(data)
     }
 }
@@ -232,19 +225,15 @@ impl PartialFile for MemPartial {
     type Writer = MemWriter;
 
     fn writer(&self) -> MemWriter {
-        let dirty = self.key.as_ref().and_then(|k| lock(&self.store.inner).resumable.get(k).map(|r| r.dirty.clone()));
-        MemWriter { data: Arc::downgrade(&self.data), store: self.store.clone(), dirty }
+        MemWriter { data: Arc::downgrade(&self.data), store: self.store.clone() }
     }
 
     async fn sync(&self) -> io::Result<()> {
         let Some(key) = &self.key else { return Ok(()) };
         let mut inner = lock(&self.store.inner);
         let Some(r) = inner.resumable.get_mut(key) else { return Ok(()) };
-        // Only what was written since the last sync is copied.
-        let data = lock(&self.data);
-        for (start, end) in lock(&r.dirty).drain(..) {
-            r.durable[start..end].copy_from_slice(&data[start..end]);
-        }
+        // A copy of the page list: the pages themselves are shared.
+        r.durable = lock(&self.data).clone();
         Ok(())
     }
 
@@ -278,7 +267,7 @@ impl PartialFile for MemPartial {
         }
         inner.next_version += 1;
         let v = inner.next_version;
-        inner.files.insert(self.name.clone(), Arc::new(data));
+        inner.files.insert(self.name.clone(), data);
         inner.versions.insert(self.name.clone(), v);
         MemStore::meta(&inner, &self.name).ok_or_else(|| StoreError::NotFound(self.name.clone()))
     }
@@ -311,36 +300,29 @@ impl Store for MemStore {
     async fn hash(&self, name: &FileName) -> Result<(FileMeta, Manifest), StoreError> {
         let (file, meta) = self.open(name).await?;
         self.disk_time(file.data.len()).await;
-        Ok((meta, manifest_of(&file.data)))
+        Ok((meta, manifest_of(&file.data.to_vec())))
     }
 
     async fn create_partial(&self, name: &FileName, size: u64) -> Result<MemPartial, StoreError> {
         let size = usize::try_from(size).map_err(|_| StoreError::TooLarge(name.clone()))?;
-        Ok(MemPartial { name: name.clone(), data: Arc::new(Mutex::new(vec![0; size])), store: self.clone(), key: None })
+        let data = Arc::new(Mutex::new(Content::zeroed(size, &self.pool)));
+        Ok(MemPartial { name: name.clone(), data, store: self.clone(), key: None })
     }
 
     async fn resume_partial(&self, name: &FileName, key: &str, size: u64) -> Result<MemPartial, StoreError> {
         let len = usize::try_from(size).map_err(|_| StoreError::TooLarge(name.clone()))?;
+        let fresh = || {
+            let zeroed = Content::zeroed(len, &self.pool);
+            Resumable { current: Arc::new(Mutex::new(zeroed.clone())), durable: zeroed, record: None, open: false }
+        };
         let mut inner = lock(&self.inner);
-        let entry = inner.resumable.entry(key.to_string()).or_insert_with(|| Resumable {
-            current: Arc::new(Mutex::new(vec![0; len])),
-            durable: vec![0; len],
-            dirty: Arc::default(),
-            record: None,
-            open: false,
-        });
+        let entry = inner.resumable.entry(key.to_string()).or_insert_with(fresh);
         if entry.open {
             let e = io::Error::new(io::ErrorKind::WouldBlock, "another download of it is running");
             return Err(StoreError::io(format!("downloading {name}"), e));
         }
         if lock(&entry.current).len() != len {
-            *entry = Resumable {
-                current: Arc::new(Mutex::new(vec![0; len])),
-                durable: vec![0; len],
-                dirty: Arc::default(),
-                record: None,
-                open: false,
-            };
+            *entry = fresh();
         }
         entry.open = true;
         let data = entry.current.clone();

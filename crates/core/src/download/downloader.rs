@@ -37,6 +37,9 @@ const SETTLE: Duration = Duration::from_millis(500);
 /// that follow.
 const DOWN_FOR: Duration = Duration::from_secs(30);
 
+/// A resume record on its way to the disk: whether it got there.
+type Saving<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
 /// What woke the coordinator.
 enum Wake {
     Event(Event),
@@ -250,7 +253,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         let mut recorded = done;
         // The resume record being saved, and the bytes it covers: saved
         // alongside the transfer, which does not wait for the disk.
-        let mut saving: Option<(u64, Pin<Box<dyn Future<Output = bool> + Send + '_>>)> = None;
+        let mut saving: Option<(u64, Saving<'_>)> = None;
         let mut tick = Box::pin(rt.sleep(TICK));
         let failure = loop {
             if schedule.is_done() {
