@@ -7,7 +7,7 @@ use crate::manifest::Manifest;
 
 /// Verified bytes are handed out for writing in runs of about this size,
 /// so that small blocks do not mean small writes.
-const WRITE_RUN: usize = 1 << 20;
+pub(crate) const WRITE_RUN: usize = 1 << 20;
 
 /// Why received bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,7 +133,7 @@ impl BlockWriter {
 
     /// Gives back a buffer from an earlier run, once written.
     pub fn give(&mut self, mut buf: Vec<u8>) {
-        if self.spare.len() < 2 && buf.capacity() >= self.cap {
+        if self.spare.is_empty() && buf.capacity() >= self.cap {
             buf.clear();
             self.spare.push(buf);
         }

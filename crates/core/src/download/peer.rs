@@ -23,11 +23,11 @@ use crate::hash::Hash;
 use crate::manifest::Manifest;
 use crate::protocol::codec::Frame;
 use crate::protocol::{ErrorCode, FileRef, Message};
-use crate::runtime::{Runtime, Time};
+use crate::runtime::{Runtime, Task, Time};
 use crate::store::WriteAt;
 use crate::transport::Fingerprint;
 use crate::transport::Transport;
-use crate::verify::{BlockWriter, VerifyError};
+use crate::verify::{BlockWriter, VerifyError, WRITE_RUN};
 
 use super::pool::Pool;
 
@@ -96,6 +96,16 @@ struct Job {
     writer: BlockWriter,
     /// When its bytes started to count against the minimum pace.
     since: Option<Time>,
+    /// Its verified runs still on their way to the partial file.
+    writing: usize,
+}
+
+/// A verified run on its way to the partial file, for the job of `job`.
+/// Writes run beside the transfer: a source keeps receiving and verifying
+/// while the disk takes the previous runs.
+struct Write {
+    job: Range<u64>,
+    task: Task<std::io::Result<Vec<u8>>>,
 }
 
 /// A read on the wire.
@@ -113,7 +123,14 @@ enum Next<'a, P> {
     Frame(Result<Frame<'a>, ClientError>),
     /// Nothing arrived for [`QUIET`].
     Quiet,
+    /// The oldest write ended.
+    Wrote(std::io::Result<Vec<u8>>),
 }
+
+/// Bytes of verified runs being written at once by one source (at least
+/// one run, which holds at least a block); past this, it reads no more
+/// from the peer until one ends.
+const WRITE_AHEAD: usize = 2 << 20;
 
 /// How long a peer may stay silent before its cancelled reads are over.
 const QUIET: Duration = Duration::from_secs(1);
@@ -167,6 +184,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
             reads: VecDeque::new(),
             gone: VecDeque::new(),
             pool: Vec::new(),
+            writes: VecDeque::new(),
         };
         let event = match transfer.run(&mut session).await {
             Ok(()) => {
@@ -238,6 +256,8 @@ struct Transfer<'a, T: Transport, R, P> {
     gone: VecDeque<u32>,
     /// Buffers of finished jobs, for the next ones.
     pool: Vec<Vec<u8>>,
+    /// Writes in flight, oldest first.
+    writes: VecDeque<Write>,
 }
 
 impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
@@ -245,29 +265,43 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
         loop {
             self.send_reads(session).await?;
             let waiting = self.reads.iter().any(|r| !r.cancelled);
+            // Only cancelled reads are open: take what the peer still sends
+            // of them until it goes quiet, so that it never blocks on a
+            // full connection, then forget them.
             let draining = !waiting && !self.reads.is_empty();
-            let commands = &self.source.commands;
-            let next = if waiting {
-                futures_lite::future::or(async { Next::Command(commands.recv().await.ok()) }, async {
-                    Next::Frame(session.next_frame().await)
-                })
-                .await
-            } else if draining {
-                // Only cancelled reads are open: take what the peer still
-                // sends of them until it goes quiet, so that it never
-                // blocks on a full connection, then forget them.
-                let quiet = self.source.rt.sleep(QUIET);
-                futures_lite::future::or(async { Next::Command(commands.recv().await.ok()) }, async {
-                    futures_lite::future::or(async { Next::Frame(session.next_frame().await) }, async {
-                        quiet.await;
-                        Next::Quiet
-                    })
-                    .await
-                })
-                .await
-            } else {
-                Next::Command(commands.recv().await.ok())
-            };
+            // With the disk behind, read nothing more until it catches up.
+            let run = (self.manifest.block_size() as usize).max(WRITE_RUN);
+            let max_writes = (WRITE_AHEAD / run).max(1);
+            let read = (waiting || draining) && self.writes.len() < max_writes;
+            let quiet = draining.then(|| self.source.rt.sleep(QUIET));
+            let (commands, writes) = (&self.source.commands, &mut self.writes);
+            let next = futures_lite::future::or(
+                async { Next::Command(commands.recv().await.ok()) },
+                futures_lite::future::or(
+                    async {
+                        if !read {
+                            std::future::pending::<()>().await;
+                        }
+                        Next::Frame(session.next_frame().await)
+                    },
+                    futures_lite::future::or(
+                        async {
+                            match quiet {
+                                Some(q) => q.await,
+                                None => std::future::pending().await,
+                            }
+                            Next::Quiet
+                        },
+                        async {
+                            match writes.front_mut() {
+                                Some(w) => Next::Wrote((&mut w.task).await),
+                                None => std::future::pending().await,
+                            }
+                        },
+                    ),
+                ),
+            )
+            .await;
             match next {
                 Next::Quiet => {
                     for read in self.reads.drain(..) {
@@ -275,10 +309,17 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
                     }
                 }
                 // The coordinator closed the channel: the download is over.
-                Next::Command(None) => return Ok(()),
+                // What is still being written lands before this ends.
+                Next::Command(None) => {
+                    for w in self.writes.drain(..) {
+                        let _ = w.task.await;
+                    }
+                    return Ok(());
+                }
                 Next::Command(Some(Command::Fetch(range))) => self.fetch(range)?,
                 Next::Command(Some(Command::Cancel(range))) => self.cancel(session, &range).await?,
                 Next::Command(Some(Command::Start { .. })) => {}
+                Next::Wrote(result) => self.wrote(result).await?,
                 Next::Frame(frame) => match frame? {
                     Frame::Data(d) => self.data(d.id, d.offset, d.bytes).await?,
                     Frame::Control(Message::Error { id, code, message }) => {
@@ -306,7 +347,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
             self.unsent.push_back((range.clone(), start..end));
             start = end;
         }
-        self.jobs.push_back(Job { range, writer, since: None });
+        self.jobs.push_back(Job { range, writer, since: None, writing: 0 });
         Ok(())
     }
 
@@ -404,29 +445,51 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
         if now - since > self.source.config.io_timeout + rate_time(got) {
             return Err(Stop::Source(SourceError::TooSlow));
         }
+        job.writing += runs.len();
         for (offset, run) in runs {
-            let buf = self.out.write_at(offset, run).await.map_err(Stop::Local)?;
-            job.writer.give(buf);
+            let out = self.out.clone();
+            let task = self.source.rt.spawn(async move { out.write_at(offset, run).await });
+            self.writes.push_back(Write { job: job_range.clone(), task });
         }
-        if !job.writer.is_done() {
-            return Ok(());
-        }
-        let Some(i) = self.jobs.iter().position(|j| j.range == job_range) else { return Ok(()) };
-        let Some(done) = self.jobs.remove(i) else { return Ok(()) };
-        let buffers = done.writer.into_buffers();
-        match self.jobs.front_mut() {
-            Some(next) => {
-                // The next range's pace counts from now.
-                next.since = Some(now);
-                for b in buffers {
-                    next.writer.give(b);
-                }
-            }
-            None => self.pool.extend(buffers),
-        }
-        let event = Event::Done { source: self.source.index, range: done.range };
-        let _ = self.source.events.send(event).await;
+        self.finish_jobs().await;
         Ok(())
+    }
+
+    /// The oldest write ended: its buffer goes back to its job (or the
+    /// pool), and the job may be complete now.
+    async fn wrote(&mut self, result: std::io::Result<Vec<u8>>) -> Result<(), Stop> {
+        let Some(w) = self.writes.pop_front() else { return Ok(()) };
+        let buf = result.map_err(Stop::Local)?;
+        match self.jobs.iter_mut().find(|j| j.range == w.job) {
+            Some(job) => {
+                job.writing -= 1;
+                job.writer.give(buf);
+            }
+            // Cancelled meanwhile.
+            None => self.pool.push(buf),
+        }
+        self.finish_jobs().await;
+        Ok(())
+    }
+
+    /// Reports every job whose bytes are all verified and written.
+    async fn finish_jobs(&mut self) {
+        while let Some(i) = self.jobs.iter().position(|j| j.writer.is_done() && j.writing == 0) {
+            let Some(done) = self.jobs.remove(i) else { return };
+            let buffers = done.writer.into_buffers();
+            match self.jobs.front_mut() {
+                Some(next) => {
+                    // The next range's pace counts from now.
+                    next.since = Some(self.source.rt.now());
+                    for b in buffers {
+                        next.writer.give(b);
+                    }
+                }
+                None => self.pool.extend(buffers),
+            }
+            let event = Event::Done { source: self.source.index, range: done.range };
+            let _ = self.source.events.send(event).await;
+        }
     }
 }
 

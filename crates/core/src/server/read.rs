@@ -14,7 +14,7 @@ use crate::transport::Stream;
 
 /// Bytes read from the store and sent as one data frame. Small enough that
 /// the shared budget of file data in memory covers many clients at once.
-pub(super) const CHUNK: usize = 256 * 1024;
+pub(super) const CHUNK: usize = 1024 * 1024;
 
 pub(super) struct ReadRequest {
     pub(super) id: u32,
