@@ -312,12 +312,18 @@ impl Schedule {
                 }
             }
         }
+        let mut struck = Vec::new();
         for (peer, id) in late {
             if let Some(f) = self.flights.get(&id) {
                 actions.push(Action::Cancel { peer, range: f.range.clone() });
             }
             self.give_back(id);
-            self.rest(peer, now);
+            // One strike per source per round, however many of its
+            // requests were late together.
+            if !struck.contains(&peer) {
+                struck.push(peer);
+                self.rest(peer, now);
+            }
         }
     }
 

@@ -270,3 +270,35 @@ fn the_first_answer_of_a_duplicated_range_cancels_the_other() {
     s.arrived(0, &range, t(10.5));
     assert_eq!(s.remaining(), before);
 }
+
+#[test]
+fn a_late_request_is_cancelled_and_the_source_rests_before_it_gets_more() {
+    let bs = 16 * KIB;
+    let config = ScheduleConfig { request_timeout: Duration::from_secs(1), ..ScheduleConfig::default() };
+    let mut s = Schedule::new(4 * bs, bs as u32, config, &[]);
+    s.join(0);
+    let asked: Vec<Action> = s.poll(t(0.0), None);
+    assert!(!asked.is_empty());
+    assert!(s.poll(t(0.9), None).is_empty(), "not late yet, nothing new to ask");
+    // Past the timeout: every request is cancelled and its range is missing again.
+    let late = s.poll(t(1.5), None);
+    assert!(!late.is_empty() && late.iter().all(|a| matches!(a, Action::Cancel { peer: 0, .. })), "{late:?}");
+    assert_eq!(s.in_flight(), 0);
+    assert_eq!(s.remaining(), 4 * bs);
+    // It rests two seconds (doubling with each strike) before it is asked again.
+    assert!(s.poll(t(3.0), None).is_empty());
+    let again = s.poll(t(3.6), None);
+    assert!(again.iter().any(|a| matches!(a, Action::Fetch { peer: 0, .. })), "{again:?}");
+    // Meanwhile another source takes the work at once.
+    let mut s2 = Schedule::new(
+        4 * bs,
+        bs as u32,
+        ScheduleConfig { request_timeout: Duration::from_secs(1), ..ScheduleConfig::default() },
+        &[],
+    );
+    s2.join(0);
+    s2.poll(t(0.0), None);
+    s2.join(1);
+    let moved = s2.poll(t(1.5), None);
+    assert!(moved.iter().any(|a| matches!(a, Action::Fetch { peer: 1, .. })), "{moved:?}");
+}
