@@ -108,7 +108,7 @@ fn wanted(args: &Download) -> anyhow::Result<(Vec<Wanted>, Vec<String>)> {
     }
     for h in &args.hash {
         let hash: Hash =
-            h.parse().map_err(|e| UsageError(format!("--hash {h:?} is not a BLAKE3 hash (64 hex digits): {e}")))?;
+            h.parse().map_err(|_| UsageError(format!("--hash {h:?} is not a BLAKE3 hash (64 hex digits)")))?;
         wanted.push(Wanted::Hash(hash));
     }
     // Each file once, in the order given.
