@@ -171,6 +171,16 @@ fn download_many_files_by_name_by_hash_and_all(mode: Mode) {
     assert!(last.ends_with("), 2 already there"), "{last}");
     assert_eq!(net.read("client", "a.bin"), a);
 
+    // Quiet: only the final line, for one file or for many.
+    std::fs::remove_file(net.served("client").join("b.bin")).unwrap();
+    let run = net.p2p(&["-q", "download", "b.bin", "peer1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.starts_with("downloaded b.bin: ") && run.stdout.lines().count() == 1, "{}", run.stdout);
+    let run = net.p2p(&["download", "-q", "--all", "peer1", "peer2"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+    assert!(run.stdout.contains("3 files in "), "{}", run.stdout);
+
     // Bad input is one clear line and status 2.
     let run = net.p2p(&["download", "--hash", "xyz", "peer1"]);
     assert_eq!(run.code, 2, "{}", run.stderr);

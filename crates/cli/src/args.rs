@@ -293,7 +293,7 @@ pub(crate) struct Download {
     /// print JSON on stdout
     #[argh(switch)]
     pub(crate) json: bool,
-    /// print only errors
+    /// print only errors and the final result line
     #[argh(switch, short = 'q')]
     pub(crate) quiet: bool,
     /// the peer list (default: peer_settings.txt in . or ..)

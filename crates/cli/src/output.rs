@@ -23,6 +23,14 @@ impl Output {
         }
     }
 
+    /// A command's final result line on stdout: printed in quiet mode too
+    /// (not in JSON mode).
+    pub(crate) fn result(&self, text: &str) {
+        if !self.json {
+            stdout(text);
+        }
+    }
+
     /// A JSON document on stdout.
     pub(crate) fn json(&self, value: &serde_json::Value) {
         if self.json {

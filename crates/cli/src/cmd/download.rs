@@ -313,8 +313,10 @@ impl Job<'_> {
             "sources": sources,
         });
         self.board.borrow().suspend(|| {
-            for line in &lines {
-                ctx.out.line(line);
+            match lines.split_first() {
+                // Quiet: a single file's result line, nothing per file of many.
+                Some((first, _)) if ctx.out.quiet && !self.many => ctx.out.result(first),
+                _ => lines.iter().for_each(|line| ctx.out.line(line)),
             }
             ctx.out.json(&doc);
         });
@@ -333,7 +335,7 @@ impl Job<'_> {
             parts.push(format!("{} failed", t.failed));
             output::error(&format!("{} of {total} files failed", t.failed));
         }
-        self.ctx.out.line(&format!("{total} files in {}: {}", self.dir.display(), parts.join(", ")));
+        self.ctx.out.result(&format!("{total} files in {}: {}", self.dir.display(), parts.join(", ")));
     }
 
     fn error(&self, text: &str) {
