@@ -73,20 +73,25 @@ impl<S: Store> Catalog<S> {
         &self.store
     }
 
+    /// Every whole file, sorted by name, without hashing anything. Forgets
+    /// cached manifests of files that are gone.
+    pub async fn scan(&self) -> Result<Vec<FileMeta>, StoreError> {
+        let mut metas = self.store.list().await?;
+        metas.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut cache = self.lock();
+        let Cache { by_name, by_hash } = &mut *cache;
+        by_name.retain(|name, _| metas.binary_search_by(|m| m.name.cmp(name)).is_ok());
+        by_hash.retain(|_, names| {
+            names.retain(|n| by_name.contains_key(n));
+            !names.is_empty()
+        });
+        Ok(metas)
+    }
+
     /// Every whole file with its hash, sorted by name. Forgets cached
     /// manifests of files that are gone.
     pub async fn list(&self) -> Result<Vec<FileInfo>, StoreError> {
-        let mut metas = self.store.list().await?;
-        metas.sort_by(|a, b| a.name.cmp(&b.name));
-        {
-            let mut cache = self.lock();
-            let Cache { by_name, by_hash } = &mut *cache;
-            by_name.retain(|name, _| metas.binary_search_by(|m| m.name.cmp(name)).is_ok());
-            by_hash.retain(|_, names| {
-                names.retain(|n| by_name.contains_key(n));
-                !names.is_empty()
-            });
-        }
+        let metas = self.scan().await?;
         let mut out = Vec::with_capacity(metas.len());
         for meta in metas {
             match self.entry_for(meta).await {
@@ -162,6 +167,13 @@ impl<S: Store> Catalog<S> {
             cache.by_name.insert(meta.name.clone(), Slot { size: meta.size, modified: meta.modified, manifest: cell });
         }
         self.save(&meta, &manifest).await;
+    }
+
+    /// The file `meta` describes (as [`scan`](Self::scan) found it) and its
+    /// manifest: cached, or hashed now. Fails with [`StoreError::Changed`]
+    /// if the file changed since.
+    pub async fn entry(&self, meta: FileMeta) -> Result<Entry, StoreError> {
+        self.entry_for(meta).await
     }
 
     async fn entry_for(&self, meta: FileMeta) -> Result<Entry, StoreError> {

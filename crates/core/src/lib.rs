@@ -32,6 +32,7 @@ pub mod client;
 mod conn;
 pub mod download;
 pub mod hash;
+pub mod index;
 pub mod manifest;
 pub mod name;
 pub mod protocol;

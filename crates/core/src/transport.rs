@@ -83,7 +83,7 @@ impl<S> Connected<S> {
 /// certificate (in DER), as Syncthing's device ids are. Displayed as 64
 /// lowercase hex digits, what `openssl x509 -fingerprint -sha256` prints
 /// without the colons.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Fingerprint(pub [u8; 32]);
 
 /// Text that is not a SHA-256 fingerprint.

@@ -1,6 +1,7 @@
 //! The asking side: a session with one peer, for listings, manifests and
 //! uploads. Downloads use sessions too, see [`crate::download`].
 
+mod index;
 mod upload;
 
 use std::io;
@@ -266,7 +267,14 @@ fn response_id(m: &Message) -> Option<u32> {
         | Message::Accept { id }
         | Message::Stored { id, .. }
         | Message::Error { id, .. }
-        | Message::Working { id } => Some(*id),
+        | Message::Working { id }
+        | Message::Joined { id, .. }
+        | Message::Published { id, .. }
+        | Message::Pong { id }
+        | Message::IndexFiles { id, .. }
+        | Message::Located { id, .. }
+        | Message::PeerPage { id, .. }
+        | Message::Noted { id } => Some(*id),
         _ => None,
     }
 }

@@ -15,8 +15,9 @@
 //! # Non-goals
 //!
 //! Encryption and peer authentication belong to the transport (TLS wraps
-//! any transport); the protocol runs the same over both. Discovery belongs
-//! to the index.
+//! any transport); the protocol runs the same over both. The index speaks
+//! the same framing with its own requests (see [`crate::index`]); it
+//! never carries file data.
 //!
 //! # Connection
 //!
@@ -56,6 +57,21 @@
 //! | [`Message::Offer`] (upload) | [`Message::Stored`] at once if unchanged; else [`Message::Accept`], then the uploader sends the manifest pages and the data frames, and the receiver answers [`Message::Stored`] once the file is verified, synced and in place |
 //! | [`Message::Cancel`] | nothing; the named request stops at the next frame |
 //!
+//! An index (its Hello has [`CAP_INDEX`]) answers these instead:
+//!
+//! | request | answer |
+//! |---|---|
+//! | [`Message::Join`] (a serving peer, once per session) | [`Message::Joined`] with the TTL |
+//! | [`Message::Publish`] (after Join) | [`Message::Published`] |
+//! | [`Message::Ping`] | [`Message::Pong`] |
+//! | [`Message::IndexList`] | one or more [`Message::IndexFiles`] pages, the last with `last: true` |
+//! | [`Message::Locate`] | [`Message::Located`] |
+//! | [`Message::ListPeers`] | one or more [`Message::PeerPage`]s |
+//! | [`Message::Suspect`] | [`Message::Noted`] |
+//!
+//! A joined peer's session must carry a request at least every TTL, or the
+//! index forgets the peer; so does closing the connection.
+//!
 //! Any request may instead be answered by [`Message::Error`] with a typed
 //! [`ErrorCode`]. Before its answer, a request that takes long may get
 //! [`Message::Working`] every second or so.
@@ -93,11 +109,18 @@ pub const LIST_PAGE: usize = 2048;
 pub const MANIFEST_PAGE: usize = 16384;
 /// Longest peer id in a [`Hello`].
 pub const MAX_PEER_ID: usize = 128;
+/// Most peers the index names for one content in a [`Message::Located`].
+pub const MAX_SOURCES: usize = 200;
+/// Most peers in one [`Message::PeerPage`].
+pub const PEER_PAGE: usize = 1024;
 
 /// Capability bit: this side answers List, GetManifest and Read.
 pub const CAP_SERVE: u32 = 1;
 /// Capability bit: this side may accept uploads (policy still applies).
 pub const CAP_UPLOAD: u32 = 2;
+/// Capability bit: this side is an index (Join, Publish, IndexList,
+/// Locate, ListPeers, Suspect).
+pub const CAP_INDEX: u32 = 4;
 
 /// A control message.
 ///
@@ -201,6 +224,142 @@ pub enum Message {
         /// The request.
         id: u32,
     },
+    /// A serving peer joins the index: it serves on `port` of the address
+    /// its connection comes from. The first message of an announcing
+    /// session; the session lasts as long as the connection.
+    Join {
+        /// Request id.
+        id: u32,
+        /// The port the peer serves on.
+        port: u16,
+    },
+    /// The index took the peer: it must hear from it (a Publish or a Ping)
+    /// at least every `ttl_secs`, or it forgets it.
+    Joined {
+        /// The Join answered.
+        id: u32,
+        /// Seconds of silence after which the index forgets the peer.
+        ttl_secs: u32,
+    },
+    /// A page of a joined peer's files: `files` are new or changed,
+    /// `removed` are gone. `reset` (on the first page of a full list)
+    /// forgets everything the peer published before.
+    Publish {
+        /// Request id.
+        id: u32,
+        /// Files added or changed, at most [`LIST_PAGE`].
+        files: Vec<FileInfo>,
+        /// Names no longer served, at most [`LIST_PAGE`].
+        removed: Vec<FileName>,
+        /// Replace, rather than amend, what the peer published.
+        reset: bool,
+    },
+    /// The index took a Publish.
+    Published {
+        /// The Publish answered.
+        id: u32,
+        /// Files the index now lists for the peer.
+        files: u32,
+    },
+    /// Keeps an announcing session alive; answered by [`Message::Pong`].
+    Ping {
+        /// Request id.
+        id: u32,
+    },
+    /// Answers a Ping.
+    Pong {
+        /// The Ping answered.
+        id: u32,
+    },
+    /// Asks the index for every file on the network.
+    IndexList {
+        /// Request id.
+        id: u32,
+    },
+    /// A page of the network's files, sorted by name then hash.
+    IndexFiles {
+        /// The IndexList answered.
+        id: u32,
+        /// Files on this page.
+        files: Vec<IndexedFile>,
+        /// Whether this is the last page.
+        last: bool,
+    },
+    /// Asks the index who serves a file: by name (every content served
+    /// under it) or by hash.
+    Locate {
+        /// Request id.
+        id: u32,
+        /// Which file.
+        file: FileRef,
+    },
+    /// Who serves the file, per content.
+    Located {
+        /// The Locate answered.
+        id: u32,
+        /// Each content with its sources (at most [`MAX_SOURCES`] each).
+        found: Vec<Sources>,
+    },
+    /// Asks the index for the peers online.
+    ListPeers {
+        /// Request id.
+        id: u32,
+    },
+    /// A page of the peers online, sorted by id then address.
+    PeerPage {
+        /// The ListPeers answered.
+        id: u32,
+        /// Peers on this page.
+        peers: Vec<PeerInfo>,
+        /// Whether this is the last page.
+        last: bool,
+    },
+    /// A downloader tells the index that the peer at `addr` served data
+    /// of `hash` that failed verification.
+    Suspect {
+        /// Request id.
+        id: u32,
+        /// The content.
+        hash: Hash,
+        /// The peer's address, as the index gave it.
+        addr: String,
+    },
+    /// The index took a report.
+    Noted {
+        /// The Suspect answered.
+        id: u32,
+    },
+}
+
+/// A file on the network, as the index lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexedFile {
+    /// Name, size and hash.
+    pub info: FileInfo,
+    /// Peers serving this content under this name.
+    pub sources: u32,
+}
+
+/// A peer as the index knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The id it gave (empty if none).
+    pub id: String,
+    /// Where it serves: `host:port`.
+    pub addr: String,
+    /// Its certificate's fingerprint, where its session was over TLS.
+    pub fingerprint: Option<crate::transport::Fingerprint>,
+    /// Files it serves.
+    pub files: u32,
+}
+
+/// One content of a located file and the peers serving it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sources {
+    /// Name, size and hash.
+    pub info: FileInfo,
+    /// The peers.
+    pub peers: Vec<PeerInfo>,
 }
 
 /// The handshake message.

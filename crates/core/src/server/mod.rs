@@ -8,6 +8,7 @@
 //! memory budgets shared by all connections (file data being sent; uploads
 //! being received), so memory does not grow with the number of clients.
 
+pub(crate) mod accept;
 mod fair;
 mod link;
 mod read;
@@ -26,9 +27,9 @@ use crate::conn::{Conn, ConnError, kind};
 use crate::hash::Hash;
 use crate::name::FileName;
 use crate::protocol::{CAP_SERVE, CAP_UPLOAD, ErrorCode, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, Message};
-use crate::runtime::{Runtime, Task, timeout};
+use crate::runtime::{Runtime, timeout};
 use crate::store::{Store, StoreError};
-use crate::transport::{Connected, Fingerprint, Incoming, Listener, Stream};
+use crate::transport::{Connected, Fingerprint, Listener, Stream};
 use link::Link;
 
 /// Limits and policy of a server.
@@ -230,61 +231,16 @@ impl<S: Store, R: Runtime> Server<S, R> {
     /// partial files removed. A failed accept (a connection reset early, a
     /// short shortage of file descriptors) is logged and retried.
     pub async fn run<L: Listener>(&self, listener: L, stop: impl Future<Output = ()>) {
-        let mut tasks: HashMap<u64, Task<()>> = HashMap::new();
-        let serve = async {
-            let (done_tx, done_rx) = async_channel::unbounded::<u64>();
-            let mut next = 0u64;
-            // A connection is taken only with a handshake slot free: beyond
-            // the limit, new ones wait in the listener's backlog, so a burst
-            // of clients is served in turn and silent ones hold no more than
-            // their slots, until their handshake times out.
-            let slots = Arc::new(Semaphore::new(self.config.max_handshakes.max(1)));
-            loop {
-                let next_connection = async {
-                    let slot = slots.acquire_arc().await;
-                    Some((listener.accept().await, slot))
-                };
-                let accepted = futures_lite::future::or(next_connection, async {
-                    if let Ok(id) = done_rx.recv().await {
-                        tasks.remove(&id);
-                    }
-                    None
-                })
-                .await;
-                let (incoming, slot) = match accepted {
-                    None => continue,
-                    Some((Ok(i), slot)) => (i, slot),
-                    Some((Err(e), _)) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        self.rt.sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
-                next += 1;
-                let id = next;
-                let this = self.clone();
-                let done = done_tx.clone();
-                let task = self.rt.spawn(async move {
-                    let remote = incoming.remote();
-                    // The transport's handshake (TLS) runs here, in the
-                    // connection's own task and under its own timeout.
-                    let limit = this.config.handshake_timeout.min(this.config.io_timeout);
-                    let established = timeout(&this.rt, limit, incoming.establish()).await;
-                    drop(slot);
-                    match established {
-                        Ok(Ok(connected)) => this.serve_connection(connected, remote).await,
-                        Ok(Err(e)) => tracing::warn!("refused {remote}: {e}"),
-                        Err(e) => tracing::warn!("refused {remote}: handshake not finished, {e}"),
-                    }
-                    let _ = done.send(id).await;
-                });
-                tasks.insert(id, task);
-            }
+        let limits = accept::Limits {
+            max_handshakes: self.config.max_handshakes,
+            handshake_timeout: self.config.handshake_timeout.min(self.config.io_timeout),
         };
-        futures_lite::future::or(serve, stop).await;
-        for (_, task) in tasks.drain() {
-            task.cancel().await;
-        }
+        let this = self.clone();
+        let serve = move |connected, remote| {
+            let this = this.clone();
+            async move { this.serve_connection(connected, remote).await }
+        };
+        accept::run(&self.rt, listener, limits, stop, serve).await;
     }
 
     /// Serves one established connection until it closes or fails.
@@ -463,7 +419,8 @@ impl From<ConnError> for Failure {
     }
 }
 
-struct Decrement<'a>(&'a AtomicUsize);
+/// Counts a connection down when it ends.
+pub(crate) struct Decrement<'a>(pub(crate) &'a AtomicUsize);
 
 impl Drop for Decrement<'_> {
     fn drop(&mut self) {

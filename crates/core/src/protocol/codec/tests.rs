@@ -4,8 +4,10 @@ use super::*;
 use crate::hash::Hash;
 use crate::name::FileName;
 use crate::protocol::{
-    ErrorCode, FileInfo, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, MAX_PEER_ID, StoreOutcome, VERSION,
+    ErrorCode, FileInfo, FileRef, Hello, IndexedFile, LIST_PAGE, MANIFEST_PAGE, MAX_PEER_ID, PeerInfo, Sources,
+    StoreOutcome, VERSION,
 };
+use crate::transport::Fingerprint;
 
 fn name() -> impl Strategy<Value = FileName> {
     "[a-zA-Z0-9_][a-zA-Z0-9_ .-]{0,40}[a-zA-Z0-9_]".prop_filter_map("valid names", |s| FileName::new(&s).ok())
@@ -38,6 +40,50 @@ fn code() -> impl Strategy<Value = ErrorCode> {
 }
 
 fn message() -> impl Strategy<Value = Message> {
+    prop_oneof![file_message(), index_message()]
+}
+
+fn peer_info() -> impl Strategy<Value = PeerInfo> {
+    (".{0,12}", ".{0,24}", prop::option::of(any::<[u8; 32]>().prop_map(Fingerprint)), any::<u32>())
+        .prop_map(|(id, addr, fingerprint, files)| PeerInfo { id, addr, fingerprint, files })
+}
+
+/// The index's messages.
+fn index_message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        (any::<u32>(), any::<u16>()).prop_map(|(id, port)| Message::Join { id, port }),
+        (any::<u32>(), any::<u32>()).prop_map(|(id, ttl_secs)| Message::Joined { id, ttl_secs }),
+        (any::<u32>(), prop::collection::vec(info(), 0..4), prop::collection::vec(name(), 0..4), any::<bool>())
+            .prop_map(|(id, files, removed, reset)| Message::Publish { id, files, removed, reset }),
+        (any::<u32>(), any::<u32>()).prop_map(|(id, files)| Message::Published { id, files }),
+        any::<u32>().prop_map(|id| Message::Ping { id }),
+        any::<u32>().prop_map(|id| Message::Pong { id }),
+        any::<u32>().prop_map(|id| Message::IndexList { id }),
+        (any::<u32>(), prop::collection::vec((info(), any::<u32>()), 0..4), any::<bool>()).prop_map(
+            |(id, files, last)| Message::IndexFiles {
+                id,
+                files: files.into_iter().map(|(info, sources)| IndexedFile { info, sources }).collect(),
+                last
+            }
+        ),
+        (any::<u32>(), prop_oneof![".{0,30}".prop_map(FileRef::Name), hash().prop_map(FileRef::Hash)])
+            .prop_map(|(id, file)| Message::Locate { id, file }),
+        (any::<u32>(), prop::collection::vec((info(), prop::collection::vec(peer_info(), 0..3)), 0..3)).prop_map(
+            |(id, found)| Message::Located {
+                id,
+                found: found.into_iter().map(|(info, peers)| Sources { info, peers }).collect()
+            }
+        ),
+        any::<u32>().prop_map(|id| Message::ListPeers { id }),
+        (any::<u32>(), prop::collection::vec(peer_info(), 0..4), any::<bool>())
+            .prop_map(|(id, peers, last)| Message::PeerPage { id, peers, last }),
+        (any::<u32>(), hash(), ".{0,24}").prop_map(|(id, hash, addr)| Message::Suspect { id, hash, addr }),
+        any::<u32>().prop_map(|id| Message::Noted { id }),
+    ]
+}
+
+/// The messages between peers.
+fn file_message() -> impl Strategy<Value = Message> {
     prop_oneof![
         (".{0,20}", ".{0,20}", any::<u32>()).prop_map(|(peer_id, agent, capabilities)| Message::Hello(Hello {
             peer_id,
@@ -243,6 +289,52 @@ fn wire_snapshots() {
         ("Stored", Message::Stored { id: 4, outcome: StoreOutcome::Unchanged }),
         ("Error", Message::Error { id: 5, code: ErrorCode::AlreadyUploading, message: "busy".into() }),
         ("Working", Message::Working { id: 6 }),
+        ("Join", Message::Join { id: 7, port: 5000 }),
+        ("Joined", Message::Joined { id: 7, ttl_secs: 30 }),
+        (
+            "Publish",
+            Message::Publish {
+                id: 8,
+                files: vec![info.clone()],
+                removed: vec![FileName::new("old.txt").unwrap()],
+                reset: true,
+            },
+        ),
+        ("Published", Message::Published { id: 8, files: 1 }),
+        ("Ping", Message::Ping { id: 9 }),
+        ("Pong", Message::Pong { id: 9 }),
+        ("IndexList", Message::IndexList { id: 10 }),
+        (
+            "IndexFiles",
+            Message::IndexFiles { id: 10, files: vec![IndexedFile { info: info.clone(), sources: 2 }], last: true },
+        ),
+        ("Locate", Message::Locate { id: 11, file: FileRef::Name(name.to_string()) }),
+        (
+            "Located",
+            Message::Located {
+                id: 11,
+                found: vec![Sources {
+                    info: info.clone(),
+                    peers: vec![PeerInfo {
+                        id: "peer1".into(),
+                        addr: "10.0.0.1:5000".into(),
+                        fingerprint: Some(Fingerprint([7; 32])),
+                        files: 3,
+                    }],
+                }],
+            },
+        ),
+        ("ListPeers", Message::ListPeers { id: 12 }),
+        (
+            "PeerPage",
+            Message::PeerPage {
+                id: 12,
+                peers: vec![PeerInfo { id: "peer2".into(), addr: "[::1]:5001".into(), fingerprint: None, files: 0 }],
+                last: true,
+            },
+        ),
+        ("Suspect", Message::Suspect { id: 13, hash, addr: "10.0.0.1:5000".into() }),
+        ("Noted", Message::Noted { id: 13 }),
     ];
     let mut out = String::new();
     for (label, msg) in samples {

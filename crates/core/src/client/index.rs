@@ -1,0 +1,121 @@
+//! Talking to an index: joining and publishing as a serving peer, and
+//! asking what is on the network and who serves a file.
+
+use std::time::Duration;
+
+use super::{ClientError, MAX_LISTING, Session, unexpected};
+use crate::conn::ConnError;
+use crate::hash::Hash;
+use crate::name::FileName;
+use crate::protocol::{CAP_INDEX, FileInfo, FileRef, IndexedFile, Message, PeerInfo, Sources};
+use crate::runtime::Runtime;
+use crate::transport::Stream;
+
+impl<S: Stream, R: Runtime> Session<S, R> {
+    /// Whether the peer is an index (and not a peer serving files).
+    pub fn is_index(&self) -> bool {
+        self.peer().capabilities & CAP_INDEX != 0
+    }
+
+    /// Joins the index as a peer serving on `port`. Returns how long the
+    /// index waits for a sign of life before it forgets this peer.
+    pub async fn join(&mut self, port: u16) -> Result<Duration, ClientError> {
+        let id = self.id();
+        self.conn.send(&Message::Join { id, port }).await?;
+        match self.response(id).await? {
+            Message::Joined { ttl_secs, .. } => Ok(Duration::from_secs(u64::from(ttl_secs.max(1)))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Publishes a page of this peer's files (at most
+    /// [`LIST_PAGE`](crate::protocol::LIST_PAGE) of each kind). Returns how
+    /// many files the index lists for this peer now.
+    pub async fn publish(
+        &mut self,
+        files: Vec<FileInfo>,
+        removed: Vec<FileName>,
+        reset: bool,
+    ) -> Result<u32, ClientError> {
+        let id = self.id();
+        self.conn.send(&Message::Publish { id, files, removed, reset }).await?;
+        match self.response(id).await? {
+            Message::Published { files, .. } => Ok(files),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Tells the index this peer is alive.
+    pub async fn ping(&mut self) -> Result<(), ClientError> {
+        let id = self.id();
+        self.conn.send(&Message::Ping { id }).await?;
+        match self.response(id).await? {
+            Message::Pong { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Every file on the network, with the number of peers serving each.
+    pub async fn index_files(&mut self) -> Result<Vec<IndexedFile>, ClientError> {
+        let id = self.id();
+        self.conn.send(&Message::IndexList { id }).await?;
+        let mut files = Vec::new();
+        loop {
+            match self.response(id).await? {
+                Message::IndexFiles { files: page, last, .. } => {
+                    if files.len() + page.len() > MAX_LISTING {
+                        let message = format!("the index lists more than {MAX_LISTING} files");
+                        return Err(ConnError::Unexpected(message).into());
+                    }
+                    files.extend(page);
+                    if last {
+                        return Ok(files);
+                    }
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+    }
+
+    /// Who serves `file`, per content, the most served first.
+    pub async fn locate(&mut self, file: FileRef) -> Result<Vec<Sources>, ClientError> {
+        let id = self.id();
+        self.conn.send(&Message::Locate { id, file }).await?;
+        match self.response(id).await? {
+            Message::Located { found, .. } => Ok(found),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The peers online.
+    pub async fn peers(&mut self) -> Result<Vec<PeerInfo>, ClientError> {
+        let id = self.id();
+        self.conn.send(&Message::ListPeers { id }).await?;
+        let mut peers = Vec::new();
+        loop {
+            match self.response(id).await? {
+                Message::PeerPage { peers: page, last, .. } => {
+                    if peers.len() + page.len() > MAX_LISTING {
+                        return Err(ConnError::Unexpected("the index lists too many peers".into()).into());
+                    }
+                    peers.extend(page);
+                    if last {
+                        return Ok(peers);
+                    }
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+    }
+
+    /// Tells the index that the peer at `addr` served data of `hash` that
+    /// failed verification.
+    pub async fn suspect(&mut self, hash: Hash, addr: &str) -> Result<(), ClientError> {
+        let id = self.id();
+        self.conn.send(&Message::Suspect { id, hash, addr: addr.to_owned() }).await?;
+        match self.response(id).await? {
+            Message::Noted { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! The index server: sessions of serving peers that join and publish
+//! what they serve, and clients that ask what is on the network and who
+//! serves a file. It never carries file data.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use super::state::{IndexError, IndexState, Limits, PeerKey};
+use crate::conn::{Conn, ConnError, Wait, kind};
+use crate::protocol::{CAP_INDEX, ErrorCode, Hello, LIST_PAGE, Message, PEER_PAGE};
+use crate::runtime::{Runtime, Time, timeout};
+use crate::server::{ClientInfo, Decrement, Gate, Standing, accept};
+use crate::transport::{Connected, Listener, Stream};
+
+/// Settings of an index.
+#[derive(Debug, Clone)]
+pub struct TrackerConfig {
+    /// This index's id, sent in the handshake.
+    pub peer_id: String,
+    /// A joined peer that stays silent this long is forgotten.
+    pub ttl: Duration,
+    /// Only peers the gate knows may join, list or ask.
+    pub private: bool,
+    /// Decides who a client is; without one, nobody is known.
+    pub gate: Option<Arc<dyn Gate>>,
+    /// What the index holds at most.
+    pub limits: Limits,
+    /// Longest wait for the rest of a frame, or for a write to progress.
+    pub io_timeout: Duration,
+    /// Longest a client that has not joined may stay silent.
+    pub idle_timeout: Duration,
+    /// Connections served at once (joined peers included).
+    pub max_connections: usize,
+    /// Transport handshakes in progress at once.
+    pub max_handshakes: usize,
+    /// Longest a transport handshake may take.
+    pub handshake_timeout: Duration,
+    /// Publish pages a session may send in a burst, and per second after.
+    pub publish_burst: u32,
+    /// See `publish_burst`.
+    pub publish_per_sec: u32,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            peer_id: String::new(),
+            ttl: Duration::from_secs(30),
+            private: false,
+            gate: None,
+            limits: Limits::default(),
+            io_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 25_000,
+            max_handshakes: 64,
+            handshake_timeout: Duration::from_secs(10),
+            publish_burst: 256,
+            publish_per_sec: 64,
+        }
+    }
+}
+
+/// The index. Cheap to clone; clones share the state.
+#[derive(Debug, Clone)]
+pub struct Tracker<R> {
+    rt: R,
+    config: TrackerConfig,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// One lock, held only for a step of the state machine (no await).
+    state: Mutex<IndexState>,
+    sessions: AtomicU64,
+    connections: AtomicUsize,
+}
+
+/// One client connection as the index sees it.
+struct Client<St, R> {
+    conn: Conn<St, R>,
+    who: String,
+    info: ClientInfo,
+    standing: Standing,
+    /// The peer this connection announces for, and its session.
+    joined: Option<(PeerKey, u64)>,
+    /// Publish pages it may still send now.
+    tokens: f64,
+    refilled: Time,
+}
+
+impl<R: Runtime> Tracker<R> {
+    /// An empty index.
+    pub fn new(rt: R, config: TrackerConfig) -> Self {
+        let state = Mutex::new(IndexState::new(config.limits.clone()));
+        Self {
+            rt,
+            config,
+            shared: Arc::new(Shared { state, sessions: AtomicU64::new(0), connections: AtomicUsize::new(0) }),
+        }
+    }
+
+    /// Serves connections until `stop` completes.
+    pub async fn run<L: Listener>(&self, listener: L, stop: impl std::future::Future<Output = ()>) {
+        let limits = accept::Limits {
+            max_handshakes: self.config.max_handshakes,
+            handshake_timeout: self.config.handshake_timeout.min(self.config.io_timeout),
+        };
+        let this = self.clone();
+        let serve = move |connected, remote| {
+            let this = this.clone();
+            async move { this.serve_connection(connected, remote).await }
+        };
+        accept::run(&self.rt, listener, limits, stop, serve).await;
+    }
+
+    /// The peers online now.
+    pub fn peers(&self) -> Vec<crate::protocol::PeerInfo> {
+        self.state().peers()
+    }
+
+    /// Every file on the network now.
+    pub fn files(&self) -> Vec<crate::protocol::IndexedFile> {
+        self.state().files()
+    }
+
+    /// Serves one established connection until it closes or fails.
+    pub async fn serve_connection<St: Stream>(&self, connected: Connected<St>, remote: String) {
+        let mut conn = Conn::new(connected.stream, self.rt.clone(), self.config.io_timeout);
+        let count = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+        let _count = Decrement(&self.shared.connections);
+        if count > self.config.max_connections {
+            conn.refuse(ErrorCode::Busy, "the index serves as many connections as it can; try again later".into())
+                .await;
+            return;
+        }
+        let info = ClientInfo { claimed_id: String::new(), identity: connected.peer, remote: remote.clone() };
+        let mut client = Client {
+            conn,
+            who: remote,
+            info,
+            standing: Standing::Stranger,
+            joined: None,
+            tokens: f64::from(self.config.publish_burst),
+            refilled: self.rt.now(),
+        };
+        let result = self.connection(&mut client).await;
+        if let Some((key, session)) = client.joined.take() {
+            self.state().leave(&key, session);
+            tracing::info!("{} left", client.who);
+        }
+        match result {
+            Ok(()) | Err(ConnError::Closed) => {}
+            Err(e) => {
+                let message = e.to_string();
+                let error = Message::Error { id: 0, code: ErrorCode::BadRequest, message: message.clone() };
+                let _ = client.conn.send(&error).await;
+                tracing::warn!(client = %client.who, error = %message, "dropped connection");
+            }
+        }
+        client.conn.close().await;
+    }
+
+    async fn connection<St: Stream>(&self, c: &mut Client<St, R>) -> Result<(), ConnError> {
+        let theirs = timeout(&self.rt, self.config.io_timeout, c.conn.handshake_accept()).await??;
+        c.info.claimed_id = crate::sanitize(&theirs.peer_id, crate::protocol::MAX_PEER_ID);
+        if !c.info.claimed_id.is_empty() {
+            c.who = format!("{} ({})", c.info.claimed_id, c.who);
+        }
+        if let Some(gate) = &self.config.gate {
+            match gate.admit(&c.info) {
+                Ok(standing) => c.standing = standing,
+                Err(reason) => {
+                    tracing::warn!("refused {}: {reason}", c.who);
+                    return c.conn.send(&Message::Error { id: 0, code: ErrorCode::Forbidden, message: reason }).await;
+                }
+            }
+        }
+        let hello = Hello { peer_id: self.config.peer_id.clone(), agent: crate::AGENT.into(), capabilities: CAP_INDEX };
+        c.conn.send(&Message::Hello(hello)).await?;
+        loop {
+            // A joined peer must say something within the TTL.
+            let wait = if c.joined.is_some() { self.config.ttl } else { self.config.idle_timeout };
+            let msg = match c.conn.read_message(Wait::Idle(wait)).await {
+                Ok(m) => m,
+                Err(ConnError::Closed) => return Ok(()),
+                Err(ConnError::Stalled(_)) if c.joined.is_some() => {
+                    tracing::info!("{} went silent for {:?}", c.who, self.config.ttl);
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            self.request(c, msg).await?;
+        }
+    }
+
+    async fn request<St: Stream>(&self, c: &mut Client<St, R>, msg: Message) -> Result<(), ConnError> {
+        let refuse = |id: u32, code: ErrorCode, message: String| Message::Error { id, code, message };
+        let forbidden = self.config.private && c.standing != Standing::Known;
+        let answer = match msg {
+            _ if forbidden => {
+                let id = request_id(&msg).unwrap_or(0);
+                refuse(id, ErrorCode::Forbidden, "this index serves known peers only".into())
+            }
+            Message::Join { id, port } => self.join(c, id, port),
+            Message::Publish { id, files, removed, reset } => {
+                let Some((key, session)) = c.joined.clone() else {
+                    return c.conn.send(&refuse(id, ErrorCode::BadRequest, IndexError::NotJoined.to_string())).await;
+                };
+                if !self.take_token(c) {
+                    let message = format!(
+                        "publishing too often: at most {} pages a second; send the full list again later",
+                        self.config.publish_per_sec
+                    );
+                    refuse(id, ErrorCode::Busy, message)
+                } else {
+                    match self.state().publish(&key, session, files, removed, reset) {
+                        Ok(n) => Message::Published { id, files: n as u32 },
+                        Err(e @ IndexError::TooManyFiles(_)) => refuse(id, ErrorCode::TooLarge, e.to_string()),
+                        Err(e @ IndexError::TooLarge(_)) => refuse(id, ErrorCode::TooLarge, e.to_string()),
+                        Err(e) => refuse(id, ErrorCode::BadRequest, e.to_string()),
+                    }
+                }
+            }
+            Message::Ping { id } => Message::Pong { id },
+            Message::IndexList { id } => {
+                let files = self.state().files();
+                let mut pages = files.chunks(LIST_PAGE).peekable();
+                if pages.peek().is_none() {
+                    return c.conn.send(&Message::IndexFiles { id, files: Vec::new(), last: true }).await;
+                }
+                while let Some(page) = pages.next() {
+                    let last = pages.peek().is_none();
+                    c.conn.send(&Message::IndexFiles { id, files: page.to_vec(), last }).await?;
+                }
+                return Ok(());
+            }
+            Message::Locate { id, file } => Message::Located { id, found: self.state().locate(&file, self.rt.now()) },
+            Message::ListPeers { id } => {
+                let peers = self.state().peers();
+                let mut pages = peers.chunks(PEER_PAGE).peekable();
+                if pages.peek().is_none() {
+                    return c.conn.send(&Message::PeerPage { id, peers: Vec::new(), last: true }).await;
+                }
+                while let Some(page) = pages.next() {
+                    let last = pages.peek().is_none();
+                    c.conn.send(&Message::PeerPage { id, peers: page.to_vec(), last }).await?;
+                }
+                return Ok(());
+            }
+            Message::Suspect { id, hash, addr } => {
+                if !self.take_token(c) {
+                    refuse(id, ErrorCode::Busy, "reporting too often".into())
+                } else {
+                    let addr = crate::sanitize(&addr, 300);
+                    tracing::info!("{} reports {addr} served bad data of {}", c.who, hash.short());
+                    self.state().suspect(&addr, hash, self.rt.now());
+                    Message::Noted { id }
+                }
+            }
+            other => {
+                return Err(ConnError::Unexpected(format!("{} is not a request an index answers", kind(&other))));
+            }
+        };
+        c.conn.send(&answer).await
+    }
+
+    fn join<St: Stream>(&self, c: &mut Client<St, R>, id: u32, port: u16) -> Message {
+        if port == 0 {
+            return Message::Error { id, code: ErrorCode::BadRequest, message: "port 0 cannot be served on".into() };
+        }
+        // The address is where the connection comes from: a peer can only
+        // announce itself.
+        let addr = with_port(&c.info.remote, port);
+        let key = match c.info.identity {
+            Some(fp) => PeerKey::Identity(fp),
+            None => PeerKey::Address(addr.clone()),
+        };
+        // A session joins once; joining again starts over.
+        if let Some((old, session)) = c.joined.take() {
+            self.state().leave(&old, session);
+        }
+        let session = self.shared.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        let id_text = c.info.claimed_id.clone();
+        match self.state().join(key.clone(), id_text, addr.clone(), c.info.identity, session) {
+            Ok(()) => {
+                c.joined = Some((key, session));
+                tracing::info!("{} joined, serving on {addr}", c.who);
+                Message::Joined { id, ttl_secs: self.config.ttl.as_secs().max(1) as u32 }
+            }
+            Err(e) => Message::Error { id, code: ErrorCode::Busy, message: e.to_string() },
+        }
+    }
+
+    /// Rate limit of publishes and reports: a token bucket per session.
+    fn take_token<St, Rt>(&self, c: &mut Client<St, Rt>) -> bool {
+        let now = self.rt.now();
+        let refill = now.saturating_since(c.refilled).as_secs_f64() * f64::from(self.config.publish_per_sec);
+        c.tokens = (c.tokens + refill).min(f64::from(self.config.publish_burst));
+        c.refilled = now;
+        if c.tokens >= 1.0 {
+            c.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, IndexState> {
+        // Every change of the state is one call that leaves it whole: a
+        // panic elsewhere leaves nothing half-done behind.
+        self.shared.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `remote` (an address as the transport reports it) with `port`.
+fn with_port(remote: &str, port: u16) -> String {
+    match remote.parse::<SocketAddr>() {
+        Ok(mut a) => {
+            a.set_port(port);
+            a.to_string()
+        }
+        // Not an IP address (simnet's hosts): keep the host part.
+        Err(_) => match remote.rsplit_once(':') {
+            Some((host, _)) => format!("{host}:{port}"),
+            None => format!("{remote}:{port}"),
+        },
+    }
+}
+
+fn request_id(m: &Message) -> Option<u32> {
+    match m {
+        Message::Join { id, .. }
+        | Message::Publish { id, .. }
+        | Message::Ping { id }
+        | Message::IndexList { id }
+        | Message::Locate { id, .. }
+        | Message::ListPeers { id }
+        | Message::Suspect { id, .. } => Some(*id),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_port;
+
+    #[test]
+    fn the_address_is_the_connection_s_host_with_the_announced_port() {
+        assert_eq!(with_port("10.1.2.3:41234", 5000), "10.1.2.3:5000");
+        assert_eq!(with_port("[::1]:41234", 5000), "[::1]:5000");
+        assert_eq!(with_port("peer7:9", 5000), "peer7:5000");
+    }
+}
