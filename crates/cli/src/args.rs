@@ -41,7 +41,10 @@ impl std::str::FromStr for UploadsArg {
                {command_name} upload notes.txt peer2 peer3\n\
                {command_name} download notes.txt peer1 peer2\n\
                {command_name} --json filelist 127.0.0.1:5000\n\
-               {command_name} init && {command_name} id"
+               {command_name} init && {command_name} id\n\
+               {command_name} tracker --listen 0.0.0.0:6969\n\
+               {command_name} serve peer1 --tracker index.lan:6969\n\
+               {command_name} filelist --tracker index.lan:6969"
 )]
 pub(crate) struct Cli {
     /// print results as JSON on stdout (stable format, see the README)
@@ -75,6 +78,8 @@ pub(crate) enum Command {
     Filelist(Filelist),
     Upload(Upload),
     Download(Download),
+    Tracker(Tracker),
+    Peers(Peers),
 }
 
 /// Create this peer's identity: a key, a self-signed certificate and p2p.ron.
@@ -146,6 +151,9 @@ pub(crate) struct Serve {
     /// only known peers may list and download
     #[argh(switch)]
     pub(crate) private: bool,
+    /// announce the served files to this index (an id from the peer list, or host:port; default: tracker in p2p.ron)
+    #[argh(option, arg_name = "PEER")]
+    pub(crate) tracker: Option<String>,
     /// tcp or tls (default: tls when this peer has an identity)
     #[argh(option, arg_name = "NAME")]
     pub(crate) transport: Option<Choice>,
@@ -166,18 +174,23 @@ pub(crate) struct Serve {
     pub(crate) quiet: bool,
 }
 
-/// List the files of one or more peers (asked at once).
+/// List the files of one or more peers (asked at once), or of the whole network.
 #[derive(FromArgs, Debug)]
 #[argh(
     subcommand,
     name = "filelist",
-    note = "For each peer: every file's name, size and BLAKE3 hash (the hash b3sum prints).",
-    example = "{command_name} peer1 peer2\n{command_name} --json peer1"
+    note = "For each peer: every file's name, size and BLAKE3 hash (the hash b3sum prints). Without a PEER, the \
+            index (--tracker, or tracker in p2p.ron) lists the whole network: every file with the number of peers \
+            serving it; a name served with different contents shows once per content.",
+    example = "{command_name} peer1 peer2\n{command_name} --json peer1\n{command_name} --tracker index.lan:6969"
 )]
 pub(crate) struct Filelist {
-    /// peers to ask
+    /// peers to ask (none: ask the index)
     #[argh(positional, arg_name = "PEER")]
     pub(crate) peers: Vec<String>,
+    /// the index to ask when no PEER is named (an id from the peer list, or host:port; default: tracker in p2p.ron)
+    #[argh(option, arg_name = "PEER")]
+    pub(crate) tracker: Option<String>,
     #[argh(option, default = "30", arg_name = "SECS")]
     /// seconds to wait for a peer that stops answering (default 30)
     pub(crate) timeout: u64,
@@ -247,19 +260,21 @@ pub(crate) struct Upload {
             An interrupted download (Ctrl-C, a crash, every peer gone) keeps what arrived in \
             DIR/.p2p/resume; the same command again checks it and fetches only the rest. \
             With --all or --hash there is no NAME: every word is a PEER (add names with --file). \
+            Without a PEER, the index (--tracker, or tracker in p2p.ron) names every peer serving the file; a \
+            name served with different contents is refused with the candidates listed: choose with --hash. \
             With several files, each gets one line (with --json, one object per line) and a summary \
             line ends the output. On a terminal, bars show bytes, rate, time left and peers in use.",
     example = "{command_name} notes.txt peer1 peer2\n{command_name} notes.txt peer1 --output ~/Downloads\n\
                {command_name} a.txt --file b.txt peer1\n{command_name} --all peer1 peer2\n\
-               {command_name} --hash 6a0c...e1 peer1"
+               {command_name} --hash 6a0c...e1 peer1\n{command_name} notes.txt --tracker index.lan:6969"
 )]
 pub(crate) struct Download {
-    /// the file's name on the peers (none with --all or --hash)
-    #[argh(positional, arg_name = "NAME")]
-    pub(crate) name: String,
-    /// peers to fetch from
-    #[argh(positional, arg_name = "PEER")]
-    pub(crate) peers: Vec<String>,
+    /// the file's name, then the peers to fetch from (with --all or --hash only peers; without peers, every peer the index names)
+    #[argh(positional, arg_name = "NAME PEER")]
+    pub(crate) words: Vec<String>,
+    /// the index that names the peers when none is given (an id from the peer list, or host:port; default: tracker in p2p.ron)
+    #[argh(option, arg_name = "PEER")]
+    pub(crate) tracker: Option<String>,
     /// where to put the file (default: ./served_files, created if missing)
     #[argh(option, short = 'o', arg_name = "DIR")]
     pub(crate) output: Option<PathBuf>,
@@ -294,6 +309,81 @@ pub(crate) struct Download {
     #[argh(switch)]
     pub(crate) json: bool,
     /// print only errors and the final result line
+    #[argh(switch, short = 'q')]
+    pub(crate) quiet: bool,
+    /// the peer list (default: peer_settings.txt in . or ..)
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) settings: Option<PathBuf>,
+}
+
+/// Run the index: the network's file list, with direct transfers between peers.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "tracker",
+    note = "Peers that serve with --tracker keep a session to the index and publish their file list and its \
+            changes; the index forgets a peer when its session ends or stays silent for --ttl seconds. Clients ask \
+            it with `p2p filelist`, `p2p download NAME` and `p2p peers` without naming peers, then talk to the \
+            peers directly: no file data passes through the index.\n\n\
+            With an identity (`p2p init` in this folder) it speaks TLS and knows each peer by its certificate; \
+            --private admits only peers it knows (pinned in the peer list or p2p.ron, or remembered).",
+    example = "{command_name}\n{command_name} --listen 0.0.0.0:6969 --ttl 30\n{command_name} --private"
+)]
+pub(crate) struct Tracker {
+    /// where to listen (default 0.0.0.0:6969; port 0 picks a free one)
+    #[argh(option, default = "String::from(\"0.0.0.0:6969\")", arg_name = "ADDR")]
+    pub(crate) listen: String,
+    /// seconds of silence after which a peer is forgotten (default 30)
+    #[argh(option, default = "30", arg_name = "SECS")]
+    pub(crate) ttl: u64,
+    /// only known peers may announce and ask (TLS)
+    #[argh(switch)]
+    pub(crate) private: bool,
+    /// tcp or tls (default: tls when this folder has an identity)
+    #[argh(option, arg_name = "NAME")]
+    pub(crate) transport: Option<Choice>,
+    /// trust client certificates issued by the CA in FILE
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+    /// seconds a connection may stall mid-message before it is dropped (default 30)
+    #[argh(option, default = "30", arg_name = "SECS")]
+    pub(crate) timeout: u64,
+    /// the peer list (default: peer_settings.txt in . or ..)
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) settings: Option<PathBuf>,
+    /// print the startup line as JSON
+    #[argh(switch)]
+    pub(crate) json: bool,
+    /// log only warnings and errors
+    #[argh(switch, short = 'q')]
+    pub(crate) quiet: bool,
+}
+
+/// List the peers the index knows to be online.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "peers",
+    note = "Each peer's id, the address it serves on, how many files it serves and, over TLS, its fingerprint.",
+    example = "{command_name}\n{command_name} --tracker index.lan:6969 --json"
+)]
+pub(crate) struct Peers {
+    /// the index to ask (an id from the peer list, or host:port; default: tracker in p2p.ron)
+    #[argh(option, arg_name = "PEER")]
+    pub(crate) tracker: Option<String>,
+    #[argh(option, default = "30", arg_name = "SECS")]
+    /// seconds to wait for the index (default 30)
+    pub(crate) timeout: u64,
+    /// tcp or tls (default: tls when there is an identity or a pinned peer)
+    #[argh(option, arg_name = "NAME")]
+    pub(crate) transport: Option<Choice>,
+    /// trust certificates issued by the CA in FILE
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+    /// print JSON on stdout
+    #[argh(switch)]
+    pub(crate) json: bool,
+    /// print only errors
     #[argh(switch, short = 'q')]
     pub(crate) quiet: bool,
     /// the peer list (default: peer_settings.txt in . or ..)

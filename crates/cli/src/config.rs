@@ -64,6 +64,10 @@ pub(crate) struct Config {
     /// Fingerprints of peers by id, as the peer list's fourth column.
     #[serde(default)]
     pub(crate) pins: BTreeMap<String, String>,
+    /// The index: `serve` announces to it, and `filelist`, `download` and
+    /// `peers` without peers ask it (an id from the peer list, or host:port).
+    #[serde(default)]
+    pub(crate) tracker: Option<String>,
 }
 
 /// A config and where it was found.
@@ -131,6 +135,7 @@ pub(crate) fn template(id: &str, listen: Option<&str>, cert: &str, key: &str) ->
          \x20   // private: false,               // true: only known peers may list and download\n\
          \x20   // ca: Some(\"ca.pem\"),           // trust certificates issued by this CA\n\
          \x20   // pins: {{ \"peer2\": \"<fingerprint>\" }},\n\
+         \x20   // tracker: Some(\"index.lan:6969\"), // the index to announce to and ask\n\
          )\n"
     )
 }

@@ -11,6 +11,7 @@ mod output;
 mod peers;
 mod progress;
 mod settings;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
     };
     let level = match &cli.command {
         Command::Serve(a) if !(a.quiet || cli.quiet) => "info",
+        Command::Tracker(a) if !(a.quiet || cli.quiet) => "info",
         _ => "warn",
     };
     init_logging(level);

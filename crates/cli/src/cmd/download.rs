@@ -2,7 +2,7 @@
 //! all of them.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -11,8 +11,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use p2p_core::catalog::Catalog;
-use p2p_core::download::{DownloadConfig, DownloadError, DownloadReport, Downloader, Outcome, SourceSpec, Wanted};
+use p2p_core::client::{ClientConfig, ClientError, Session};
+use p2p_core::download::{
+    DownloadConfig, DownloadError, DownloadReport, Downloader, Outcome, Problem, SourceSpec, Wanted,
+};
 use p2p_core::hash::Hash;
+use p2p_core::index::{LookupError, corrupt_sources, lookup, report_corrupt};
 use p2p_core::name::FileName;
 use p2p_core::protocol::MAX_READ;
 use p2p_core::runtime::Runtime;
@@ -20,7 +24,7 @@ use p2p_core::units;
 use p2p_host::{FsStore, SmolRuntime};
 use serde_json::json;
 
-use super::{client_config, client_net, interrupted, report_unresolved, targets, until_interrupted};
+use super::{client_config, client_net, interrupted, report_unresolved, require_tracker, targets, until_interrupted};
 use crate::args::Download;
 use crate::net::Net;
 use crate::output::{self, transfer};
@@ -39,28 +43,56 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
     if args.parallel == 0 {
         return Err(UsageError("--parallel must be at least 1".into()).into());
     }
-    let targets = targets(ctx, &peers)?;
-    let resolved_all = report_unresolved(&targets);
-    let sources: Vec<SourceSpec> =
-        targets.iter().flatten().map(|t| SourceSpec { label: t.label.clone(), addr: t.addr.clone() }).collect();
     let dir = args.output.clone().unwrap_or_else(|| PathBuf::from("served_files"));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize().with_context(|| format!("cannot open {}", dir.display()))?;
-    if sources.is_empty() {
+    let rt = &ctx.rt;
+
+    // Named peers, or every peer the index knows (with its fingerprint,
+    // which TLS then checks).
+    let (targets, index) = if peers.is_empty() {
+        let index = require_tracker(ctx, args.tracker.as_deref())?;
+        let (net, id) = client_net(ctx, &[Ok(index.clone())])?;
+        let config = client_config(args.timeout, &id);
+        let Some(online) = until_interrupted(rt, online_peers(&net, rt, &index, &config)) else { interrupted() };
+        match online {
+            Ok(targets) => (targets.into_iter().map(Ok).collect(), Some(index)),
+            Err(e) => {
+                output::error(&format!("{}: {e}", index.display()));
+                ctx.out.json(&json!({ "index": index.label, "error": e }));
+                return Ok(Status::Failed);
+            }
+        }
+    } else {
+        (targets(ctx, &peers)?, None)
+    };
+    let resolved_all = report_unresolved(&targets);
+    let named: Vec<SourceSpec> =
+        targets.iter().flatten().map(|t| SourceSpec { label: t.label.clone(), addr: t.addr.clone() }).collect();
+    if named.is_empty() {
         let what = wanted.first().map(ToString::to_string).unwrap_or_default();
-        ctx.out.json(&json!({ "name": what, "error": "no usable peer" }));
+        let why = if index.is_some() { "no peer is online" } else { "no usable peer" };
+        if index.is_some() {
+            output::error(&format!("{what}: {why} (the index knows none)"));
+        }
+        ctx.out.json(&json!({ "name": what, "error": why }));
         return Ok(Status::Failed);
     }
-
-    let (net, id) = client_net(ctx, &targets)?;
+    let mut all_targets = targets.clone();
+    all_targets.extend(index.iter().cloned().map(Ok));
+    let (net, id) = client_net(ctx, &all_targets)?;
     let mut config =
         DownloadConfig { client: client_config(args.timeout, &id), overwrite: args.overwrite, ..Default::default() };
     config.schedule.request = chunk;
-    let downloader = Downloader::new(net, ctx.rt.clone(), Catalog::new(FsStore::new(&dir)), config);
+    let client = config.client.clone();
+    let downloader = Downloader::new(net.clone(), rt.clone(), Catalog::new(FsStore::new(&dir)), config);
     let job = Job {
         ctx,
         targets: &targets,
-        sources: &sources,
+        sources: match &index {
+            Some(index) => Sources::Index { index, net: &net, config: &client },
+            None => Sources::Named(&named),
+        },
         dir: &dir,
         downloader: &downloader,
         board: RefCell::new(Board::new(ctx.out.progress())),
@@ -80,25 +112,57 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
         }
         job.fetch_all(wanted, args.parallel).await
     };
-    let finished = until_interrupted(&ctx.rt, run);
+    let finished = until_interrupted(rt, run);
     job.board.borrow_mut().clear();
     let Some(all_ok) = finished else { interrupted() };
-    ctx.rt.block_on(downloader.close());
+    rt.block_on(downloader.close());
     if job.many {
         job.summary();
     }
     Ok(if all_ok { resolved_all.into() } else { Status::Failed })
 }
 
+/// Every peer the index knows to be online, as targets: labelled by id
+/// (or address where ids are missing or shared), pinned to the
+/// fingerprint the index saw.
+async fn online_peers(
+    net: &Net,
+    rt: &SmolRuntime,
+    index: &Target,
+    config: &ClientConfig,
+) -> Result<Vec<Target>, String> {
+    let fail = |e: ClientError| output::describe(&e);
+    let mut s = Session::connect(net, rt, &index.addr, config).await.map_err(fail)?;
+    if !s.is_index() {
+        return Err("not an index (it serves files: name it as a PEER instead)".into());
+    }
+    let peers = s.peers().await.map_err(fail)?;
+    s.close().await;
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    for p in &peers {
+        *ids.entry(p.id.as_str()).or_default() += 1;
+    }
+    Ok(peers
+        .iter()
+        .map(|p| {
+            let unique = !p.id.is_empty() && ids.get(p.id.as_str()) == Some(&1);
+            let label = if unique { p.id.clone() } else { p.addr.clone() };
+            Target { label, addr: p.addr.clone(), pin: p.fingerprint }
+        })
+        .collect())
+}
+
 /// What the command line asks for, and the peers. With `--all` or `--hash`
 /// there is no NAME: the first word is a peer too.
 fn wanted(args: &Download) -> anyhow::Result<(Vec<Wanted>, Vec<String>)> {
-    let mut peers = args.peers.clone();
+    let mut peers = args.words.clone();
     let mut names = Vec::new();
-    if args.all || !args.hash.is_empty() {
-        peers.insert(0, args.name.clone());
-    } else {
-        names.push(args.name.clone());
+    if !(args.all || !args.hash.is_empty()) {
+        match peers.is_empty() {
+            false => names.push(peers.remove(0)),
+            true if !args.file.is_empty() => {}
+            true => return Err(UsageError("name the file to download (or use --all, --hash or --file)".into()).into()),
+        }
     }
     names.extend(args.file.iter().cloned());
     let mut wanted = Vec::new();
@@ -130,7 +194,7 @@ fn chunk_size(text: &str) -> Result<u64, String> {
 struct Job<'a> {
     ctx: &'a Context,
     targets: &'a [Result<Target, String>],
-    sources: &'a [SourceSpec],
+    sources: Sources<'a>,
     dir: &'a Path,
     downloader: &'a Fetcher,
     board: RefCell<Board>,
@@ -139,6 +203,14 @@ struct Job<'a> {
     tally: RefCell<Tally>,
     /// Several files: one line each and a summary.
     many: bool,
+}
+
+/// Where a command's files come from.
+enum Sources<'a> {
+    /// The peers named on the command line, for every file.
+    Named(&'a [SourceSpec]),
+    /// The peers the index names, file by file.
+    Index { index: &'a Target, net: &'a Net, config: &'a ClientConfig },
 }
 
 /// How the files of a command ended.
@@ -155,10 +227,26 @@ impl Job<'_> {
     /// The names every source serves, once each, sorted.
     async fn list_all(&self) -> Vec<FileName> {
         let mut names = BTreeSet::new();
-        for s in self.sources {
-            match self.downloader.list(s).await {
-                Ok((files, _)) => names.extend(files.into_iter().map(|f| f.name)),
-                Err(e) => self.error(&format!("{}: {}", shown(self.targets, &s.label), output::describe(&e))),
+        match &self.sources {
+            Sources::Named(sources) => {
+                for s in *sources {
+                    match self.downloader.list(s).await {
+                        Ok((files, _)) => names.extend(files.into_iter().map(|f| f.name)),
+                        Err(e) => self.error(&format!("{}: {}", shown(self.targets, &s.label), output::describe(&e))),
+                    }
+                }
+            }
+            Sources::Index { index, net, config } => {
+                let listed = async {
+                    let mut s = Session::connect(*net, &self.ctx.rt, &index.addr, config).await?;
+                    let files = s.index_files().await?;
+                    s.close().await;
+                    Ok::<_, ClientError>(files)
+                };
+                match listed.await {
+                    Ok(files) => names.extend(files.into_iter().map(|f| f.info.name)),
+                    Err(e) => self.error(&format!("{}: {}", index.display(), output::describe(&e))),
+                }
             }
         }
         names.into_iter().collect()
@@ -189,16 +277,75 @@ impl Job<'_> {
 
     async fn fetch(&self, w: &Wanted) -> bool {
         let rt = &self.ctx.rt;
-        let mut bar = self.board.borrow().file(&w.to_string(), !self.many);
         let started = rt.now();
-        let result = self.downloader.download(w.clone(), self.sources, |p| bar.update(p)).await;
+        let (sources, index) = match &self.sources {
+            Sources::Named(s) => (s.to_vec(), None),
+            Sources::Index { index, net, config } => match lookup(*net, rt, &index.addr, config, w).await {
+                Ok(found) => (found.sources, Some((index, *net, *config, found.info.hash))),
+                Err(e) => {
+                    self.board.borrow_mut().file_done(0);
+                    return self.not_located(w, index, e);
+                }
+            },
+        };
+        let mut bar = self.board.borrow().file(&w.to_string(), !self.many);
+        let result = self.downloader.download(w.clone(), &sources, |p| bar.update(p)).await;
         drop(bar);
+        if let Some((index, net, config, hash)) = index {
+            // The index leaves a peer that served bad data out of its
+            // answers for this file, for a while.
+            let problems: Vec<(&str, &Problem)> = match &result {
+                Ok(r) => r.sources.iter().filter_map(|s| s.problem.as_ref().map(|p| (s.label.as_str(), p))).collect(),
+                Err(e) => e.reasons().iter().map(|(l, p)| (l.as_str(), p)).collect(),
+            };
+            let bad = corrupt_sources(&sources, problems);
+            if let Err(e) = report_corrupt(net, rt, &index.addr, config, hash, &bad).await {
+                tracing::debug!("cannot tell the index about corrupt sources: {e}");
+            }
+        }
         let fetched = result.as_ref().map_or(0, |r| match r.outcome {
             Outcome::Downloaded => r.info.size - r.resumed,
             Outcome::AlreadyPresent => 0,
         });
         self.board.borrow_mut().file_done(fetched);
         self.report(w, result, rt.now() - started)
+    }
+
+    /// The index named no sources for `w`: says why (with the candidates
+    /// when the name is served with different contents).
+    fn not_located(&self, w: &Wanted, index: &Target, e: LookupError) -> bool {
+        self.tally.borrow_mut().failed += 1;
+        let mut doc = match w {
+            Wanted::Name(n) => json!({ "name": n.as_str() }),
+            Wanted::Hash(h) => json!({ "hash": h.to_string() }),
+        };
+        match &e {
+            LookupError::Ambiguous { found, .. } => {
+                let mut text = format!("{e}:");
+                let mut candidates = Vec::new();
+                for c in found {
+                    let peers: Vec<&str> =
+                        c.peers.iter().map(|p| if p.id.is_empty() { p.addr.as_str() } else { p.id.as_str() }).collect();
+                    let n = peers.len();
+                    text += &format!(
+                        "\n  --hash {}  {}, {n} peer{} ({})",
+                        c.info.hash,
+                        units::bytes(c.info.size),
+                        if n == 1 { "" } else { "s" },
+                        peers.join(", ")
+                    );
+                    candidates.push(json!({ "hash": c.info.hash.to_string(), "size": c.info.size, "peers": peers }));
+                }
+                self.error(&text);
+                doc["candidates"] = candidates.into();
+            }
+            LookupError::NotFound(_) => self.error(&e.to_string()),
+            LookupError::Client(c) => self.error(&format!("{}: {}", index.display(), output::describe(c))),
+            LookupError::NotIndex(_) => self.error(&e.to_string()),
+        }
+        doc["error"] = e.to_string().into();
+        self.ctx.out.json(&doc);
+        false
     }
 
     /// Prints how one file's download ended; returns whether it worked.

@@ -4,12 +4,18 @@ use p2p_core::protocol::FileInfo;
 use p2p_core::units;
 use serde_json::json;
 
-use super::{client_config, client_net, targets, with_each_peer};
+use p2p_core::client::Session;
+use p2p_core::protocol::IndexedFile;
+
+use super::{client_config, client_net, interrupted, require_tracker, targets, until_interrupted, with_each_peer};
 use crate::args::Filelist;
 use crate::output;
 use crate::{Context, Status};
 
 pub(crate) fn run(ctx: &Context, args: Filelist) -> anyhow::Result<Status> {
+    if args.peers.is_empty() {
+        return network(ctx, &args);
+    }
     let targets = targets(ctx, &args.peers)?;
     let (net, id) = client_net(ctx, &targets)?;
     let results = with_each_peer(ctx, &net, &targets, &client_config(args.timeout, &id), |mut s| async move {
@@ -65,4 +71,62 @@ fn print_table(ctx: &Context, peer: &str, files: &[FileInfo]) {
         let pad = name_w - name.chars().count();
         ctx.out.line(&format!("  {name}{:pad$}  {size:>size_w$}  {}", "", f.hash));
     }
+}
+
+/// The whole network's files, as the index knows them.
+fn network(ctx: &Context, args: &Filelist) -> anyhow::Result<Status> {
+    let index = require_tracker(ctx, args.tracker.as_deref())?;
+    let (net, id) = client_net(ctx, &[Ok(index.clone())])?;
+    let config = client_config(args.timeout, &id);
+    let rt = &ctx.rt;
+    let asked = until_interrupted(rt, async {
+        let mut s = Session::connect(&net, rt, &index.addr, &config).await?;
+        if !s.is_index() {
+            return Ok(None);
+        }
+        let files = s.index_files().await?;
+        let via = super::Via { transport: s.transport(), identity: s.identity() };
+        s.close().await;
+        Ok::<_, p2p_core::client::ClientError>(Some((files, via)))
+    });
+    let Some(asked) = asked else { interrupted() };
+    let (files, via) = match asked {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            output::error(&format!("{}: not an index (it serves files: name it as a PEER instead)", index.display()));
+            return Ok(Status::Failed);
+        }
+        Err(e) => {
+            let e = output::describe(&e);
+            output::error(&format!("{}: {e}", index.display()));
+            ctx.out.json(&json!({ "index": index.label, "error": e }));
+            return Ok(Status::Failed);
+        }
+    };
+    let count = match files.len() {
+        0 => "no files".to_string(),
+        1 => "1 file".to_string(),
+        n => format!("{n} files"),
+    };
+    ctx.out.line(&format!("the network, by index {}: {count}", index.display_via(&via.short())));
+    let sizes: Vec<String> = files.iter().map(|f| units::bytes(f.info.size)).collect();
+    let name_w = files.iter().map(|f| f.info.name.as_str().chars().count()).max().unwrap_or(0);
+    let size_w = sizes.iter().map(String::len).max().unwrap_or(0);
+    for (f, size) in files.iter().zip(&sizes) {
+        let name = f.info.name.as_str();
+        let pad = name_w - name.chars().count();
+        let peers = if f.sources == 1 { "1 peer".to_string() } else { format!("{} peers", f.sources) };
+        ctx.out.line(&format!("  {name}{:pad$}  {size:>size_w$}  {}  {peers}", "", f.info.hash));
+    }
+    let mut doc = json!({ "index": index.label });
+    via.annotate(&mut doc);
+    doc["files"] = files.iter().map(indexed_json).collect::<Vec<_>>().into();
+    ctx.out.json(&doc);
+    Ok(Status::Ok)
+}
+
+fn indexed_json(f: &IndexedFile) -> serde_json::Value {
+    let mut v = file_json(&f.info);
+    v["sources"] = f.sources.into();
+    v
 }

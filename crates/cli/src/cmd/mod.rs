@@ -4,7 +4,9 @@ mod download;
 mod filelist;
 mod id;
 mod init;
+mod peers;
 mod serve;
+mod tracker;
 mod upload;
 
 use std::future::Future;
@@ -34,6 +36,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Filelist(a) => (a.json, a.quiet, a.settings.clone(), a.transport, a.ca.clone()),
         Command::Upload(a) => (a.json, a.quiet, a.settings.clone(), a.transport, a.ca.clone()),
         Command::Download(a) => (a.json, a.quiet, a.settings.clone(), a.transport, a.ca.clone()),
+        Command::Tracker(a) => (a.json, a.quiet, a.settings.clone(), a.transport, a.ca.clone()),
+        Command::Peers(a) => (a.json, a.quiet, a.settings.clone(), a.transport, a.ca.clone()),
     };
     let ctx = Context {
         rt: SmolRuntime::new(threads),
@@ -50,7 +54,31 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Filelist(a) => filelist::run(&ctx, a),
         Command::Upload(a) => upload::run(&ctx, a),
         Command::Download(a) => download::run(&ctx, a),
+        Command::Tracker(a) => tracker::run(&ctx, a),
+        Command::Peers(a) => peers::run(&ctx, a),
     }
+}
+
+/// The index to announce to or ask: `explicit` (--tracker), else the
+/// `tracker` of p2p.ron; an id from the peer list or host:port.
+pub(crate) fn tracker_target(ctx: &Context, explicit: Option<&str>) -> anyhow::Result<Option<Target>> {
+    let from_config = Loaded::find(ctx.config.as_deref())?.and_then(|c| c.config.tracker);
+    let Some(arg) = explicit.map(str::to_owned).or(from_config) else { return Ok(None) };
+    let list = PeerList::find(ctx.settings.as_deref())?;
+    Ok(Some(resolve(&arg, list.as_ref()).map_err(|e| UsageError(format!("--tracker: {e}")))?))
+}
+
+/// The index for a command that names no peer, or a usage error saying
+/// how to name one.
+pub(crate) fn require_tracker(ctx: &Context, explicit: Option<&str>) -> anyhow::Result<Target> {
+    tracker_target(ctx, explicit)?.ok_or_else(|| {
+        UsageError(
+            "name at least one PEER (an id from peer_settings.txt, or host:port), or an index to ask: \
+             --tracker ADDR, or tracker in p2p.ron"
+                .into(),
+        )
+        .into()
+    })
 }
 
 /// The peers named on the command line, each resolved or with the reason

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use p2p_core::index::{AnnounceConfig, Announcer};
 use p2p_core::runtime::Runtime;
 use p2p_core::server::{Server, ServerConfig, UploadPolicy};
 use p2p_core::transport::{Listener, Transport};
@@ -15,6 +16,7 @@ use crate::args::{Serve, UploadsArg};
 use crate::config::{Loaded, Uploads};
 use crate::net::{self, Net};
 use crate::settings::{FILE_NAME, PeerList};
+use crate::watch;
 use crate::{Context, Status, UsageError};
 
 pub(crate) fn run(ctx: &Context, args: Serve) -> anyhow::Result<Status> {
@@ -35,6 +37,7 @@ pub(crate) fn run(ctx: &Context, args: Serve) -> anyhow::Result<Status> {
             );
         }
     };
+    let tracker = super::tracker_target(ctx, args.tracker.as_deref())?;
     let list = PeerList::find(ctx.settings.as_deref())?;
     let addr = match (
         &args.listen,
@@ -113,6 +116,30 @@ pub(crate) fn run(ctx: &Context, args: Serve) -> anyhow::Result<Status> {
         (false, _) => tracing::warn!("plain TCP: connections are neither encrypted nor authenticated"),
         _ => {}
     }
+
+    // With an index: announce the folder to it, and watch the folder so
+    // that changes reach it within a second or two.
+    let _watcher = match tracker {
+        Some(index) => {
+            let (client, _) = super::client_net(ctx, &[Ok(index.clone())])?;
+            let port = bound.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+            let (changes, signals) = async_channel::bounded(1);
+            let watcher = match watch::watch(&dir, changes) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::warn!("{e:#}; changes reach the index at the next full look (every 30 s)");
+                    None
+                }
+            };
+            let config =
+                AnnounceConfig { client: super::client_config(args.timeout, &id), port, ..AnnounceConfig::default() };
+            tracing::info!("announcing to the index {}", index.display());
+            let announcer = Announcer::new(client, rt.clone(), server.catalog().clone(), &index.addr, config);
+            rt.spawn(announcer.run(signals)).detach();
+            watcher
+        }
+        None => None,
+    };
 
     let indexer = server.clone();
     rt.spawn(async move {

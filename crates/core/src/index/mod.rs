@@ -24,9 +24,11 @@
 //! publishes and reports per second per session.
 
 mod announcer;
+mod lookup;
 mod state;
 mod tracker;
 
 pub use announcer::{AnnounceConfig, Announcer};
+pub use lookup::{Found, LookupError, corrupt_sources, lookup, report_corrupt};
 pub use state::{IndexError, IndexState, Limits, PeerKey};
 pub use tracker::{Tracker, TrackerConfig};

@@ -1,0 +1,63 @@
+//! `p2p peers [--tracker PEER]`: the peers the index knows to be online.
+
+use p2p_core::client::Session;
+use serde_json::json;
+
+use super::{client_config, client_net, interrupted, require_tracker, until_interrupted};
+use crate::args::Peers;
+use crate::output;
+use crate::{Context, Status};
+
+pub(crate) fn run(ctx: &Context, args: Peers) -> anyhow::Result<Status> {
+    let index = require_tracker(ctx, args.tracker.as_deref())?;
+    let (net, id) = client_net(ctx, &[Ok(index.clone())])?;
+    let config = client_config(args.timeout, &id);
+    let rt = &ctx.rt;
+    let asked = until_interrupted(rt, async {
+        let mut s = Session::connect(&net, rt, &index.addr, &config).await?;
+        if !s.is_index() {
+            return Ok(None);
+        }
+        let peers = s.peers().await?;
+        let via = super::Via { transport: s.transport(), identity: s.identity() };
+        s.close().await;
+        Ok::<_, p2p_core::client::ClientError>(Some((peers, via)))
+    });
+    let Some(asked) = asked else { interrupted() };
+    let (peers, via) = match asked {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            output::error(&format!("{}: not an index (it serves files: name it as a PEER instead)", index.display()));
+            return Ok(Status::Failed);
+        }
+        Err(e) => {
+            output::error(&format!("{}: {}", index.display(), output::describe(&e)));
+            return Ok(Status::Failed);
+        }
+    };
+    let count = match peers.len() {
+        1 => "1 peer online".to_string(),
+        n => format!("{n} peers online"),
+    };
+    ctx.out.line(&format!("index {}: {count}", index.display_via(&via.short())));
+    let id_w = peers.iter().map(|p| p.id.chars().count()).max().unwrap_or(0);
+    let addr_w = peers.iter().map(|p| p.addr.len()).max().unwrap_or(0);
+    for p in &peers {
+        let files = if p.files == 1 { "1 file".to_string() } else { format!("{} files", p.files) };
+        let fp = p.fingerprint.map(|f| format!("  tls {}", f.short())).unwrap_or_default();
+        let pad = id_w - p.id.chars().count();
+        ctx.out.line(&format!("  {}{:pad$}  {:addr_w$}  {files}{fp}", p.id, "", p.addr));
+    }
+    let doc: Vec<serde_json::Value> = peers
+        .iter()
+        .map(|p| {
+            let mut v = json!({ "id": p.id, "addr": p.addr, "files": p.files });
+            if let Some(fp) = p.fingerprint {
+                v["fingerprint"] = fp.to_string().into();
+            }
+            v
+        })
+        .collect();
+    ctx.out.json(&serde_json::Value::Array(doc));
+    Ok(Status::Ok)
+}

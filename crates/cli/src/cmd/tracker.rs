@@ -1,0 +1,62 @@
+//! `p2p tracker [--listen ADDR] [--ttl SECS] [--private]`: the index.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use p2p_core::index::{Tracker, TrackerConfig};
+use p2p_core::transport::{Listener, Transport};
+use serde_json::json;
+
+use super::interrupt;
+use crate::args::Tracker as Args;
+use crate::config::Loaded;
+use crate::net::{self, Net};
+use crate::{Context, Status, UsageError};
+
+pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<Status> {
+    if args.ttl == 0 {
+        return Err(UsageError("--ttl must be at least 1 second".into()).into());
+    }
+    net::check_ca(ctx.ca.as_ref())?;
+    let config = Loaded::find(ctx.config.as_deref())?;
+    let (net, gate) = net::for_server(ctx.transport, config.as_ref(), ctx.ca.as_ref(), ctx.settings.as_deref())?;
+    let tls = matches!(net, Net::Tls(_));
+    if args.private && !tls {
+        anyhow::bail!("--private needs TLS: over plain TCP no peer can be told from another (run `p2p init`)");
+    }
+    let rt = &ctx.rt;
+    let listener = rt
+        .block_on(net.bind(&args.listen))
+        .with_context(|| format!("cannot listen on {} (is another index running there?)", args.listen))?;
+    let bound = listener.local_addr()?;
+    let id = config.as_ref().map(|c| c.config.id.clone()).unwrap_or_default();
+    let tracker_config = TrackerConfig {
+        peer_id: id,
+        ttl: Duration::from_secs(args.ttl),
+        private: args.private,
+        gate,
+        io_timeout: Duration::from_secs(args.timeout.max(1)),
+        ..TrackerConfig::default()
+    };
+    let tracker = Tracker::new(rt.clone(), tracker_config);
+
+    let fingerprint = net.fingerprint();
+    if ctx.out.json {
+        let mut line = json!({ "index": bound, "ttl": args.ttl });
+        super::Via { transport: net.label(), identity: fingerprint }.annotate(&mut line);
+        ctx.out.json(&line);
+    } else {
+        // Printed even with -q: scripts and tests read the bound address here.
+        let how = match fingerprint {
+            Some(fp) => format!("tls, fingerprint {fp}"),
+            None => "tcp".to_string(),
+        };
+        println!("index on {bound} ({how}); peers are forgotten after {}s of silence", args.ttl);
+    }
+    if !tls {
+        tracing::warn!("plain TCP: anyone who can reach {bound} may announce files and ask for the list");
+    }
+    rt.block_on(tracker.run(listener, interrupt()));
+    tracing::info!("stopped");
+    Ok(Status::Ok)
+}
