@@ -7,6 +7,7 @@ mod common;
 
 mod commands;
 mod failures;
+mod index;
 mod serve;
 mod tls;
 mod usage;

@@ -104,6 +104,53 @@ impl Net {
         net
     }
 
+    /// Like [`start`](Self::start), with an index first (`p2p tracker`,
+    /// listed as "tracker" in the peer list, pinned over TLS) that every
+    /// peer announces to (`serve --tracker tracker`).
+    pub fn start_indexed(mode: Mode, ids: &[&str], ttl_secs: u64) -> Net {
+        let mut net = Self::start_with(mode, &[], &[]);
+        net.spawn_tracker(ttl_secs);
+        net.write_settings(&[]);
+        for id in ids {
+            std::fs::create_dir_all(net.root.path().join(id).join("served_files")).unwrap();
+            if mode == Mode::Tls {
+                net.init(id);
+            }
+            net.spawn_peer(id, &["--tracker", "tracker"]);
+        }
+        net.write_settings(&[]);
+        net
+    }
+
+    /// Starts (or restarts) the index in folder `tracker`.
+    pub fn spawn_tracker(&mut self, ttl_secs: u64) {
+        self.spawn_tracker_on("127.0.0.1:0", ttl_secs);
+    }
+
+    /// Starts (or restarts) the index on `listen`.
+    pub fn spawn_tracker_on(&mut self, listen: &str, ttl_secs: u64) {
+        let dir = self.root.path().join("tracker");
+        std::fs::create_dir_all(&dir).unwrap();
+        if self.mode == Mode::Tls && !dir.join("p2p.ron").exists() {
+            self.init("tracker");
+        }
+        if let Some(old) = self.peers.iter_mut().find(|p| p.id == "tracker") {
+            let _ = old.child.kill();
+            let _ = old.child.wait();
+        }
+        let log = std::fs::File::create(self.root.path().join("tracker.log")).unwrap();
+        let mut child = Command::new(P2P)
+            .args(["tracker", "--listen", listen, "--ttl", &ttl_secs.to_string()])
+            .current_dir(&dir)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let addr = first_line_address(&mut child);
+        self.peers.retain(|p| p.id != "tracker");
+        self.peers.push(Peer { id: "tracker".into(), addr, child });
+    }
+
     /// Gives folder `id` an identity with `p2p init`.
     pub fn init(&mut self, id: &str) -> String {
         let dir = self.root.path().join(id);

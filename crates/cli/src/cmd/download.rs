@@ -157,7 +157,7 @@ async fn online_peers(
 fn wanted(args: &Download) -> anyhow::Result<(Vec<Wanted>, Vec<String>)> {
     let mut peers = args.words.clone();
     let mut names = Vec::new();
-    if !(args.all || !args.hash.is_empty()) {
+    if !args.all && args.hash.is_empty() {
         match peers.is_empty() {
             false => names.push(peers.remove(0)),
             true if !args.file.is_empty() => {}

@@ -1,0 +1,205 @@
+//! The hybrid network: an index (`p2p tracker`), peers announcing to it
+//! (`serve --tracker`), and clients that name no peers.
+
+use std::time::{Duration, Instant};
+
+use crate::common::fake::{FakePeer, Fault};
+use crate::common::{Mode, Net, b3, content, eventually};
+
+/// Longest wait for a change to reach the index. The folder watcher and
+/// the announcer take well under 2 s; this only bounds a broken run.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The network's files as the index lists them: (name, peers serving it).
+fn network(net: &Net) -> Vec<(String, u64)> {
+    let run = net.p2p(&["--json", "filelist", "--tracker", "tracker"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = net.json(&run.stdout);
+    doc["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap().to_string(), f["sources"].as_u64().unwrap()))
+        .collect()
+}
+
+fn lists(net: &Net, want: &[(&str, u64)]) -> bool {
+    let want: Vec<(String, u64)> = want.iter().map(|(n, s)| (n.to_string(), *s)).collect();
+    network(net) == want
+}
+
+fn online(net: &Net) -> Vec<String> {
+    let run = net.p2p(&["--json", "peers", "--tracker", "tracker"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    net.json(&run.stdout).as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_string()).collect()
+}
+
+fn files_come_and_go_and_downloads_need_no_peer_names(mode: Mode) {
+    let net = Net::start_indexed(mode, &["peer1", "peer2", "peer3"], 30);
+    let data = content(2_000_000, 40);
+    net.put("peer1", "big.bin", &data);
+    net.put("peer3", "big.bin", &data);
+    assert!(eventually(DEADLINE, || lists(&net, &[("big.bin", 2)])), "{:?}", network(&net));
+
+    // A file dropped into peer2's folder shows up; deleted, it goes.
+    let dropped = Instant::now();
+    net.put("peer2", "new.txt", b"fresh\n");
+    assert!(eventually(DEADLINE, || lists(&net, &[("big.bin", 2), ("new.txt", 1)])), "{:?}", network(&net));
+    eprintln!("a new file reached the index after {:?}", dropped.elapsed());
+    std::fs::remove_file(net.served("peer2").join("new.txt")).unwrap();
+    assert!(eventually(DEADLINE, || lists(&net, &[("big.bin", 2)])), "{:?}", network(&net));
+
+    let run = net.p2p(&["filelist", "--tracker", "tracker"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    insta::assert_snapshot!("network_human", net.redact(&run.stdout));
+    let run = net.p2p(&["peers", "--tracker", "tracker"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    insta::assert_snapshot!("peers_human", net.redact(&run.stdout));
+
+    // No peer named: every peer that has the file is a source.
+    let run = net.p2p(&["--json", "download", "big.bin", "--tracker", "tracker"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = net.json(&run.stdout);
+    let mut from: Vec<(&str, u64)> = doc["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["peer"].as_str().unwrap(), s["bytes"].as_u64().unwrap()))
+        .collect();
+    from.sort();
+    assert_eq!(from.iter().map(|(p, _)| *p).collect::<Vec<_>>(), ["peer1", "peer3"]);
+    assert!(from.iter().all(|(_, bytes)| *bytes > 0), "both sources delivered: {from:?}");
+    assert_eq!(from.iter().map(|(_, b)| b).sum::<u64>(), data.len() as u64);
+    assert_eq!(net.read("client", "big.bin"), data);
+
+    // Everything on the network, again without naming anyone.
+    net.put("peer2", "other.txt", b"more\n");
+    assert!(eventually(DEADLINE, || lists(&net, &[("big.bin", 2), ("other.txt", 1)])), "{:?}", network(&net));
+    let run = net.p2p(&["download", "--all", "--tracker", "tracker"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("downloaded other.txt"), "{}", run.stdout);
+    assert!(run.stdout.contains("big.bin: already in"), "{}", run.stdout);
+}
+
+fn a_killed_peer_leaves_the_index_and_downloads_go_on(mode: Mode) {
+    let mut net = Net::start_indexed(mode, &["peer1", "peer2"], 2);
+    let data = content(500_000, 41);
+    net.put("peer1", "data.bin", &data);
+    net.put("peer2", "data.bin", &data);
+    assert!(eventually(DEADLINE, || lists(&net, &[("data.bin", 2)])), "{:?}", network(&net));
+    let peer1 = net.peers.iter_mut().find(|p| p.id == "peer1").unwrap();
+    peer1.child.kill().unwrap(); // SIGKILL: no goodbye
+    peer1.child.wait().unwrap();
+    assert!(eventually(DEADLINE, || online(&net) == ["peer2"]), "{:?}", online(&net));
+    assert!(lists(&net, &[("data.bin", 1)]));
+    let run = net.p2p(&["--json", "download", "data.bin", "--tracker", "tracker"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(net.json(&run.stdout)["sources"][0]["peer"], "peer2");
+    assert_eq!(net.read("client", "data.bin"), data);
+}
+
+fn a_name_with_two_contents_asks_for_a_hash(mode: Mode) {
+    let net = Net::start_indexed(mode, &["peer1", "peer2"], 30);
+    net.put("peer1", "notes.txt", b"version one\n");
+    net.put("peer2", "notes.txt", b"version two, longer\n");
+    assert!(eventually(DEADLINE, || lists(&net, &[("notes.txt", 1), ("notes.txt", 1)])), "{:?}", network(&net));
+    let run = net.p2p(&["download", "notes.txt", "--tracker", "tracker"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("notes.txt is served with 2 different contents; choose one with --hash"),
+        "{}",
+        run.stderr
+    );
+    for (content, peer) in [(&b"version one\n"[..], "peer1"), (&b"version two, longer\n"[..], "peer2")] {
+        assert!(run.stderr.contains(&format!("--hash {}", b3(content))), "{}", run.stderr);
+        assert!(run.stderr.contains(&format!("({peer})")), "{}", run.stderr);
+    }
+    assert!(!net.served("client").join("notes.txt").exists());
+    let two = b3(b"version two, longer\n");
+    let run = net.p2p(&["download", "--hash", &two, "--tracker", "tracker"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(net.read("client", "notes.txt"), b"version two, longer\n");
+}
+
+fn peers_announce_again_when_the_index_restarts(mode: Mode) {
+    let mut net = Net::start_indexed(mode, &["peer1"], 30);
+    net.put("peer1", "kept.bin", &content(10_000, 42));
+    assert!(eventually(DEADLINE, || lists(&net, &[("kept.bin", 1)])), "{:?}", network(&net));
+    let addr = net.peer("tracker").addr.clone();
+    net.spawn_tracker_on(&addr, 30);
+    assert!(eventually(DEADLINE, || lists(&net, &[("kept.bin", 1)])), "{:?}", network(&net));
+}
+
+/// A peer that announces a file and serves it corrupt: downloaders drop
+/// it, get the file from others, and tell the index, which stops naming
+/// it for that file.
+fn a_peer_serving_bad_data_is_reported_and_left_out() {
+    let net = Net::start_indexed(Mode::Tcp, &["peer1"], 30);
+    let data = content(300_000, 43);
+    net.put("peer1", "x.bin", &data);
+    let liar = FakePeer::start(Mode::Tcp, "x.bin", data.clone(), Fault::Corrupt);
+    let port: u16 = liar.addr.rsplit_once(':').unwrap().1.parse().unwrap();
+    let _announcing = announce(&net.peer("tracker").addr, port, "x.bin", &data);
+    assert!(eventually(DEADLINE, || lists(&net, &[("x.bin", 2)])), "{:?}", network(&net));
+
+    let run = net.p2p(&["--json", "download", "x.bin", "--tracker", "tracker"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("sent corrupt data"), "{}", run.stderr);
+    assert_eq!(net.read("client", "x.bin"), data);
+    std::fs::remove_file(net.served("client").join("x.bin")).unwrap();
+    // The index no longer names the liar for it.
+    let run = net.p2p(&["--json", "download", "x.bin", "--tracker", "tracker"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc = net.json(&run.stdout);
+    assert_eq!(doc["sources"].as_array().unwrap().len(), 1, "{doc}");
+    assert_eq!(doc["sources"][0]["peer"], "peer1");
+    assert!(net.log("tracker").contains(&format!("reports {} served bad data", liar.addr)), "{}", net.log("tracker"));
+}
+
+/// Joins the index at `index` as a peer serving `name` on `port`, and
+/// keeps the session open (pinging) until the returned guard is dropped.
+fn announce(index: &str, port: u16, name: &str, data: &[u8]) -> impl Drop {
+    use p2p_core::client::{ClientConfig, Session};
+    use p2p_core::protocol::FileInfo;
+
+    struct Stop(Option<std::sync::mpsc::Sender<()>>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.take();
+        }
+    }
+    let info = FileInfo {
+        name: p2p_core::name::FileName::new(name).unwrap(),
+        size: data.len() as u64,
+        hash: p2p_core::hash::Hash::of(data),
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let index = index.to_string();
+    std::thread::spawn(move || {
+        let rt = p2p_host::SmolRuntime::new(1);
+        rt.block_on(async {
+            let config = ClientConfig { peer_id: "liar".into(), ..ClientConfig::default() };
+            let mut s = Session::connect(&p2p_transport_tcp::TcpTransport, &rt, &index, &config).await.unwrap();
+            s.join(port).await.unwrap();
+            s.publish(vec![info], vec![], true).await.unwrap();
+            while rx.recv_timeout(Duration::from_millis(200)) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                if s.ping().await.is_err() {
+                    return;
+                }
+            }
+        });
+    });
+    Stop(Some(tx))
+}
+
+#[test]
+fn tcp_a_peer_serving_bad_data_is_reported_and_left_out() {
+    a_peer_serving_bad_data_is_reported_and_left_out();
+}
+
+both_modes!(
+    files_come_and_go_and_downloads_need_no_peer_names,
+    a_killed_peer_leaves_the_index_and_downloads_go_on,
+    a_name_with_two_contents_asks_for_a_hash,
+    peers_announce_again_when_the_index_restarts,
+);
