@@ -2,7 +2,8 @@
 # simnet's own speed: runs every scenario in scenarios/bench/ with the
 # release build and prints its wall time, its virtual time, and the share
 # of its budget it used (the targets: 1,000 peers moving 50 MiB in
-# under 60 s; 10,000 idle peers over an hour of virtual time in under 10 s).
+# under 60 s; 10,000 idle peers over an hour of virtual time in under 10 s;
+# 5,000 peers announcing 20 files each to one index, queried by 100 clients).
 # The crowd of 200 downloaders is a test now: scenarios/crowd.ron.
 #   bench/simnet.sh
 set -euo pipefail
@@ -12,6 +13,7 @@ budget() {
     case "$1" in
         *thousand_peers*) echo 60 ;;
         *idle_peers*) echo 10 ;;
+        *index_5000*) echo 60 ;;
         *) echo 60 ;;
     esac
 }

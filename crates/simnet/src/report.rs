@@ -50,6 +50,10 @@ pub struct StepReport {
     pub met: bool,
     /// Per peer involved: bytes moved and what happened.
     pub parts: Vec<Part>,
+    /// For a step of a group of peers: the median time they took, and the
+    /// time 99 in 100 of them took at most.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub took_p50_p99: Option<(String, String)>,
 }
 
 /// One peer's share of a step.
@@ -86,6 +90,9 @@ pub struct Totals {
     pub bytes_sent: u64,
     /// Connections made.
     pub connections: u64,
+    /// Each index's traffic: (peer, bytes sent, bytes received).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub indexes: Vec<(String, u64, u64)>,
 }
 
 impl Report {
@@ -115,6 +122,9 @@ impl Report {
                 let at = p.ended.as_ref().map(|t| format!(" at {t}")).unwrap_or_default();
                 let _ = writeln!(s, "    {}: {} ({} bytes){at}", p.peer, p.result, p.bytes);
             }
+            if let Some((p50, p99)) = &step.took_p50_p99 {
+                let _ = writeln!(s, "    took p50 {p50}, p99 {p99}");
+            }
         }
         for e in &self.expectations {
             let mark = if e.held { "held" } else { "FAILED" };
@@ -131,6 +141,10 @@ impl Report {
             if c == 1 { "" } else { "s" },
             self.virtual_time
         );
+        for (name, sent, received) in &self.totals.indexes {
+            let share = (sent + received) as f64 * 100.0 / self.totals.bytes_sent.max(1) as f64;
+            let _ = writeln!(s, "index {name}: sent {sent}, received {received} bytes, {share:.3} % of all bytes sent");
+        }
         for f in &self.failures {
             let _ = writeln!(s, "failure: {f}");
         }

@@ -115,6 +115,12 @@ pub struct PeerGroup {
     /// Refuses uploads.
     #[serde(default)]
     pub no_uploads: bool,
+    /// Runs the index (`p2p tracker`) instead of serving files.
+    #[serde(default)]
+    pub index: bool,
+    /// Announces its files to this peer, which runs the index.
+    #[serde(default)]
+    pub tracker: Option<String>,
 }
 
 /// A generated file: the same name, size and seed give the same bytes on
@@ -129,6 +135,10 @@ pub struct FileSpec {
     /// Content seed (default 0).
     #[serde(default)]
     pub seed: u64,
+    /// Each peer of a group has its own file: named `{peer}-{name}`, with
+    /// content of its own.
+    #[serde(default)]
+    pub per_peer: bool,
 }
 
 /// A timeline entry.
@@ -161,8 +171,29 @@ pub enum Action {
     /// `by` lists the files of `peers`. In the commands, `by` may end in
     /// `*` (`"leech*"`): every peer whose name starts so does it, at once.
     FileList { by: String, peers: Vec<String> },
-    /// `by` downloads `name` from `from`, all at once.
-    Download { by: String, name: String, from: Vec<String> },
+    /// `by` downloads `name` from `from`, all at once; with `from` empty,
+    /// from every peer the index `index` names.
+    Download {
+        by: String,
+        name: String,
+        #[serde(default)]
+        from: Vec<String>,
+        #[serde(default)]
+        index: Option<String>,
+    },
+    /// `by` asks the index `index` for the network's files.
+    IndexList { by: String, index: String },
+    /// A file appears in the peer's folder (as if copied there), and its
+    /// folder watcher tells its announcer.
+    AddFile {
+        peer: String,
+        name: String,
+        size: Size,
+        #[serde(default)]
+        seed: u64,
+    },
+    /// A file is deleted from the peer's folder.
+    RemoveFile { peer: String, name: String },
     /// `by` uploads its file `name` to `to`, all at once.
     Upload { by: String, name: String, to: Vec<String> },
     /// The peer's process dies: its tasks and unfinished writes are gone.
@@ -222,8 +253,14 @@ pub enum ErrorKind {
 /// A condition over the run.
 #[derive(Debug, Clone, Deserialize)]
 pub enum Expect {
-    /// Holds at some point before `within` of virtual time.
-    Eventually { within: Dur, check: Check },
+    /// Holds at some point before `within` of virtual time; with `after`,
+    /// at some point between the end of that step and `within` after it.
+    Eventually {
+        within: Dur,
+        check: Check,
+        #[serde(default)]
+        after: Option<String>,
+    },
     /// Holds whenever the simulation stands still, and at the end.
     Always(Check),
 }
@@ -255,6 +292,17 @@ pub enum Check {
     /// The peers of a group step (`by: "leech*"`) all ended within
     /// `at_most` of each other: they were served fairly.
     Spread { step: String, at_most: Dur },
+    /// 99 in 100 of the peers of a group step took at most `at_most`.
+    P99 { step: String, at_most: Dur },
+    /// The index `index` lists `name`, served by `sources` peers in all
+    /// (0: not listed).
+    Indexed { index: String, name: String, sources: u32 },
+    /// The peer sent and received together at most `percent` % of the
+    /// bytes all peers sent.
+    TrafficShare { peer: String, percent: f64 },
+    /// The index `index` lists exactly `peers` peers and `files` files
+    /// (counting each content of a name once).
+    IndexSize { index: String, peers: u32, files: u32 },
 }
 
 /// Why a scenario cannot be used.
@@ -353,9 +401,23 @@ impl Scenario {
         let link = |l: &str| -> Result<(), String> {
             if self.links.contains_key(l) { Ok(()) } else { Err(format!("no link profile named {l:?}")) }
         };
+        // An index is a single peer (not a group) marked `index: true`.
+        let index_peer = |n: &str| -> Result<(), String> {
+            match self.peers.iter().find(|g| g.name == n) {
+                Some(g) if g.index && g.count.is_none() => Ok(()),
+                Some(_) => Err(format!("peer {n:?} does not run the index (give it `index: true`)")),
+                None => Err(format!("no index named {n:?} (peers: {})", list(&names))),
+            }
+        };
         for g in &self.peers {
             if let Some(l) = &g.link {
                 link(l)?;
+            }
+            if let Some(t) = &g.tracker {
+                index_peer(t).map_err(|e| format!("peer {:?}: tracker: {e}", g.name))?;
+            }
+            if g.index && g.count.is_some() {
+                return Err(format!("peer {:?}: an index is one peer, without `count`", g.name));
             }
             for f in &g.files {
                 p2p_core::name::FileName::new(&f.name)
@@ -377,9 +439,24 @@ impl Scenario {
                     peer(by)?;
                     ps.iter().try_for_each(|p| peer(p))?;
                 }
-                Action::Download { by, name, from } => {
+                Action::Download { by, name, from, index } => {
                     peer(by)?;
                     from.iter().try_for_each(|p| peer(p))?;
+                    match index {
+                        Some(ix) => index_peer(ix)?,
+                        None if from.is_empty() => {
+                            return Err(format!("step {id}: download from no peer and no index"));
+                        }
+                        None => {}
+                    }
+                    p2p_core::name::FileName::new(name).map_err(|e| format!("step {id}: {e}"))?;
+                }
+                Action::IndexList { by, index } => {
+                    peer(by)?;
+                    index_peer(index)?;
+                }
+                Action::AddFile { peer: p, name, .. } | Action::RemoveFile { peer: p, name } => {
+                    peer(p)?;
                     p2p_core::name::FileName::new(name).map_err(|e| format!("step {id}: {e}"))?;
                 }
                 Action::Upload { by, name, to } => {
@@ -403,7 +480,9 @@ impl Scenario {
                 }
             }
             if step.expect.is_some() && !step.action.is_command() {
-                return Err(format!("step {id}: only FileList, Download and Upload have a result to expect"));
+                return Err(format!(
+                    "step {id}: only FileList, Download, Upload and IndexList have a result to expect"
+                ));
             }
         }
         let step = |s: &str| -> Result<(), String> {
@@ -411,13 +490,20 @@ impl Scenario {
         };
         for e in &self.expect {
             let check = match e {
-                Expect::Eventually { check, .. } | Expect::Always(check) => check,
+                Expect::Eventually { check, after, .. } => {
+                    if let Some(a) = after {
+                        step(a)?;
+                    }
+                    check
+                }
+                Expect::Always(check) => check,
             };
             match check {
                 Check::FileHash { peer: p, .. } | Check::NoFile { peer: p, .. } | Check::Listing { peer: p, .. } => {
                     peer(p)?
                 }
-                Check::SentAtMost { peer: p, .. } => peer(p)?,
+                Check::SentAtMost { peer: p, .. } | Check::TrafficShare { peer: p, .. } => peer(p)?,
+                Check::Indexed { index, .. } | Check::IndexSize { index, .. } => index_peer(index)?,
                 Check::SameFile { peer: p, other, .. } => {
                     peer(p)?;
                     peer(other)?;
@@ -425,7 +511,8 @@ impl Scenario {
                 Check::StepDone(s)
                 | Check::StepWithin { step: s, .. }
                 | Check::StepTook { step: s, .. }
-                | Check::Spread { step: s, .. } => step(s)?,
+                | Check::Spread { step: s, .. }
+                | Check::P99 { step: s, .. } => step(s)?,
             }
         }
         Ok(())
@@ -435,7 +522,10 @@ impl Scenario {
 impl Action {
     /// Whether the step is a command with a result (not a fault).
     pub fn is_command(&self) -> bool {
-        matches!(self, Action::FileList { .. } | Action::Download { .. } | Action::Upload { .. })
+        matches!(
+            self,
+            Action::FileList { .. } | Action::Download { .. } | Action::Upload { .. } | Action::IndexList { .. }
+        )
     }
 }
 

@@ -110,6 +110,14 @@ impl MemStore {
         inner.versions.insert(name.clone(), v);
     }
 
+    /// Removes a whole file (scenario step); whether it was there.
+    pub fn remove(&self, name: &FileName) -> bool {
+        let mut inner = lock(&self.inner);
+        inner.next_version += 1;
+        inner.versions.remove(name);
+        inner.files.remove(name).is_some()
+    }
+
     /// A file's content, if it is there.
     pub fn get(&self, name: &FileName) -> Option<Content> {
         lock(&self.inner).files.get(name).cloned()

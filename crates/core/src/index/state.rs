@@ -3,6 +3,7 @@
 //! as an argument; the server around it does the talking.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::hash::Hash;
@@ -77,6 +78,12 @@ pub struct IndexState {
     peers: BTreeMap<PeerKey, Peer>,
     /// Who serves each content, and under which name.
     by_hash: HashMap<Hash, BTreeSet<(PeerKey, FileName)>>,
+    /// The network's files: (name, content) → (size, peers serving it),
+    /// kept as peers come and go, so a listing is a copy, not a count.
+    listing: BTreeMap<(FileName, Hash), (u64, u32)>,
+    /// The last listing made, shared by the queries until something
+    /// changes.
+    listed: Option<Arc<Vec<IndexedFile>>>,
     /// (peer address, content) reported bad, and since when.
     suspects: HashMap<(String, Hash), Time>,
 }
@@ -149,8 +156,10 @@ impl IndexState {
                 continue;
             }
             if let Some(old) = peer.files.insert(info.name.clone(), info.clone()) {
-                unindex(&mut self.by_hash, key, &old);
+                self.unindex(key, &old);
             }
+            self.listing.entry((info.name.clone(), info.hash)).or_insert((info.size, 0)).1 += 1;
+            self.listed = None;
             self.by_hash.entry(info.hash).or_default().insert((key.clone(), info.name));
         }
         if over {
@@ -172,20 +181,26 @@ impl IndexState {
 
     /// Every file on the network, sorted by name then hash, with the
     /// number of peers serving each.
-    pub fn files(&self) -> Vec<IndexedFile> {
-        let mut counts: BTreeMap<(&FileName, Hash), (u64, u32)> = BTreeMap::new();
-        for peer in self.peers.values() {
-            for f in peer.files.values() {
-                counts.entry((&f.name, f.hash)).or_insert((f.size, 0)).1 += 1;
-            }
-        }
-        counts
-            .into_iter()
-            .map(|((name, hash), (size, sources))| IndexedFile {
-                info: FileInfo { name: name.clone(), size, hash },
-                sources,
+    pub fn files(&mut self) -> Arc<Vec<IndexedFile>> {
+        let listing = &self.listing;
+        self.listed
+            .get_or_insert_with(|| {
+                Arc::new(
+                    listing
+                        .iter()
+                        .map(|((name, hash), (size, sources))| IndexedFile {
+                            info: FileInfo { name: name.clone(), size: *size, hash: *hash },
+                            sources: *sources,
+                        })
+                        .collect(),
+                )
             })
-            .collect()
+            .clone()
+    }
+
+    /// How many files the network has (each content of a name once).
+    pub fn file_count(&self) -> usize {
+        self.listing.len()
     }
 
     /// Who serves `file`: per content (the most served first, at most
@@ -236,24 +251,33 @@ impl IndexState {
     fn unlist(&mut self, key: &PeerKey, name: &FileName) {
         let Some(peer) = self.peers.get_mut(key) else { return };
         if let Some(old) = peer.files.remove(name) {
-            unindex(&mut self.by_hash, key, &old);
+            self.unindex(key, &old);
         }
     }
 
     fn forget_files(&mut self, key: &PeerKey) {
         let Some(peer) = self.peers.get_mut(key) else { return };
         for old in std::mem::take(&mut peer.files).into_values() {
-            unindex(&mut self.by_hash, key, &old);
+            self.unindex(key, &old);
         }
     }
-}
 
-fn unindex(by_hash: &mut HashMap<Hash, BTreeSet<(PeerKey, FileName)>>, key: &PeerKey, old: &FileInfo) {
-    if let Some(set) = by_hash.get_mut(&old.hash) {
-        set.remove(&(key.clone(), old.name.clone()));
-        if set.is_empty() {
-            by_hash.remove(&old.hash);
+    /// `key` no longer serves `old`.
+    fn unindex(&mut self, key: &PeerKey, old: &FileInfo) {
+        if let Some(set) = self.by_hash.get_mut(&old.hash) {
+            set.remove(&(key.clone(), old.name.clone()));
+            if set.is_empty() {
+                self.by_hash.remove(&old.hash);
+            }
         }
+        let entry = (old.name.clone(), old.hash);
+        if let Some((_, n)) = self.listing.get_mut(&entry) {
+            *n -= 1;
+            if *n == 0 {
+                self.listing.remove(&entry);
+            }
+        }
+        self.listed = None;
     }
 }
 

@@ -122,8 +122,18 @@ impl<R: Runtime> Tracker<R> {
     }
 
     /// Every file on the network now.
-    pub fn files(&self) -> Vec<crate::protocol::IndexedFile> {
+    pub fn files(&self) -> Arc<Vec<crate::protocol::IndexedFile>> {
         self.state().files()
+    }
+
+    /// How many files the network has now (each content of a name once).
+    pub fn file_count(&self) -> usize {
+        self.state().file_count()
+    }
+
+    /// How many peers are online now.
+    pub fn peer_count(&self) -> usize {
+        self.state().peer_count()
     }
 
     /// Serves one established connection until it closes or fails.

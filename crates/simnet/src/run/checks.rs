@@ -10,18 +10,26 @@ impl<T: Transport> Sim<'_, T> {
                 continue;
             }
             match &self.scenario.expect[i] {
-                Expect::Eventually { within, check } => match self.check(check) {
-                    Ok(()) => {
-                        self.verdicts[i] = Verdict::Held(now);
-                        let text = expect_text(&self.scenario.expect[i]);
-                        self.log(format!("{text} held"));
-                    }
-                    Err(why) if now >= Time::ZERO + within.0 || at_end => {
-                        let text = expect_text(&self.scenario.expect[i]);
-                        self.log(format!("{text} failed: {why}"));
+                Expect::Eventually { within, check, after } => match self.window(after.as_deref(), within.0) {
+                    None if at_end => {
+                        let why = format!("step {} never ended", after.as_deref().unwrap_or_default());
                         self.verdicts[i] = Verdict::Failed(now, why);
                     }
-                    Err(why) => self.last_reason[i] = why,
+                    // Its step has not ended yet: nothing to decide.
+                    None => {}
+                    Some(deadline) => match self.check(check) {
+                        Ok(()) => {
+                            self.verdicts[i] = Verdict::Held(now);
+                            let text = expect_text(&self.scenario.expect[i]);
+                            self.log(format!("{text} held"));
+                        }
+                        Err(why) if now >= deadline || at_end => {
+                            let text = expect_text(&self.scenario.expect[i]);
+                            self.log(format!("{text} failed: {why}"));
+                            self.verdicts[i] = Verdict::Failed(now, why);
+                        }
+                        Err(why) => self.last_reason[i] = why,
+                    },
                 },
                 Expect::Always(check) => {
                     if let Err(why) = self.check(check) {
@@ -33,6 +41,18 @@ impl<T: Transport> Sim<'_, T> {
                     }
                 }
             }
+        }
+    }
+
+    /// The deadline of an `Eventually`, once its window is open: `within`
+    /// after the start, or after the end of step `after`.
+    pub(super) fn window(&self, after: Option<&str>, within: Duration) -> Option<Time> {
+        match after {
+            None => Some(Time::ZERO + within),
+            Some(step) => match self.step_by_id(step) {
+                Some((_, StepState::Done { end, .. })) => Some(*end + within),
+                _ => None,
+            },
         }
     }
 
@@ -121,13 +141,55 @@ impl<T: Transport> Sim<'_, T> {
                 _ => Err(format!("step {step} has not ended")),
             },
             Check::Spread { step, at_most } => match self.step_by_id(step) {
-                Some((_, StepState::Done { ended, .. })) => match ended.spread {
-                    Some(spread) if spread <= at_most.0 => Ok(()),
-                    Some(spread) => Err(format!("the peers of step {step} ended {} apart", secs(spread))),
+                Some((_, StepState::Done { ended, .. })) => {
+                    let (Some(first), Some(last)) = (ended.part_ends.iter().min(), ended.part_ends.iter().max()) else {
+                        return Err(format!("step {step} is not done by a group of peers"));
+                    };
+                    let spread = *last - *first;
+                    if spread <= at_most.0 {
+                        Ok(())
+                    } else {
+                        Err(format!("the peers of step {step} ended {} apart", secs(spread)))
+                    }
+                }
+                _ => Err(format!("step {step} has not ended")),
+            },
+            Check::P99 { step, at_most } => match self.step_by_id(step) {
+                Some((_, StepState::Done { start, ended, .. })) => match percentile(*start, &ended.part_ends, 99) {
+                    Some(p99) if p99 <= at_most.0 => Ok(()),
+                    Some(p99) => Err(format!("99 in 100 peers of step {step} took up to {}", secs(p99))),
                     None => Err(format!("step {step} is not done by a group of peers")),
                 },
                 _ => Err(format!("step {step} has not ended")),
             },
+            Check::Indexed { index, name, sources } => {
+                let i = self.peer(index);
+                let Some(tracker) = &self.peers[i].running.tracker else {
+                    return Err(format!("{index} runs no index (it is down?)"));
+                };
+                let n: u32 = tracker.files().iter().filter(|f| f.info.name.as_str() == name).map(|f| f.sources).sum();
+                if n == *sources { Ok(()) } else { Err(format!("{index} lists {name} with {n} sources")) }
+            }
+            Check::IndexSize { index, peers, files } => {
+                let i = self.peer(index);
+                let Some(tracker) = &self.peers[i].running.tracker else {
+                    return Err(format!("{index} runs no index (it is down?)"));
+                };
+                let (p, f) = (tracker.peer_count() as u32, tracker.file_count() as u32);
+                if (p, f) == (*peers, *files) { Ok(()) } else { Err(format!("{index} lists {p} peers and {f} files")) }
+            }
+            Check::TrafficShare { peer, percent } => {
+                let (sent, received) = self.net.counters(self.peer(peer));
+                let total: u64 = (0..self.peers.len()).map(|i| self.net.counters(i).0).sum();
+                let share = (sent + received) as f64 * 100.0 / (total.max(1)) as f64;
+                if share <= *percent {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{peer} moved {share:.3} % of the bytes ({sent} sent, {received} received, of {total})"
+                    ))
+                }
+            }
             Check::StepTook { step, at_least, at_most } => match self.step_by_id(step) {
                 Some((_, StepState::Done { start, end, .. })) => {
                     let took = *end - *start;
@@ -171,12 +233,32 @@ pub(super) fn check_text(c: &Check) -> String {
             format!("step {step} took between {} and {}", secs(at_least.0), secs(at_most.0))
         }
         Check::Spread { step, at_most } => format!("the peers of step {step} ended within {}", secs(at_most.0)),
+        Check::P99 { step, at_most } => format!("99 in 100 peers of step {step} took at most {}", secs(at_most.0)),
+        Check::Indexed { index, name, sources } => format!("{index} lists {name} with {sources} sources"),
+        Check::TrafficShare { peer, percent } => format!("{peer} moved at most {percent} % of the bytes"),
+        Check::IndexSize { index, peers, files } => format!("{index} lists {peers} peers and {files} files"),
     }
 }
 
 pub(super) fn expect_text(e: &Expect) -> String {
     match e {
-        Expect::Eventually { within, check } => format!("within {}: {}", secs(within.0), check_text(check)),
+        Expect::Eventually { within, check, after: None } => {
+            format!("within {}: {}", secs(within.0), check_text(check))
+        }
+        Expect::Eventually { within, check, after: Some(a) } => {
+            format!("within {} of step {a}: {}", secs(within.0), check_text(check))
+        }
         Expect::Always(check) => format!("always: {}", check_text(check)),
     }
+}
+
+/// The `pct`th percentile of how long each part took since `start`.
+pub(super) fn percentile(start: Time, ends: &[Time], pct: usize) -> Option<Duration> {
+    let mut took: Vec<Duration> = ends.iter().map(|e| *e - start).collect();
+    if took.is_empty() {
+        return None;
+    }
+    took.sort();
+    let i = (took.len() * pct).div_ceil(100).clamp(1, took.len()) - 1;
+    Some(took[i])
 }

@@ -2,9 +2,11 @@
 //! their results are merged into one step result.
 
 use super::*;
+use p2p_core::download::Wanted;
+use p2p_core::index::{LookupError, corrupt_sources, lookup, report_corrupt};
 
 pub(super) fn failed(kind: ErrorKind, result: String) -> Ended {
-    Ended { ok: false, kind: Some(kind), result: format!("error: {result}"), parts: Vec::new(), spread: None }
+    Ended { ok: false, kind: Some(kind), result: format!("error: {result}"), parts: Vec::new(), part_ends: Vec::new() }
 }
 
 /// A short word for each kind, as it appears in results.
@@ -112,8 +114,7 @@ pub(super) fn merge(mut done: Vec<(String, Time, Ended)>) -> Ended {
         return e;
     }
     let kind = done.iter().find_map(|(_, _, e)| e.kind);
-    let first = done.iter().map(|(_, at, _)| *at).min();
-    let last = done.iter().map(|(_, at, _)| *at).max();
+    let part_ends: Vec<Time> = done.iter().map(|(_, at, _)| *at).collect();
     let parts = done
         .into_iter()
         .map(|(peer, at, e)| Part {
@@ -124,7 +125,7 @@ pub(super) fn merge(mut done: Vec<(String, Time, Ended)>) -> Ended {
         })
         .collect();
     let mut ended = finish(parts, kind);
-    ended.spread = first.zip(last).map(|(a, b)| b - a);
+    ended.part_ends = part_ends;
     ended
 }
 
@@ -132,7 +133,15 @@ pub(super) fn finish(parts: Vec<Part>, kind: Option<ErrorKind>) -> Ended {
     let ok = kind.is_none();
     let failed = parts.iter().filter(|p| p.result.starts_with("error")).count();
     let result = if ok { "ok".to_string() } else { format!("error: {failed} of {} failed", parts.len()) };
-    Ended { ok, kind, result, parts, spread: None }
+    Ended { ok, kind, result, parts, part_ends: Vec::new() }
+}
+
+/// Where a download takes its sources from.
+pub(super) enum Sources {
+    /// These peers.
+    Named(Vec<String>),
+    /// Every peer the index at this address names.
+    Index(String),
 }
 
 pub(super) async fn fetch<T: Transport>(
@@ -141,14 +150,35 @@ pub(super) async fn fetch<T: Transport>(
     catalog: &Catalog<MemStore>,
     client: &ClientConfig,
     name: &str,
-    from: &[String],
+    from: Sources,
 ) -> Ended {
     let Ok(file) = FileName::new(name) else {
         return failed(ErrorKind::Other, format!("{name:?} is not a file name"));
     };
-    let sources: Vec<SourceSpec> = from.iter().map(|p| SourceSpec { label: p.clone(), addr: addr_of(p) }).collect();
+    let wanted = Wanted::Name(file.clone());
+    let (sources, index) = match from {
+        Sources::Named(peers) => {
+            (peers.iter().map(|p| SourceSpec { label: p.clone(), addr: addr_of(p) }).collect::<Vec<_>>(), None)
+        }
+        Sources::Index(ix) => match lookup(transport, rt, &ix, client, &wanted).await {
+            Ok(found) => (found.sources, Some((ix, found.info.hash))),
+            Err(LookupError::NotFound(_)) => {
+                return failed(ErrorKind::NotFound, format!("the index names no peer with {name}"));
+            }
+            Err(e) => return failed(ErrorKind::Other, e.to_string()),
+        },
+    };
     let config = DownloadConfig { client: client.clone(), ..DownloadConfig::default() };
-    match download(transport, rt, catalog, &file, &sources, &config, |_| {}).await {
+    let result = download(transport, rt, catalog, &file, &sources, &config, |_| {}).await;
+    if let Some((ix, hash)) = index {
+        // Downloaders tell the index who sent corrupt data.
+        let problems: Vec<(&str, &Problem)> = match &result {
+            Ok(r) => r.sources.iter().filter_map(|s| s.problem.as_ref().map(|p| (s.label.as_str(), p))).collect(),
+            Err(e) => e.reasons().iter().map(|(l, p)| (l.as_str(), p)).collect(),
+        };
+        let _ = report_corrupt(transport, rt, &ix, client, hash, &corrupt_sources(&sources, problems)).await;
+    }
+    match result {
         Ok(report) => {
             let parts = report
                 .sources
@@ -173,7 +203,7 @@ pub(super) async fn fetch<T: Transport>(
                 }
                 Fetched::AlreadyPresent => "ok: already there".to_string(),
             };
-            Ended { ok: true, kind: None, result, parts, spread: None }
+            Ended { ok: true, kind: None, result, parts, part_ends: Vec::new() }
         }
         Err(e) => {
             let parts: Vec<Part> = e
@@ -182,8 +212,31 @@ pub(super) async fn fetch<T: Transport>(
                 .map(|(peer, why)| Part { peer: peer.clone(), bytes: 0, result: format!("error: {why}"), ended: None })
                 .collect();
             let kind = e.reasons().first().map_or(ErrorKind::Other, |(_, why)| kind_of_problem(why));
-            Ended { ok: false, kind: Some(kind), result: format!("error: {e}"), parts, spread: None }
+            Ended { ok: false, kind: Some(kind), result: format!("error: {e}"), parts, part_ends: Vec::new() }
         }
+    }
+}
+
+/// `index_list`: the network's files as the index at `index` lists them.
+pub(super) async fn index_list<T: Transport>(
+    transport: &T,
+    rt: &SimRuntime,
+    client: &ClientConfig,
+    index: &str,
+) -> Ended {
+    let asked = async {
+        let mut s = Session::connect(transport, rt, &addr_of(index), client).await?;
+        let files = s.index_files().await?;
+        s.close().await;
+        Ok::<_, ClientError>(files)
+    };
+    match asked.await {
+        Ok(files) => {
+            let n = files.len();
+            let result = format!("ok: {n} file{} on the network", if n == 1 { "" } else { "s" });
+            Ended { ok: true, kind: None, result, parts: Vec::new(), part_ends: Vec::new() }
+        }
+        Err(e) => failed(kind_of(&e), e.to_string()),
     }
 }
 

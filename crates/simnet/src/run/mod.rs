@@ -9,6 +9,7 @@ use p2p_core::catalog::Catalog;
 use p2p_core::client::{ClientConfig, ClientError, Session};
 use p2p_core::download::{DownloadConfig, Outcome as Fetched, Problem, ProblemKind, SourceSpec, download};
 use p2p_core::hash::Hash;
+use p2p_core::index::{AnnounceConfig, Announcer, Tracker, TrackerConfig};
 use p2p_core::name::FileName;
 use p2p_core::protocol::{ErrorCode, StoreOutcome};
 use p2p_core::runtime::{Runtime, Task, Time};
@@ -28,7 +29,7 @@ mod checks;
 mod commands;
 
 use checks::expect_text;
-use commands::{failed, fetch, file_list, kind_word, merge, parts_text, push};
+use commands::{Sources, failed, fetch, file_list, index_list, kind_word, merge, parts_text, push};
 
 /// Options of a run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -66,10 +67,30 @@ struct Peer<T> {
     host: Arc<Host>,
     rt: SimRuntime,
     store: MemStore,
-    catalog: Catalog<MemStore>,
     transport: T,
     config: ServerConfig,
     paused: bool,
+    role: Role,
+    /// What it runs now (replaced at a restart).
+    running: Running,
+}
+
+/// What a peer does besides running commands.
+#[derive(Debug, Clone)]
+enum Role {
+    /// Serves its folder, announcing it to this index if any.
+    Serve { tracker: Option<String> },
+    /// Runs the index.
+    Index,
+}
+
+/// A peer's services as started.
+struct Running {
+    catalog: Catalog<MemStore>,
+    /// The index, if the peer runs it.
+    tracker: Option<Tracker<SimRuntime>>,
+    /// Tells the peer's announcer that its folder changed.
+    signal: Option<async_channel::Sender<()>>,
 }
 
 /// Where a peer listens.
@@ -77,26 +98,58 @@ fn addr_of(name: &str) -> String {
     format!("{name}:{PORT}")
 }
 
-/// Starts a peer's server (at creation, or after a restart) and returns
-/// its catalog, which the peer's own commands share: a file is hashed once
-/// per run of the peer, as on a real machine.
-fn serve<T: Transport>(
+/// Starts a peer's services (at creation, or after a restart): its file
+/// server and announcer, or the index. The catalog is shared with the
+/// peer's own commands: a file is hashed once per run of the peer, as on a
+/// real machine.
+fn start<T: Transport>(
     name: &str,
     rt: &SimRuntime,
     store: &MemStore,
     config: &ServerConfig,
     transport: &T,
-) -> Catalog<MemStore> {
+    role: &Role,
+) -> Running {
+    let (transport2, addr) = (transport.clone(), addr_of(name));
+    if let Role::Index = role {
+        let tracker_config =
+            TrackerConfig { peer_id: name.to_owned(), gate: config.gate.clone(), ..TrackerConfig::default() };
+        let tracker = Tracker::new(rt.clone(), tracker_config);
+        let t = tracker.clone();
+        rt.spawn(async move {
+            if let Ok(listener) = transport2.bind(&addr).await {
+                t.run(listener, std::future::pending()).await;
+            }
+        })
+        .detach();
+        return Running { catalog: Catalog::new(store.clone()), tracker: Some(tracker), signal: None };
+    }
     let server = Server::new(store.clone(), rt.clone(), config.clone());
     let catalog = server.catalog().clone();
-    let (transport, addr) = (transport.clone(), addr_of(name));
     rt.spawn(async move {
-        if let Ok(listener) = transport.bind(&addr).await {
+        if let Ok(listener) = transport2.bind(&addr).await {
             server.run(listener, std::future::pending()).await;
         }
     })
     .detach();
-    catalog
+    let mut signal = None;
+    if let Role::Serve { tracker: Some(index) } = role {
+        let (tx, rx) = async_channel::bounded(1);
+        let announce = AnnounceConfig { client: client_config(name), port: PORT, ..AnnounceConfig::default() };
+        let announcer = Announcer::new(transport.clone(), rt.clone(), catalog.clone(), &addr_of(index), announce);
+        rt.spawn(announcer.run(rx)).detach();
+        signal = Some(tx);
+    }
+    Running { catalog, tracker: None, signal }
+}
+
+/// How a simulated peer connects.
+fn client_config(name: &str) -> ClientConfig {
+    ClientConfig {
+        peer_id: name.to_owned(),
+        connect_timeout: Duration::from_secs(10),
+        io_timeout: Duration::from_secs(30),
+    }
 }
 
 /// How a command step ended.
@@ -106,8 +159,8 @@ struct Ended {
     kind: Option<ErrorKind>,
     result: String,
     parts: Vec<Part>,
-    /// For a command of a group: from the first peer's end to the last's.
-    spread: Option<Duration>,
+    /// For a command of a group: when each peer's part ended.
+    part_ends: Vec<Time>,
 }
 
 /// Where a peer's command leaves its result, and when it ended.
@@ -203,13 +256,15 @@ fn play<T: Transport>(
         for name in names {
             let Some(transport) = transports.next() else { break };
             let i = net.add_peer(link);
-            let host = Host::up();
+            let host = Host::up(&clock, i);
             let rt = SimRuntime::new(clock.clone(), &host, mix(seed, i));
             let store = MemStore::new(&name, rt.clone(), pages.clone());
             store.set_faults(Faults { corrupt: group.corrupt, corrupt_one_in: group.corrupt_one_in, disk: group.disk });
             for f in &group.files {
-                if let Ok(n) = FileName::new(&f.name) {
-                    store.put(&n, &file_content(&f.name, f.seed, f.size.0));
+                let own = format!("{name}-{}", f.name);
+                let file = if f.per_peer { own.as_str() } else { f.name.as_str() };
+                if let Ok(n) = FileName::new(file) {
+                    store.put(&n, &file_content(file, f.seed, f.size.0));
                 }
             }
             let uploads = match (group.no_uploads, &gate) {
@@ -226,8 +281,9 @@ fn play<T: Transport>(
                 allow_overwrite: group.allow_overwrite,
                 ..ServerConfig::default()
             };
-            let catalog = serve(&name, &rt, &store, &config, &transport);
-            let peer = Peer { name: name.clone(), host, rt, catalog, store, transport, config, paused: false };
+            let role = if group.index { Role::Index } else { Role::Serve { tracker: group.tracker.clone() } };
+            let running = start(&name, &rt, &store, &config, &transport, &role);
+            let peer = Peer { name: name.clone(), host, rt, store, transport, config, paused: false, role, running };
             sim.index.insert(name, i);
             sim.peers.push(peer);
         }
@@ -248,7 +304,7 @@ impl Run {
             virtual_time: secs(Duration::ZERO),
             steps: Vec::new(),
             expectations: Vec::new(),
-            totals: Totals { bytes_sent: 0, connections: 0 },
+            totals: Totals { bytes_sent: 0, connections: 0, indexes: Vec::new() },
             failures: vec![why],
             events_hash: String::new(),
         };
@@ -406,23 +462,28 @@ impl<T: Transport> Sim<'_, T> {
             .iter()
             .zip(&self.verdicts)
             .filter_map(|(e, v)| match (e, v) {
-                (Expect::Eventually { within, .. }, Verdict::Pending) => Some(Time::ZERO + within.0),
+                (Expect::Eventually { within, after, .. }, Verdict::Pending) => self.window(after.as_deref(), within.0),
                 _ => None,
             })
             .min()
     }
 
+    /// Runs tasks until none is ready: host by host, in the order they
+    /// became ready, one task at a time. A paused host's tasks wait.
     fn tick_all(&mut self) {
-        loop {
-            let mut any = false;
-            for p in &self.peers {
-                if !p.paused && p.host.tick() {
-                    any = true;
-                }
+        let mut parked = Vec::new();
+        while let Some(h) = self.clock.next_ready() {
+            let Some(p) = self.peers.get(h) else { continue };
+            if p.paused {
+                parked.push(h);
+                continue;
             }
-            if !any {
-                return;
+            if p.host.tick() && p.host.has_work() {
+                self.clock.mark_ready(h);
             }
+        }
+        for h in parked {
+            self.clock.mark_ready(h);
         }
     }
 
@@ -440,7 +501,8 @@ impl<T: Transport> Sim<'_, T> {
                 self.steps[i] = StepState::Running { start: now, slots, _tasks: tasks };
             } else {
                 self.apply_fault(&action);
-                let ended = Ended { ok: true, kind: None, result: "done".into(), parts: Vec::new(), spread: None };
+                let ended =
+                    Ended { ok: true, kind: None, result: "done".into(), parts: Vec::new(), part_ends: Vec::new() };
                 self.steps[i] = StepState::Done { start: now, end: now, ended };
             }
         }
@@ -473,7 +535,10 @@ impl<T: Transport> Sim<'_, T> {
 
     fn spawn_commands(&mut self, action: &Action) -> (Vec<(usize, Slot)>, Vec<Task<()>>) {
         let by = match action {
-            Action::FileList { by, .. } | Action::Download { by, .. } | Action::Upload { by, .. } => by,
+            Action::FileList { by, .. }
+            | Action::Download { by, .. }
+            | Action::Upload { by, .. }
+            | Action::IndexList { by, .. } => by,
             _ => return (Vec::new(), Vec::new()),
         };
         let mut slots = Vec::new();
@@ -495,18 +560,21 @@ impl<T: Transport> Sim<'_, T> {
             return None;
         }
         let by = &p.name;
-        let (rt, transport, catalog) = (p.rt.clone(), p.transport.clone(), p.catalog.clone());
-        let client = ClientConfig {
-            peer_id: by.clone(),
-            connect_timeout: Duration::from_secs(10),
-            io_timeout: Duration::from_secs(30),
-        };
+        let (rt, transport, catalog) = (p.rt.clone(), p.transport.clone(), p.running.catalog.clone());
+        let client = client_config(by);
         let action = action.clone();
         let clock = rt.clone();
         let fut = async move {
             let ended = match action {
                 Action::FileList { peers, .. } => file_list(&transport, &rt, &client, &peers).await,
-                Action::Download { name, from, .. } => fetch(&transport, &rt, &catalog, &client, &name, &from).await,
+                Action::Download { name, from, index, .. } => {
+                    let sources = match index {
+                        Some(ix) if from.is_empty() => Sources::Index(addr_of(&ix)),
+                        _ => Sources::Named(from),
+                    };
+                    fetch(&transport, &rt, &catalog, &client, &name, sources).await
+                }
+                Action::IndexList { index, .. } => index_list(&transport, &rt, &client, &index).await,
                 Action::Upload { name, to, .. } => push(&transport, &rt, &catalog, &client, &name, &to).await,
                 _ => return,
             };
@@ -540,8 +608,8 @@ impl<T: Transport> Sim<'_, T> {
                 if !self.peers[i].host.is_up() {
                     self.peers[i].host.restart();
                     let p = &self.peers[i];
-                    let catalog = serve(&p.name, &p.rt, &p.store, &p.config, &p.transport);
-                    self.peers[i].catalog = catalog;
+                    let running = start(&p.name, &p.rt, &p.store, &p.config, &p.transport, &p.role);
+                    self.peers[i].running = running;
                 }
             }
             Action::Pause(p) => {
@@ -579,7 +647,26 @@ impl<T: Transport> Sim<'_, T> {
                 let store = &self.peers[self.peer(p)].store;
                 store.set_faults(Faults { disk: *rate, ..store.faults() });
             }
-            Action::FileList { .. } | Action::Download { .. } | Action::Upload { .. } => {}
+            Action::AddFile { peer, name, size, seed } => {
+                let p = &self.peers[self.peer(peer)];
+                if let Ok(n) = FileName::new(name) {
+                    p.store.put(&n, &file_content(name, *seed, size.0));
+                }
+                // What a folder watcher tells the announcer.
+                if let Some(signal) = &p.running.signal {
+                    let _ = signal.try_send(());
+                }
+            }
+            Action::RemoveFile { peer, name } => {
+                let p = &self.peers[self.peer(peer)];
+                if let Ok(n) = FileName::new(name) {
+                    p.store.remove(&n);
+                }
+                if let Some(signal) = &p.running.signal {
+                    let _ = signal.try_send(());
+                }
+            }
+            Action::FileList { .. } | Action::Download { .. } | Action::Upload { .. } | Action::IndexList { .. } => {}
         }
     }
 
@@ -606,7 +693,14 @@ impl<T: Transport> Sim<'_, T> {
             if !met {
                 failures.push(format!("step {id} ({}): {result}", describe(&step.action)));
             }
+            let took_p50_p99 = match &self.steps[i] {
+                StepState::Done { start, ended, .. } => checks::percentile(*start, &ended.part_ends, 50)
+                    .zip(checks::percentile(*start, &ended.part_ends, 99))
+                    .map(|(a, b)| (secs(a), secs(b))),
+                _ => None,
+            };
             steps.push(StepReport {
+                took_p50_p99,
                 id,
                 action: describe(&step.action),
                 start: start.map(|t| secs(t.since_epoch())),
@@ -637,6 +731,13 @@ impl<T: Transport> Sim<'_, T> {
                 self.events.push(line);
             }
         }
+        let indexes = (0..self.peers.len())
+            .filter(|&i| matches!(self.peers[i].role, Role::Index))
+            .map(|i| {
+                let (sent, received) = self.net.counters(i);
+                (self.peers[i].name.clone(), sent, received)
+            })
+            .collect();
         let verdict = if failures.is_empty() { "pass" } else { "fail" };
         self.events.push(format!("{} verdict {verdict}", secs(now.since_epoch())));
         let events_hash = blake3::hash(self.events.join("\n").as_bytes()).to_hex().to_string();
@@ -648,7 +749,7 @@ impl<T: Transport> Sim<'_, T> {
             virtual_time: secs(now.since_epoch()),
             steps,
             expectations,
-            totals: Totals { bytes_sent, connections: self.net.connections() },
+            totals: Totals { bytes_sent, connections: self.net.connections(), indexes },
             failures,
             events_hash,
         };
@@ -660,7 +761,13 @@ impl<T: Transport> Sim<'_, T> {
 pub fn describe(action: &Action) -> String {
     match action {
         Action::FileList { by, peers } => format!("{by} lists {}", peers.join(", ")),
-        Action::Download { by, name, from } => format!("{by} downloads {name} from {}", from.join(", ")),
+        Action::Download { by, name, from, index } => match index {
+            Some(ix) if from.is_empty() => format!("{by} downloads {name} from the peers {ix} names"),
+            _ => format!("{by} downloads {name} from {}", from.join(", ")),
+        },
+        Action::IndexList { by, index } => format!("{by} lists the network at {index}"),
+        Action::AddFile { peer, name, size, .. } => format!("{name} ({} bytes) appears in {peer}'s folder", size.0),
+        Action::RemoveFile { peer, name } => format!("{name} is deleted from {peer}'s folder"),
         Action::Upload { by, name, to } => format!("{by} uploads {name} to {}", to.join(", ")),
         Action::Crash(p) => format!("{p} crashes"),
         Action::Restart(p) => format!("{p} restarts"),
