@@ -20,7 +20,7 @@ use p2p_core::units;
 use p2p_host::{FsStore, SmolRuntime};
 use serde_json::json;
 
-use super::{client_config, client_net, interrupted, report_unresolved, targets, until_interrupted};
+use super::{client_config, client_net, report_unresolved, targets, until_cancelled};
 use crate::args::Download;
 use crate::net::Net;
 use crate::output::{self, transfer};
@@ -40,7 +40,7 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
         return Err(UsageError("--parallel must be at least 1".into()).into());
     }
     let targets = targets(ctx, &peers)?;
-    let resolved_all = report_unresolved(&targets);
+    let resolved_all = report_unresolved(&ctx.out, &targets);
     let sources: Vec<SourceSpec> =
         targets.iter().flatten().map(|t| SourceSpec { label: t.label.clone(), addr: t.addr.clone() }).collect();
     let dir = args.output.clone().unwrap_or_else(|| PathBuf::from("served_files"));
@@ -72,7 +72,7 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
         if args.all {
             let listed = job.list_all().await;
             if listed.is_empty() {
-                output::error("the peers serve no files (or none could be listed)");
+                ctx.out.error("the peers serve no files (or none could be listed)");
                 return false;
             }
             let known: HashSet<Wanted> = wanted.iter().cloned().collect();
@@ -80,9 +80,9 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
         }
         job.fetch_all(wanted, args.parallel).await
     };
-    let finished = until_interrupted(&ctx.rt, run);
+    let finished = until_cancelled(ctx, run);
     job.board.borrow_mut().clear();
-    let Some(all_ok) = finished else { interrupted() };
+    let Some(all_ok) = finished else { return Ok(Status::Cancelled) };
     ctx.rt.block_on(downloader.close());
     if job.many {
         job.summary();
@@ -333,13 +333,13 @@ impl Job<'_> {
         }
         if t.failed > 0 {
             parts.push(format!("{} failed", t.failed));
-            output::error(&format!("{} of {total} files failed", t.failed));
+            self.ctx.out.error(&format!("{} of {total} files failed", t.failed));
         }
         self.ctx.out.result(&format!("{total} files in {}: {}", self.dir.display(), parts.join(", ")));
     }
 
     fn error(&self, text: &str) {
-        self.board.borrow().suspend(|| output::error(text));
+        self.board.borrow().suspend(|| self.ctx.out.error(text));
     }
 
     /// A warning, once per command.

@@ -4,22 +4,24 @@ use p2p_core::protocol::FileInfo;
 use p2p_core::units;
 use serde_json::json;
 
-use super::{client_config, client_net, targets, with_each_peer};
+use super::{client_config, client_net, report_listing, targets, with_each_peer};
 use crate::args::Filelist;
-use crate::output;
 use crate::{Context, Status};
 
 pub(crate) fn run(ctx: &Context, args: Filelist) -> anyhow::Result<Status> {
     let targets = targets(ctx, &args.peers)?;
     let (net, id) = client_net(ctx, &targets)?;
-    let results = with_each_peer(ctx, &net, &targets, &client_config(args.timeout, &id), |mut s| async move {
+    let Some(results) = with_each_peer(ctx, &net, &targets, &client_config(args.timeout, &id), |mut s| async move {
         let files = s.list().await?;
         s.close().await;
         Ok(files)
-    });
+    }) else {
+        return Ok(Status::Cancelled);
+    };
 
     let mut all_ok = true;
     let mut doc = Vec::new();
+    let mut brief = Vec::new();
     for (arg, (target, result)) in args.peers.iter().zip(targets.iter().zip(results)) {
         let label = target.as_ref().map_or(arg.clone(), |t| t.label.clone());
         match result {
@@ -27,6 +29,8 @@ pub(crate) fn run(ctx: &Context, args: Filelist) -> anyhow::Result<Status> {
                 if let Ok(t) = target {
                     print_table(ctx, &t.display_via(&via.short()), &files);
                 }
+                report_listing(ctx, &label, &files);
+                brief.push(brief_listing(&label, &files));
                 let mut entry = json!({ "peer": label });
                 via.annotate(&mut entry);
                 entry["files"] = files.iter().map(file_json).collect::<Vec<_>>().into();
@@ -35,15 +39,27 @@ pub(crate) fn run(ctx: &Context, args: Filelist) -> anyhow::Result<Status> {
             Err(e) => {
                 all_ok = false;
                 match target {
-                    Ok(t) => output::error(&format!("{}: {e}", t.display())),
-                    Err(_) => output::error(&e),
+                    Ok(t) => ctx.out.error(&format!("{}: {e}", t.display())),
+                    Err(_) => ctx.out.error(&e),
                 }
                 doc.push(json!({ "peer": label, "error": e }));
             }
         }
     }
     ctx.out.json(&serde_json::Value::Array(doc));
+    if !brief.is_empty() {
+        ctx.out.brief(&brief.join("; "));
+    }
     Ok(all_ok.into())
+}
+
+/// One peer's files on part of a line: "peer1: a.txt (17 B), b.bin (2.0 MiB)".
+fn brief_listing(peer: &str, files: &[FileInfo]) -> String {
+    if files.is_empty() {
+        return format!("{peer}: no files");
+    }
+    let files: Vec<String> = files.iter().map(|f| format!("{} ({})", f.name.as_str(), units::bytes(f.size))).collect();
+    format!("{peer}: {}", files.join(", "))
 }
 
 fn file_json(f: &FileInfo) -> serde_json::Value {
