@@ -8,5 +8,6 @@ mod common;
 mod commands;
 mod failures;
 mod serve;
+mod shell;
 mod tls;
 mod usage;

@@ -8,14 +8,14 @@ use crate::args::{Download, Filelist, Upload};
 /// What `help` prints.
 pub(super) const OVERVIEW: &str = "\
 Commands (any letter case; the original tool's #FILELIST, #UPLOAD, #DOWNLOAD work too):
-  filelist PEER...          list the files of peers               #FILELIST peer1 peer2
-  upload FILE PEER...       push a file from ./served_files        #UPLOAD notes.txt peer2 peer3
-  download NAME PEER...     fetch a file from several peers        #DOWNLOAD notes.txt peer1 peer2
-  jobs                      the background jobs and their state
-  wait                      wait until the background jobs end
-  cancel N                  cancel background job N
-  help [COMMAND]            this, or a command's options           help download
-  exit, quit, Ctrl-D        leave
+  filelist PEER...        list the files of peers           #FILELIST peer1 peer2
+  upload FILE PEER...     push a file from ./served_files   #UPLOAD notes.txt peer2 peer3
+  download NAME PEER...   fetch a file from several peers   #DOWNLOAD notes.txt peer1 peer2
+  jobs                    the background jobs and their state
+  wait                    wait until the background jobs end
+  cancel N                cancel background job N
+  help [COMMAND]          this, or a command's options      help download
+  exit, quit, Ctrl-D      leave
 
 The one-shot commands' options work (download --all peer1, filelist --json peer1).
 End a line with & to run it in the background; its results are printed when it ends.
