@@ -9,5 +9,6 @@ mod commands;
 mod failures;
 mod index;
 mod serve;
+mod shell;
 mod tls;
 mod usage;

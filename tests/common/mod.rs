@@ -11,6 +11,7 @@
 pub mod fake;
 pub mod proxy;
 pub mod raw;
+pub mod term;
 pub mod tls;
 
 use std::io::{BufRead, BufReader};
@@ -345,7 +346,8 @@ fn replace_timing(s: &str) -> String {
     let after = &s[i + 4..];
     let num_end = after.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(after.len());
     if num_end == 0 || !after[num_end..].starts_with('s') {
-        return s.to_string();
+        // Not a timing (" in [ROOT]/…"); one may come later on the line.
+        return format!("{} in {}", &s[..i], replace_timing(after));
     }
     let mut rest = &after[num_end + 1..];
     if rest.starts_with(" (")

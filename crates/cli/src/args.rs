@@ -44,7 +44,8 @@ impl std::str::FromStr for UploadsArg {
                {command_name} init && {command_name} id\n\
                {command_name} tracker --listen 0.0.0.0:6969\n\
                {command_name} serve peer1 --tracker index.lan:6969\n\
-               {command_name} filelist --tracker index.lan:6969"
+               {command_name} filelist --tracker index.lan:6969\n\
+               {command_name} shell"
 )]
 pub(crate) struct Cli {
     /// print results as JSON on stdout (stable format, see the README)
@@ -80,6 +81,7 @@ pub(crate) enum Command {
     Download(Download),
     Tracker(Tracker),
     Peers(Peers),
+    Shell(Shell),
 }
 
 /// Create this peer's identity: a key, a self-signed certificate and p2p.ron.
@@ -389,4 +391,38 @@ pub(crate) struct Peers {
     /// the peer list (default: peer_settings.txt in . or ..)
     #[argh(option, arg_name = "FILE")]
     pub(crate) settings: Option<PathBuf>,
+}
+
+/// An interactive prompt for filelist, upload and download, as the original tool had.
+#[derive(FromArgs, Debug)]
+#[argh(
+    subcommand,
+    name = "shell",
+    note = "Commands: filelist PEER..., upload FILE PEER..., download NAME PEER... (with the options of the \
+            one-shot commands, e.g. download --all peer1), in any letter case and with or without the original \
+            tool's #: #FILELIST peer1 peer2, #UPLOAD notes.txt peer2 peer3, #DOWNLOAD notes.txt peer1 peer2. \
+            Options before `shell` (--json, -q, --settings, --config, --transport, --ca) hold for every command. \
+            Quote names with spaces (\"my file.txt\").\n\n\
+            End a line with & to run it in the background; `jobs` lists the background jobs and their state, \
+            `wait` waits for them, `cancel N` stops job N. A job's results are printed when it ends. \
+            `help` lists the commands, `help COMMAND` shows a command's options; `exit`, `quit` or Ctrl-D leave \
+            (a second `exit` cancels jobs still running).\n\n\
+            Tab completes command words, peer ids (from peer_settings.txt), names the peers listed in this \
+            session (for download) and files in ./served_files (for upload). Ctrl-C clears the line; while a \
+            command runs, Ctrl-C cancels it and the prompt comes back (a download keeps what arrived, and the \
+            same command resumes it). History is kept in .p2p/shell_history in a peer's folder (one holding \
+            served_files/ or p2p.ron), else in $XDG_STATE_HOME/p2p/shell_history (~/.local/state/p2p/...).\n\n\
+            Run from a peer's folder, as the original tool: uploads are read from and downloads land in its \
+            served_files, and the peer list is found in it or its parent.\n\n\
+            When standard input is not a terminal (p2p shell < script.txt), commands are read from it with no \
+            prompt, colours or progress: one result line per command on stdout, errors on stderr. Blank lines \
+            and comments (# and a space, or #!) are skipped; background jobs are waited for at the end. Exit \
+            status: 0 when every command succeeded, 1 when any failed, 130 when stopped by Ctrl-C.",
+    example = "{command_name}\n\
+               printf '#FILELIST peer1\\n#DOWNLOAD notes.txt peer1\\n' | {command_name}"
+)]
+pub(crate) struct Shell {
+    /// the history file (default: .p2p/shell_history in a peer's folder, else under $XDG_STATE_HOME or ~/.local/state)
+    #[argh(option, arg_name = "FILE")]
+    pub(crate) history: Option<PathBuf>,
 }

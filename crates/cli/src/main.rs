@@ -1,7 +1,8 @@
 //! `p2p`: share folders between machines you control.
 //!
-//! One-shot commands (`filelist`, `upload`, `download`) and the peer
-//! server (`serve`). Each subcommand lives in its own module under `cmd/`.
+//! One-shot commands (`filelist`, `upload`, `download`), the peer server
+//! (`serve`) and an interactive prompt that runs the one-shot commands
+//! (`shell`). Each subcommand lives in its own module under `cmd/`.
 
 mod args;
 mod cmd;
@@ -26,6 +27,10 @@ pub(crate) enum Status {
     Ok,
     /// At least one failed (each failure was reported).
     Failed,
+    /// Stopped before it was done (Ctrl-C, or `cancel` in the shell).
+    /// Whatever it was writing was dropped, and with it any partial
+    /// upload; a download keeps what arrived for the next try.
+    Cancelled,
 }
 
 /// A command line that cannot be run as given (exit status 2).
@@ -63,10 +68,19 @@ fn main() -> ExitCode {
         Command::Tracker(a) if !(a.quiet || cli.quiet) => "info",
         _ => "warn",
     };
-    init_logging(level);
+    // The shell sets up logging itself: on a terminal, log lines must not
+    // be written over the line being edited.
+    if !matches!(cli.command, Command::Shell(_)) {
+        init_logging(level, std::io::stderr, std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    }
     match cmd::run(cli) {
         Ok(Status::Ok) => ExitCode::SUCCESS,
         Ok(Status::Failed) => ExitCode::from(1),
+        Ok(Status::Cancelled) => {
+            // 130, as shells expect of a command stopped by Ctrl-C.
+            eprintln!("interrupted");
+            ExitCode::from(130)
+        }
         Err(e) => {
             output::error(&format!("{e:#}"));
             if e.is::<UsageError>() {
@@ -79,17 +93,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr. `serve` logs a line per transfer; the one-shot
-/// commands only warnings. `P2P_LOG` (e.g. `debug`) overrides.
-fn init_logging(default: &str) {
+/// Logs go to stderr (or where the shell says). `serve` logs a line per
+/// transfer; the other commands only warnings. `P2P_LOG` (e.g. `debug`)
+/// overrides.
+pub(crate) fn init_logging<W>(default: &str, writer: W, ansi: bool)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("P2P_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(filter)
-        .init();
+    tracing_subscriber::fmt().with_writer(writer).with_target(false).with_ansi(ansi).with_env_filter(filter).init();
 }
 
 impl From<bool> for Status {
@@ -110,4 +123,9 @@ pub(crate) struct Context {
     pub(crate) transport: net::Choice,
     /// `--ca`.
     pub(crate) ca: Option<std::path::PathBuf>,
+    /// What stops the command early.
+    pub(crate) cancel: cmd::Cancel,
+    /// Where the files that peers list are reported (the shell completes
+    /// names from them); `None` outside the shell.
+    pub(crate) listings: Option<std::sync::mpsc::Sender<cmd::Listing>>,
 }

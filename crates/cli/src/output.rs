@@ -1,25 +1,51 @@
 //! Writing results: tables for people, JSON for scripts, one line per
 //! failure on stderr. A closed stdout (`p2p filelist | head`) is not an
 //! error.
+//!
+//! A command writes through its [`Output`], never to stdout or stderr
+//! directly, so that the shell can run it in the background and keep what
+//! it says for later (a [`Sink::Capture`]) instead of printing over the
+//! line being edited.
 
 use std::io::{self, IsTerminal, Write};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use p2p_core::client::ClientError;
 use p2p_core::units;
 
 /// Where and how to print.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Output {
     pub(crate) json: bool,
     pub(crate) quiet: bool,
+    /// One line per command (the shell's scripts): a command prints its
+    /// one-line summary and nothing else on stdout. Set with `quiet`.
+    pub(crate) brief: bool,
+    pub(crate) sink: Sink,
+}
+
+/// Where the lines go.
+#[derive(Debug, Clone)]
+pub(crate) enum Sink {
+    /// The process's stdout and stderr.
+    Std,
+    /// Kept, in order, for whoever runs the command (a background job).
+    Capture(mpsc::Sender<Captured>),
+}
+
+/// A line a command said while its output was captured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Captured {
+    Out(String),
+    Err(String),
 }
 
 impl Output {
     /// A line for people on stdout (nothing in JSON or quiet mode).
     pub(crate) fn line(&self, text: &str) {
         if !self.json && !self.quiet {
-            stdout(text);
+            self.out(text);
         }
     }
 
@@ -27,27 +53,62 @@ impl Output {
     /// (not in JSON mode).
     pub(crate) fn result(&self, text: &str) {
         if !self.json {
-            stdout(text);
+            self.out(text);
+        }
+    }
+
+    /// A command's whole result in one line, printed in brief mode only,
+    /// for commands whose result line would otherwise be a table or a line
+    /// per peer.
+    pub(crate) fn brief(&self, text: &str) {
+        if self.brief && !self.json {
+            self.out(text);
         }
     }
 
     /// A JSON document on stdout.
     pub(crate) fn json(&self, value: &serde_json::Value) {
         if self.json {
-            stdout(&value.to_string());
+            self.out(&value.to_string());
         }
     }
 
     /// A warning on stderr (not in quiet mode).
     pub(crate) fn warn(&self, text: &str) {
         if !self.quiet {
-            eprintln!("warning: {text}");
+            self.err(&format!("warning: {text}"));
         }
     }
 
-    /// Whether to draw live progress on stderr.
+    /// One failure, on stderr.
+    pub(crate) fn error(&self, text: &str) {
+        self.err(&format!("error: {text}"));
+    }
+
+    /// Whether to draw live progress on stderr: on a terminal, and only
+    /// for a command whose output is not being kept for later.
     pub(crate) fn progress(&self) -> bool {
-        !self.quiet && !self.json && io::stderr().is_terminal()
+        !self.quiet && !self.json && matches!(self.sink, Sink::Std) && io::stderr().is_terminal()
+    }
+
+    fn out(&self, text: &str) {
+        match &self.sink {
+            Sink::Std => stdout(text),
+            // The receiver is gone only once the job's results were
+            // reported: nobody is left to tell.
+            Sink::Capture(tx) => {
+                let _ = tx.send(Captured::Out(text.to_owned()));
+            }
+        }
+    }
+
+    fn err(&self, text: &str) {
+        match &self.sink {
+            Sink::Std => eprintln!("{text}"),
+            Sink::Capture(tx) => {
+                let _ = tx.send(Captured::Err(text.to_owned()));
+            }
+        }
     }
 }
 
@@ -56,7 +117,8 @@ pub(crate) fn error(text: &str) {
     eprintln!("error: {text}");
 }
 
-fn stdout(text: &str) {
+/// A line on stdout.
+pub(crate) fn stdout(text: &str) {
     let mut out = io::stdout().lock();
     if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush())
         && e.kind() == io::ErrorKind::BrokenPipe

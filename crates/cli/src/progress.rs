@@ -4,15 +4,23 @@
 //! when stderr is not a terminal, with `-q` or with `--json`, so the
 //! output of scripts never holds progress.
 
+use std::io;
 use std::time::{Duration, Instant};
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 use p2p_core::download::Progress;
 use p2p_core::units;
 
 /// Files smaller than this get no bar of their own among many (it would
 /// only flash).
 const SMALL: u64 = 4 << 20;
+
+/// Columns the bars leave free at the right edge. indicatif pads a bar to
+/// the terminal's width and leaves the cursor there; the terminal's echo
+/// of Ctrl-C (`^C`) then wrapped to a line of its own, indicatif's final
+/// clear erased that line instead of the bar, and the bar stayed on the
+/// screen with "interrupted" (or the shell's "cancelled") after it.
+const ROOM_FOR_CTRL_C: u16 = 3;
 
 /// Where the bars are drawn.
 pub(crate) struct Board {
@@ -31,7 +39,11 @@ struct Total {
 impl Board {
     /// Bars on stderr if `on`, else a board that draws nothing.
     pub(crate) fn new(on: bool) -> Self {
-        let target = if on { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let target = if on {
+            ProgressDrawTarget::term_like(Box::new(Stderr(console::Term::stderr())))
+        } else {
+            ProgressDrawTarget::hidden()
+        };
         Self { multi: MultiProgress::with_draw_target(target), on, total: None }
     }
 
@@ -125,5 +137,51 @@ impl Drop for FileBar {
                 multi.remove(&bar);
             }
         }
+    }
+}
+
+/// stderr as the bars see it: a little narrower than it is.
+#[derive(Debug)]
+struct Stderr(console::Term);
+
+impl TermLike for Stderr {
+    fn width(&self) -> u16 {
+        self.0.size().1.saturating_sub(ROOM_FOR_CTRL_C).max(1)
+    }
+
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+
+    fn move_cursor_up(&self, n: usize) -> io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+
+    fn move_cursor_down(&self, n: usize) -> io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+
+    fn move_cursor_right(&self, n: usize) -> io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+
+    fn move_cursor_left(&self, n: usize) -> io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+
+    fn write_line(&self, s: &str) -> io::Result<()> {
+        self.0.write_line(s)
+    }
+
+    fn write_str(&self, s: &str) -> io::Result<()> {
+        self.0.write_str(s)
+    }
+
+    fn clear_line(&self) -> io::Result<()> {
+        self.0.clear_line()
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.0.flush()
     }
 }

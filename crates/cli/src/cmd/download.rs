@@ -24,7 +24,7 @@ use p2p_core::units;
 use p2p_host::{FsStore, SmolRuntime};
 use serde_json::json;
 
-use super::{client_config, client_net, interrupted, report_unresolved, require_tracker, targets, until_interrupted};
+use super::{client_config, client_net, report_unresolved, require_tracker, targets, until_cancelled};
 use crate::args::Download;
 use crate::net::Net;
 use crate::output::{self, transfer};
@@ -54,11 +54,13 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
         let index = require_tracker(ctx, args.tracker.as_deref())?;
         let (net, id) = client_net(ctx, &[Ok(index.clone())])?;
         let config = client_config(args.timeout, &id);
-        let Some(online) = until_interrupted(rt, online_peers(&net, rt, &index, &config)) else { interrupted() };
+        let Some(online) = until_cancelled(ctx, online_peers(&net, rt, &index, &config)) else {
+            return Ok(Status::Cancelled);
+        };
         match online {
             Ok(targets) => (targets.into_iter().map(Ok).collect(), Some(index)),
             Err(e) => {
-                output::error(&format!("{}: {e}", index.display()));
+                ctx.out.error(&format!("{}: {e}", index.display()));
                 ctx.out.json(&json!({ "index": index.label, "error": e }));
                 return Ok(Status::Failed);
             }
@@ -66,14 +68,14 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
     } else {
         (targets(ctx, &peers)?, None)
     };
-    let resolved_all = report_unresolved(&targets);
+    let resolved_all = report_unresolved(&ctx.out, &targets);
     let named: Vec<SourceSpec> =
         targets.iter().flatten().map(|t| SourceSpec { label: t.label.clone(), addr: t.addr.clone() }).collect();
     if named.is_empty() {
         let what = wanted.first().map(ToString::to_string).unwrap_or_default();
         let why = if index.is_some() { "no peer is online" } else { "no usable peer" };
         if index.is_some() {
-            output::error(&format!("{what}: {why} (the index knows none)"));
+            ctx.out.error(&format!("{what}: {why} (the index knows none)"));
         }
         ctx.out.json(&json!({ "name": what, "error": why }));
         return Ok(Status::Failed);
@@ -104,7 +106,7 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
         if args.all {
             let listed = job.list_all().await;
             if listed.is_empty() {
-                output::error("the peers serve no files (or none could be listed)");
+                ctx.out.error("the peers serve no files (or none could be listed)");
                 return false;
             }
             let known: HashSet<Wanted> = wanted.iter().cloned().collect();
@@ -112,9 +114,9 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
         }
         job.fetch_all(wanted, args.parallel).await
     };
-    let finished = until_interrupted(rt, run);
+    let finished = until_cancelled(ctx, run);
     job.board.borrow_mut().clear();
-    let Some(all_ok) = finished else { interrupted() };
+    let Some(all_ok) = finished else { return Ok(Status::Cancelled) };
     rt.block_on(downloader.close());
     if job.many {
         job.summary();
@@ -480,13 +482,13 @@ impl Job<'_> {
         }
         if t.failed > 0 {
             parts.push(format!("{} failed", t.failed));
-            output::error(&format!("{} of {total} files failed", t.failed));
+            self.ctx.out.error(&format!("{} of {total} files failed", t.failed));
         }
         self.ctx.out.result(&format!("{total} files in {}: {}", self.dir.display(), parts.join(", ")));
     }
 
     fn error(&self, text: &str) {
-        self.board.borrow().suspend(|| output::error(text));
+        self.board.borrow().suspend(|| self.ctx.out.error(text));
     }
 
     /// A warning, once per command.

@@ -7,7 +7,7 @@ use serde_json::json;
 use p2p_core::client::Session;
 use p2p_core::protocol::IndexedFile;
 
-use super::{client_config, client_net, interrupted, require_tracker, targets, until_interrupted, with_each_peer};
+use super::{client_config, client_net, report_listing, require_tracker, targets, until_cancelled, with_each_peer};
 use crate::args::Filelist;
 use crate::output;
 use crate::{Context, Status};
@@ -18,14 +18,17 @@ pub(crate) fn run(ctx: &Context, args: Filelist) -> anyhow::Result<Status> {
     }
     let targets = targets(ctx, &args.peers)?;
     let (net, id) = client_net(ctx, &targets)?;
-    let results = with_each_peer(ctx, &net, &targets, &client_config(args.timeout, &id), |mut s| async move {
+    let Some(results) = with_each_peer(ctx, &net, &targets, &client_config(args.timeout, &id), |mut s| async move {
         let files = s.list().await?;
         s.close().await;
         Ok(files)
-    });
+    }) else {
+        return Ok(Status::Cancelled);
+    };
 
     let mut all_ok = true;
     let mut doc = Vec::new();
+    let mut brief = Vec::new();
     for (arg, (target, result)) in args.peers.iter().zip(targets.iter().zip(results)) {
         let label = target.as_ref().map_or(arg.clone(), |t| t.label.clone());
         match result {
@@ -33,6 +36,8 @@ pub(crate) fn run(ctx: &Context, args: Filelist) -> anyhow::Result<Status> {
                 if let Ok(t) = target {
                     print_table(ctx, &t.display_via(&via.short()), &files);
                 }
+                report_listing(ctx, &label, &files);
+                brief.push(brief_listing(&label, &files));
                 let mut entry = json!({ "peer": label });
                 via.annotate(&mut entry);
                 entry["files"] = files.iter().map(file_json).collect::<Vec<_>>().into();
@@ -41,15 +46,27 @@ pub(crate) fn run(ctx: &Context, args: Filelist) -> anyhow::Result<Status> {
             Err(e) => {
                 all_ok = false;
                 match target {
-                    Ok(t) => output::error(&format!("{}: {e}", t.display())),
-                    Err(_) => output::error(&e),
+                    Ok(t) => ctx.out.error(&format!("{}: {e}", t.display())),
+                    Err(_) => ctx.out.error(&e),
                 }
                 doc.push(json!({ "peer": label, "error": e }));
             }
         }
     }
     ctx.out.json(&serde_json::Value::Array(doc));
+    if !brief.is_empty() {
+        ctx.out.brief(&brief.join("; "));
+    }
     Ok(all_ok.into())
+}
+
+/// One peer's files on part of a line: "peer1: a.txt (17 B), b.bin (2.0 MiB)".
+fn brief_listing(peer: &str, files: &[FileInfo]) -> String {
+    if files.is_empty() {
+        return format!("{peer}: no files");
+    }
+    let files: Vec<String> = files.iter().map(|f| format!("{} ({})", f.name.as_str(), units::bytes(f.size))).collect();
+    format!("{peer}: {}", files.join(", "))
 }
 
 fn file_json(f: &FileInfo) -> serde_json::Value {
@@ -79,7 +96,7 @@ fn network(ctx: &Context, args: &Filelist) -> anyhow::Result<Status> {
     let (net, id) = client_net(ctx, &[Ok(index.clone())])?;
     let config = client_config(args.timeout, &id);
     let rt = &ctx.rt;
-    let asked = until_interrupted(rt, async {
+    let asked = until_cancelled(ctx, async {
         let mut s = Session::connect(&net, rt, &index.addr, &config).await?;
         if !s.is_index() {
             return Ok(None);
@@ -89,16 +106,16 @@ fn network(ctx: &Context, args: &Filelist) -> anyhow::Result<Status> {
         s.close().await;
         Ok::<_, p2p_core::client::ClientError>(Some((files, via)))
     });
-    let Some(asked) = asked else { interrupted() };
+    let Some(asked) = asked else { return Ok(Status::Cancelled) };
     let (files, via) = match asked {
         Ok(Some(found)) => found,
         Ok(None) => {
-            output::error(&format!("{}: not an index (it serves files: name it as a PEER instead)", index.display()));
+            ctx.out.error(&format!("{}: not an index (it serves files: name it as a PEER instead)", index.display()));
             return Ok(Status::Failed);
         }
         Err(e) => {
             let e = output::describe(&e);
-            output::error(&format!("{}: {e}", index.display()));
+            ctx.out.error(&format!("{}: {e}", index.display()));
             ctx.out.json(&json!({ "index": index.label, "error": e }));
             return Ok(Status::Failed);
         }
@@ -115,9 +132,15 @@ fn network(ctx: &Context, args: &Filelist) -> anyhow::Result<Status> {
     for (f, size) in files.iter().zip(&sizes) {
         let name = f.info.name.as_str();
         let pad = name_w - name.chars().count();
-        let peers = if f.sources == 1 { "1 peer".to_string() } else { format!("{} peers", f.sources) };
+        let peers = format!("{} peer{}", f.sources, plural(f.sources));
         ctx.out.line(&format!("  {name}{:pad$}  {size:>size_w$}  {}  {peers}", "", f.info.hash));
     }
+    report_listing(ctx, &index.label, &files.iter().map(|f| f.info.clone()).collect::<Vec<_>>());
+    let brief: Vec<String> = files
+        .iter()
+        .map(|f| format!("{} ({}, {} peer{})", f.info.name, units::bytes(f.info.size), f.sources, plural(f.sources)))
+        .collect();
+    ctx.out.brief(&format!("the network: {}", if brief.is_empty() { "no files".into() } else { brief.join(", ") }));
     let mut doc = json!({ "index": index.label });
     via.annotate(&mut doc);
     doc["files"] = files.iter().map(indexed_json).collect::<Vec<_>>().into();
@@ -129,4 +152,8 @@ fn indexed_json(f: &IndexedFile) -> serde_json::Value {
     let mut v = file_json(&f.info);
     v["sources"] = f.sources.into();
     v
+}
+
+fn plural(n: u32) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }

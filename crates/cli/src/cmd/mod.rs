@@ -6,14 +6,17 @@ mod id;
 mod init;
 mod peers;
 mod serve;
+mod shell;
 mod tracker;
 mod upload;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_lite::StreamExt;
 use p2p_core::client::{ClientConfig, ClientError, Session};
+use p2p_core::protocol::FileInfo;
 use p2p_core::runtime::Runtime;
 use p2p_core::transport::Fingerprint;
 use p2p_host::SmolRuntime;
@@ -21,7 +24,7 @@ use p2p_host::SmolRuntime;
 use crate::args::{Cli, Command};
 use crate::config::Loaded;
 use crate::net::{self, Choice, Net, NetStream};
-use crate::output::{self, Output};
+use crate::output::{self, Output, Sink};
 use crate::peers::{Target, resolve};
 use crate::settings::PeerList;
 use crate::{Context, Status, UsageError};
@@ -29,7 +32,39 @@ use crate::{Context, Status, UsageError};
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<Status> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1);
-    let (json, quiet, settings, transport, ca) = match &cli.command {
+    let rt = SmolRuntime::new(threads);
+    let globals = Globals {
+        json: cli.json,
+        quiet: cli.quiet,
+        settings: cli.settings,
+        config: cli.config,
+        transport: cli.transport,
+        ca: cli.ca,
+    };
+    match cli.command {
+        Command::Shell(args) => shell::run(rt, &globals, args),
+        command => {
+            let ctx = context(rt, &globals, &command, Sink::Std, Cancel::Signals);
+            execute(&ctx, command)
+        }
+    }
+}
+
+/// The options given before the subcommand: they hold for every command
+/// the process runs (the shell runs many).
+#[derive(Debug, Clone)]
+pub(crate) struct Globals {
+    pub(crate) json: bool,
+    pub(crate) quiet: bool,
+    pub(crate) settings: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
+    pub(crate) transport: Option<Choice>,
+    pub(crate) ca: Option<PathBuf>,
+}
+
+/// The context `command` runs in: its own options, else the global ones.
+pub(crate) fn context(rt: SmolRuntime, globals: &Globals, command: &Command, sink: Sink, cancel: Cancel) -> Context {
+    let (json, quiet, settings, transport, ca) = match command {
         Command::Init(a) => (a.json, false, None, None, None),
         Command::Id(a) => (a.json, false, None, None, None),
         Command::Serve(a) => (a.json, a.quiet, a.settings.clone(), a.transport, a.ca.clone()),
@@ -38,24 +73,73 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<Status> {
         Command::Download(a) => (a.json, a.quiet, a.settings.clone(), a.transport, a.ca.clone()),
         Command::Tracker(a) => (a.json, a.quiet, a.settings.clone(), a.transport, a.ca.clone()),
         Command::Peers(a) => (a.json, a.quiet, a.settings.clone(), a.transport, a.ca.clone()),
+        Command::Shell(_) => (false, false, None, None, None),
     };
-    let ctx = Context {
-        rt: SmolRuntime::new(threads),
-        out: Output { json: cli.json || json, quiet: cli.quiet || quiet },
-        settings: settings.or(cli.settings),
-        config: cli.config,
-        transport: transport.or(cli.transport).unwrap_or(Choice::Auto),
-        ca: ca.or(cli.ca),
-    };
-    match cli.command {
-        Command::Init(a) => init::run(&ctx, a),
-        Command::Id(a) => id::run(&ctx, a),
-        Command::Serve(a) => serve::run(&ctx, a),
-        Command::Filelist(a) => filelist::run(&ctx, a),
-        Command::Upload(a) => upload::run(&ctx, a),
-        Command::Download(a) => download::run(&ctx, a),
-        Command::Tracker(a) => tracker::run(&ctx, a),
-        Command::Peers(a) => peers::run(&ctx, a),
+    Context {
+        rt,
+        out: Output { json: globals.json || json, quiet: globals.quiet || quiet, brief: false, sink },
+        settings: settings.or_else(|| globals.settings.clone()),
+        config: globals.config.clone(),
+        transport: transport.or(globals.transport).unwrap_or(Choice::Auto),
+        ca: ca.or_else(|| globals.ca.clone()),
+        cancel,
+        listings: None,
+    }
+}
+
+/// Runs one command in `ctx`.
+pub(crate) fn execute(ctx: &Context, command: Command) -> anyhow::Result<Status> {
+    match command {
+        Command::Init(a) => init::run(ctx, a),
+        Command::Id(a) => id::run(ctx, a),
+        Command::Serve(a) => serve::run(ctx, a),
+        Command::Filelist(a) => filelist::run(ctx, a),
+        Command::Upload(a) => upload::run(ctx, a),
+        Command::Download(a) => download::run(ctx, a),
+        Command::Tracker(a) => tracker::run(ctx, a),
+        Command::Peers(a) => peers::run(ctx, a),
+        Command::Shell(_) => Err(UsageError("the shell does not run inside itself".into()).into()),
+    }
+}
+
+/// What stops a running command before it is done.
+#[derive(Debug, Clone)]
+pub(crate) enum Cancel {
+    /// Ctrl-C or SIGTERM: a one-shot command, which then exits with 130.
+    Signals,
+    /// A message on this channel, or its closing: the shell's commands.
+    /// The shell sends one on Ctrl-C to the command in the foreground, and
+    /// closes a background job's channel to cancel it.
+    On(async_channel::Receiver<()>),
+}
+
+impl Cancel {
+    /// Completes when the command should stop.
+    pub(crate) async fn requested(&self) {
+        match self {
+            Cancel::Signals => interrupt().await,
+            // A message and a closed channel both mean "stop".
+            Cancel::On(rx) => {
+                let _ = rx.recv().await;
+            }
+        }
+    }
+}
+
+/// The files one peer listed, reported to the shell.
+#[derive(Debug, Clone)]
+pub(crate) struct Listing {
+    /// The peer as named on the command line (its id, or `host:port`).
+    pub(crate) peer: String,
+    pub(crate) names: Vec<String>,
+}
+
+/// Tells the shell (if this runs in one) which files `peer` lists.
+pub(crate) fn report_listing(ctx: &Context, peer: &str, files: &[FileInfo]) {
+    if let Some(tx) = &ctx.listings {
+        let names = files.iter().map(|f| f.name.as_str().to_owned()).collect();
+        // The shell stopped listening only when it is ending.
+        let _ = tx.send(Listing { peer: peer.to_owned(), names });
     }
 }
 
@@ -128,14 +212,14 @@ impl Via {
 
 /// Opens a session with every resolved target at once and runs `op` on
 /// it. Results come in the order of `targets`; a target that could not be
-/// resolved keeps its reason. Ctrl-C ends the command.
+/// resolved keeps its reason. `None` if the command was cancelled.
 pub(crate) fn with_each_peer<T, F, Fut>(
     ctx: &Context,
     net: &Net,
     targets: &[Result<Target, String>],
     config: &ClientConfig,
     op: F,
-) -> Vec<Result<(T, Via), String>>
+) -> Option<Vec<Result<(T, Via), String>>>
 where
     T: Send + 'static,
     F: Fn(Session<NetStream, SmolRuntime>) -> Fut + Clone + Send + Sync + 'static,
@@ -166,10 +250,7 @@ where
         }
         results
     };
-    match until_interrupted(rt, run) {
-        Some(results) => results,
-        None => interrupted(),
-    }
+    until_cancelled(ctx, run)
 }
 
 /// Connection settings for the one-shot commands; `id` is announced to
@@ -192,31 +273,25 @@ pub(crate) async fn interrupt() {
     }
 }
 
-/// Runs `fut`; Ctrl-C or SIGTERM drops it instead (which removes partial
-/// files) and returns `None`.
-pub(crate) fn until_interrupted<F: Future>(rt: &SmolRuntime, fut: F) -> Option<F::Output> {
-    rt.block_on(futures_lite::future::or(async { Some(fut.await) }, async {
-        interrupt().await;
+/// Runs `fut` on this thread; if the command is cancelled first (see
+/// [`Cancel`]), drops it instead, which removes partial uploads and leaves
+/// a download's partial file for the next try, and returns `None`: the
+/// command then returns [`Status::Cancelled`].
+pub(crate) fn until_cancelled<F: Future>(ctx: &Context, fut: F) -> Option<F::Output> {
+    ctx.rt.block_on(futures_lite::future::or(async { Some(fut.await) }, async {
+        ctx.cancel.requested().await;
         None
     }))
 }
 
 /// Reports peers that could not be resolved; returns whether all could.
-pub(crate) fn report_unresolved(targets: &[Result<Target, String>]) -> bool {
+pub(crate) fn report_unresolved(out: &Output, targets: &[Result<Target, String>]) -> bool {
     let mut ok = true;
     for t in targets {
         if let Err(e) = t {
-            output::error(e);
+            out.error(e);
             ok = false;
         }
     }
     ok
-}
-
-/// Ends a one-shot command stopped by Ctrl-C: status 130, as shells
-/// expect. Whatever it was writing has been dropped, and with it any
-/// partial file.
-pub(crate) fn interrupted() -> ! {
-    eprintln!("interrupted");
-    std::process::exit(130)
 }

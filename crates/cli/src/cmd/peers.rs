@@ -3,7 +3,7 @@
 use p2p_core::client::Session;
 use serde_json::json;
 
-use super::{client_config, client_net, interrupted, require_tracker, until_interrupted};
+use super::{client_config, client_net, require_tracker, until_cancelled};
 use crate::args::Peers;
 use crate::output;
 use crate::{Context, Status};
@@ -13,7 +13,7 @@ pub(crate) fn run(ctx: &Context, args: Peers) -> anyhow::Result<Status> {
     let (net, id) = client_net(ctx, &[Ok(index.clone())])?;
     let config = client_config(args.timeout, &id);
     let rt = &ctx.rt;
-    let asked = until_interrupted(rt, async {
+    let asked = until_cancelled(ctx, async {
         let mut s = Session::connect(&net, rt, &index.addr, &config).await?;
         if !s.is_index() {
             return Ok(None);
@@ -23,15 +23,15 @@ pub(crate) fn run(ctx: &Context, args: Peers) -> anyhow::Result<Status> {
         s.close().await;
         Ok::<_, p2p_core::client::ClientError>(Some((peers, via)))
     });
-    let Some(asked) = asked else { interrupted() };
+    let Some(asked) = asked else { return Ok(Status::Cancelled) };
     let (peers, via) = match asked {
         Ok(Some(found)) => found,
         Ok(None) => {
-            output::error(&format!("{}: not an index (it serves files: name it as a PEER instead)", index.display()));
+            ctx.out.error(&format!("{}: not an index (it serves files: name it as a PEER instead)", index.display()));
             return Ok(Status::Failed);
         }
         Err(e) => {
-            output::error(&format!("{}: {}", index.display(), output::describe(&e)));
+            ctx.out.error(&format!("{}: {}", index.display(), output::describe(&e)));
             return Ok(Status::Failed);
         }
     };

@@ -12,9 +12,9 @@ use p2p_core::store::Store;
 use p2p_host::{FsFile, FsStore};
 use serde_json::json;
 
-use super::{client_config, client_net, interrupted, targets, until_interrupted, with_each_peer};
+use super::{client_config, client_net, targets, until_cancelled, with_each_peer};
 use crate::args::Upload;
-use crate::output::{self, transfer};
+use crate::output::transfer;
 use crate::{Context, Status};
 
 /// The folder FILE is looked up in first, as in the original tool.
@@ -23,12 +23,12 @@ const SERVED: &str = "served_files";
 pub(crate) fn run(ctx: &Context, args: Upload) -> anyhow::Result<Status> {
     let targets = targets(ctx, &args.peers)?;
     let rt = &ctx.rt;
-    let Some(local) = until_interrupted(rt, open_local(&args.file)) else { interrupted() };
+    let Some(local) = until_cancelled(ctx, open_local(&args.file)) else { return Ok(Status::Cancelled) };
     let (file, entry) = local?;
     let file = Arc::new(file);
     let (net, id) = client_net(ctx, &targets)?;
     let (rt2, upload) = (rt.clone(), entry.clone());
-    let results = with_each_peer(ctx, &net, &targets, &client_config(args.timeout, &id), move |mut s| {
+    let Some(results) = with_each_peer(ctx, &net, &targets, &client_config(args.timeout, &id), move |mut s| {
         let (rt, file, entry) = (rt2.clone(), file.clone(), upload.clone());
         async move {
             let started = rt.now();
@@ -36,11 +36,15 @@ pub(crate) fn run(ctx: &Context, args: Upload) -> anyhow::Result<Status> {
             s.close().await;
             Ok((outcome, rt.now() - started))
         }
-    });
+    }) else {
+        return Ok(Status::Cancelled);
+    };
 
     let name = &entry.info.name;
     let mut all_ok = true;
     let mut doc = Vec::new();
+    // The one-line result of a script: who stored it, who had it.
+    let (mut stored, mut unchanged) = (Vec::new(), Vec::new());
     for (arg, (target, result)) in args.peers.iter().zip(targets.iter().zip(results)) {
         let label = target.as_ref().map_or(arg.clone(), |t| t.label.clone());
         let shown = target.as_ref().map_or(arg.clone(), |t| t.display());
@@ -50,10 +54,12 @@ pub(crate) fn run(ctx: &Context, args: Upload) -> anyhow::Result<Status> {
                 let status = match outcome {
                     StoreOutcome::Stored => {
                         ctx.out.line(&format!("{shown}: stored {name} ({})", transfer(entry.info.size, took)));
+                        stored.push(label.clone());
                         "stored"
                     }
                     StoreOutcome::Unchanged => {
                         ctx.out.line(&format!("{shown}: {name} unchanged (the peer already has this exact file)"));
+                        unchanged.push(label.clone());
                         "unchanged"
                     }
                 };
@@ -64,14 +70,22 @@ pub(crate) fn run(ctx: &Context, args: Upload) -> anyhow::Result<Status> {
             Err(e) => {
                 all_ok = false;
                 match target {
-                    Ok(_) => output::error(&format!("{shown}: {e}")),
-                    Err(_) => output::error(&e),
+                    Ok(_) => ctx.out.error(&format!("{shown}: {e}")),
+                    Err(_) => ctx.out.error(&e),
                 }
                 doc.push(json!({ "peer": label, "status": "error", "error": e }));
             }
         }
     }
     ctx.out.json(&serde_json::Value::Array(doc));
+    let brief: Vec<String> = [("stored on", stored), ("unchanged on", unchanged)]
+        .into_iter()
+        .filter(|(_, peers)| !peers.is_empty())
+        .map(|(what, peers)| format!("{what} {}", peers.join(", ")))
+        .collect();
+    if !brief.is_empty() {
+        ctx.out.brief(&format!("{name}: {}", brief.join("; ")));
+    }
     Ok(all_ok.into())
 }
 
