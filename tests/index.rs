@@ -46,7 +46,17 @@ fn files_come_and_go_and_downloads_need_no_peer_names(mode: Mode) {
     net.put("peer2", "new.txt", b"fresh\n");
     assert!(eventually(DEADLINE, || lists(&net, &[("big.bin", 2), ("new.txt", 1)])), "{:?}", network(&net));
     eprintln!("a new file reached the index after {:?}", dropped.elapsed());
-    std::fs::remove_file(net.served("peer2").join("new.txt")).unwrap();
+    // Renamed: the new name replaces the old. Rewritten: the new content
+    // replaces the old.
+    std::fs::rename(net.served("peer2").join("new.txt"), net.served("peer2").join("renamed.txt")).unwrap();
+    assert!(eventually(DEADLINE, || lists(&net, &[("big.bin", 2), ("renamed.txt", 1)])), "{:?}", network(&net));
+    net.put("peer2", "renamed.txt", b"changed\n");
+    let changed = || {
+        let run = net.p2p(&["--json", "filelist", "--tracker", "tracker"]);
+        run.stdout.contains(&b3(b"changed\n")) && !run.stdout.contains(&b3(b"fresh\n"))
+    };
+    assert!(eventually(DEADLINE, changed), "{:?}", network(&net));
+    std::fs::remove_file(net.served("peer2").join("renamed.txt")).unwrap();
     assert!(eventually(DEADLINE, || lists(&net, &[("big.bin", 2)])), "{:?}", network(&net));
 
     let run = net.p2p(&["filelist", "--tracker", "tracker"]);
@@ -79,6 +89,26 @@ fn files_come_and_go_and_downloads_need_no_peer_names(mode: Mode) {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert!(run.stdout.contains("downloaded other.txt"), "{}", run.stdout);
     assert!(run.stdout.contains("big.bin: already in"), "{}", run.stdout);
+}
+
+/// 10,000 files dropped into a folder at once reach the index in a few
+/// publishes, not one by one.
+fn a_burst_of_files_is_published_in_batches(mode: Mode) {
+    let net = Net::start_indexed(mode, &["peer1"], 30);
+    assert!(eventually(DEADLINE, || online(&net) == ["peer1"]));
+    let dir = net.served("peer1");
+    for i in 0..10_000 {
+        std::fs::write(dir.join(format!("f{i:05}.txt")), i.to_string()).unwrap();
+    }
+    // Asked through `peers`, which counts a peer's files: cheap to poll.
+    let listed = || {
+        let run = net.p2p(&["--json", "peers", "--tracker", "tracker"]);
+        net.json(&run.stdout)[0]["files"].as_u64().unwrap_or(0)
+    };
+    assert!(eventually(Duration::from_secs(60), || listed() == 10_000), "{} files listed", listed());
+    let publishes = net.log("peer1").matches("published to the index:").count();
+    eprintln!("10,000 new files reached the index in {publishes} publishes");
+    assert!((1..=6).contains(&publishes), "{publishes} publishes:\n{}", net.log("peer1"));
 }
 
 fn a_killed_peer_leaves_the_index_and_downloads_go_on(mode: Mode) {
@@ -197,9 +227,106 @@ fn tcp_a_peer_serving_bad_data_is_reported_and_left_out() {
     a_peer_serving_bad_data_is_reported_and_left_out();
 }
 
+#[test]
+fn tcp_a_burst_of_files_is_published_in_batches() {
+    a_burst_of_files_is_published_in_batches(Mode::Tcp);
+}
+
 both_modes!(
     files_come_and_go_and_downloads_need_no_peer_names,
     a_killed_peer_leaves_the_index_and_downloads_go_on,
     a_name_with_two_contents_asks_for_a_hash,
     peers_announce_again_when_the_index_restarts,
 );
+
+/// The hybrid design's config.json, written as its README shows it, with
+/// an openssl-made certificate: the server section runs the index, the
+/// client section makes a peer that serves, lists and downloads.
+#[test]
+fn config_json_runs_the_index_and_points_peers_at_it() {
+    use std::process::{Command, Stdio};
+
+    let root = tempfile::tempdir().unwrap();
+    let server = root.path().join("server");
+    std::fs::create_dir_all(&server).unwrap();
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:4096", "-keyout", "key.pem", "-out", "cert.pem", "-days", "365"])
+        .args(["-nodes", "-subj", "/CN=127.0.0.1"])
+        .current_dir(&server)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success(), "openssl made a certificate");
+    let port = crate::common::dead_port();
+    let config = |dir: &str| {
+        format!(
+            r#"{{
+  "server": {{
+    "host": "127.0.0.1",
+    "port": {port},
+    "certificate_path": "{cert}",
+    "key_path": "{key}"
+  }},
+  "client": {{
+    "server_host": "127.0.0.1",
+    "server_port": {port},
+    "shared_files_directory": "{dir}/shared",
+    "downloads_directory": "{dir}/downloads"
+  }}
+}}
+"#,
+            cert = server.join("cert.pem").display(),
+            key = server.join("key.pem").display(),
+            dir = root.path().join(dir).display(),
+        )
+    };
+    for who in ["server", "alice", "bob"] {
+        std::fs::create_dir_all(root.path().join(who).join("shared")).unwrap();
+        std::fs::write(root.path().join(who).join("config.json"), config(who)).unwrap();
+    }
+    std::fs::write(root.path().join("alice/shared/notes.txt"), b"from alice\n").unwrap();
+    let spawn = |who: &str, args: &[&str]| {
+        let mut child = Command::new(crate::common::P2P)
+            .args(["--config", "config.json"])
+            .args(args)
+            .current_dir(root.path().join(who))
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(root.path().join(format!("{who}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        let addr = crate::common::first_line_address(&mut child);
+        Killed(child, addr)
+    };
+    let index = spawn("server", &["tracker"]);
+    assert_eq!(index.1, format!("127.0.0.1:{port}"), "the server section's host and port");
+    let _alice = spawn("alice", &["serve", "--listen", "127.0.0.1:0"]);
+
+    let bob = |args: &[&str]| {
+        let mut all = vec!["--config", "config.json"];
+        all.extend_from_slice(args);
+        crate::common::run_in(&root.path().join("bob"), &all)
+    };
+    let listed = || {
+        let run = bob(&["--json", "filelist"]);
+        run.code == 0 && run.stdout.contains("\"notes.txt\"")
+    };
+    assert!(eventually(DEADLINE, listed), "{}", std::fs::read_to_string(root.path().join("alice.log")).unwrap());
+    let run = bob(&["--json", "filelist"]);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["transport"], "tls", "TLS to the index, pinned to the server's certificate");
+    let run = bob(&["download", "notes.txt"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(std::fs::read(root.path().join("bob/downloads/notes.txt")).unwrap(), b"from alice\n");
+    assert!(root.path().join("bob/p2p.ron").is_file(), "the peer made an identity of its own");
+}
+
+/// A child process killed when dropped, and the address it printed.
+struct Killed(std::process::Child, String);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -394,7 +394,7 @@ pub fn wait_with_deadline(child: Child, deadline: Duration) -> Run {
 }
 
 /// Reads the "serving ... on ADDR (tcp)" line a server prints first.
-fn first_line_address(child: &mut Child) -> String {
+pub fn first_line_address(child: &mut Child) -> String {
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

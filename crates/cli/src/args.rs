@@ -332,9 +332,9 @@ pub(crate) struct Download {
     example = "{command_name}\n{command_name} --listen 0.0.0.0:6969 --ttl 30\n{command_name} --private"
 )]
 pub(crate) struct Tracker {
-    /// where to listen (default 0.0.0.0:6969; port 0 picks a free one)
-    #[argh(option, default = "String::from(\"0.0.0.0:6969\")", arg_name = "ADDR")]
-    pub(crate) listen: String,
+    /// where to listen (default: listen in p2p.ron, or host:port of config.json's server section, else 0.0.0.0:6969; port 0 picks a free one)
+    #[argh(option, arg_name = "ADDR")]
+    pub(crate) listen: Option<String>,
     /// seconds of silence after which a peer is forgotten (default 30)
     #[argh(option, default = "30", arg_name = "SECS")]
     pub(crate) ttl: u64,

@@ -52,6 +52,9 @@ pub(crate) struct Config {
     /// The served folder (default `served_files`).
     #[serde(default)]
     pub(crate) served: Option<PathBuf>,
+    /// Where downloads land (default: the served folder).
+    #[serde(default)]
+    pub(crate) downloads: Option<PathBuf>,
     /// A CA to trust instead of pins and first use.
     #[serde(default)]
     pub(crate) ca: Option<PathBuf>,
@@ -75,12 +78,17 @@ pub(crate) struct Config {
 pub(crate) struct Loaded {
     pub(crate) config: Config,
     pub(crate) path: PathBuf,
+    /// The index's side, where the file also describes one (the hybrid
+    /// design's config.json).
+    pub(crate) server: Option<Box<Loaded>>,
 }
 
 impl Loaded {
-    /// Loads `explicit`, or `./p2p.ron` if there is one.
+    /// Loads `explicit` (a `p2p.ron`, or the hybrid design's
+    /// `config.json`), or `./p2p.ron` if there is one.
     pub(crate) fn find(explicit: Option<&Path>) -> anyhow::Result<Option<Loaded>> {
         let path = match explicit {
+            Some(p) if crate::hybrid::is_hybrid(p) => return crate::hybrid::load(p).map(Some),
             Some(p) => p.to_owned(),
             None if Path::new(FILE_NAME).is_file() => PathBuf::from(FILE_NAME),
             None => return Ok(None),
@@ -91,7 +99,7 @@ impl Loaded {
         for (id, fp) in &config.pins {
             fp.parse::<Fingerprint>().map_err(|e| anyhow::anyhow!("{}: the pin for {id:?}: {e}", path.display()))?;
         }
-        Ok(Some(Loaded { config, path }))
+        Ok(Some(Loaded { config, path, server: None }))
     }
 
     /// A path from the config, made relative to the config's folder.
@@ -131,6 +139,7 @@ pub(crate) fn template(id: &str, listen: Option<&str>, cert: &str, key: &str) ->
         "// p2p peer configuration, written by `p2p init`. Paths are relative to this file.\n\
          (\n    id: {id:?},\n    cert: {cert:?},\n    key: {key:?},\n{listen}\
          \x20   // served: Some(\"served_files\"),\n\
+         \x20   // downloads: Some(\"downloads\"),  // else the served folder\n\
          \x20   // uploads: Some(KnownPeers),   // Nobody | KnownPeers | Anyone\n\
          \x20   // private: false,               // true: only known peers may list and download\n\
          \x20   // ca: Some(\"ca.pem\"),           // trust certificates issued by this CA\n\

@@ -7,6 +7,7 @@
 mod args;
 mod cmd;
 mod config;
+mod hybrid;
 mod net;
 mod output;
 mod peers;

@@ -18,6 +18,11 @@ use crate::name::FileName;
 use crate::protocol::FileInfo;
 use crate::store::{FileMeta, Store, StoreError};
 
+/// Files smaller than this are hashed again after a restart rather than
+/// cached on disk: reading them is as quick as reading a cache record, and
+/// a folder of many small files would get as many records.
+const CACHE_FROM: u64 = 1 << 20;
+
 /// How often a file that keeps changing under the hasher is retried.
 const HASH_ATTEMPTS: usize = 3;
 
@@ -196,7 +201,9 @@ impl<S: Store> Catalog<S> {
     }
 
     async fn load_or_hash(&self, meta: &FileMeta) -> Result<Arc<Manifest>, StoreError> {
-        if let Some(m) = self.load(meta).await {
+        if meta.size >= CACHE_FROM
+            && let Some(m) = self.load(meta).await
+        {
             return Ok(Arc::new(m));
         }
         let (hashed_meta, manifest) = self.store.hash(&meta.name).await?;
@@ -219,6 +226,9 @@ impl<S: Store> Catalog<S> {
     }
 
     async fn save(&self, meta: &FileMeta, manifest: &Manifest) {
+        if meta.size < CACHE_FROM {
+            return;
+        }
         let record = Record {
             name: meta.name.to_string(),
             size: meta.size,

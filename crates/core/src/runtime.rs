@@ -7,6 +7,8 @@
 
 use std::future::Future;
 use std::ops::{Add, Sub};
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 pub use async_task::Task;
@@ -76,6 +78,26 @@ pub trait Runtime: Clone + Send + Sync + 'static {
 
     /// A random number from the runtime's source (seeded in simulations).
     fn random_u64(&self) -> u64;
+}
+
+/// Runs every future to its end, on this task; their outputs in order.
+pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    futures_lite::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// Returned by [`timeout`] when the time ran out first.

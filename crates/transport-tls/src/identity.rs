@@ -181,6 +181,17 @@ impl Clone for Identity {
     }
 }
 
+/// The fingerprint of the first certificate of a PEM file: what a peer
+/// that uses it presents, for pinning it.
+pub fn fingerprint_of_pem(cert: &Path) -> Result<Fingerprint, IdentityError> {
+    let pem = std::fs::read(cert).map_err(|source| IdentityError::Io { path: cert.to_owned(), source })?;
+    match CertificateDer::pem_slice_iter(&pem).next() {
+        Some(Ok(der)) => Ok(fingerprint(&der)),
+        Some(Err(e)) => Err(IdentityError::BadPem { path: cert.to_owned(), why: e.to_string() }),
+        None => Err(IdentityError::NoCertificate(cert.to_owned())),
+    }
+}
+
 /// SHA-256 of a certificate's DER.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> Fingerprint {
     let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());

@@ -46,7 +46,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
 
-pub use identity::{Identity, IdentityError, fingerprint};
+pub use identity::{Identity, IdentityError, fingerprint, fingerprint_of_pem};
 pub use sniff::Sniff;
 pub use trust::{KnownPeers, Seen, Trust, TrustError};
 use verify::{ClientVerifier, ServerVerifier};

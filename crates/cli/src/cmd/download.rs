@@ -3,10 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::task::Poll;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -19,7 +16,7 @@ use p2p_core::hash::Hash;
 use p2p_core::index::{LookupError, corrupt_sources, lookup, report_corrupt};
 use p2p_core::name::FileName;
 use p2p_core::protocol::MAX_READ;
-use p2p_core::runtime::Runtime;
+use p2p_core::runtime::{Runtime, join_all};
 use p2p_core::units;
 use p2p_host::{FsStore, SmolRuntime};
 use serde_json::json;
@@ -43,7 +40,10 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
     if args.parallel == 0 {
         return Err(UsageError("--parallel must be at least 1".into()).into());
     }
-    let dir = args.output.clone().unwrap_or_else(|| PathBuf::from("served_files"));
+    let dir = match &args.output {
+        Some(d) => d.clone(),
+        None => super::downloads_dir(ctx)?,
+    };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize().with_context(|| format!("cannot open {}", dir.display()))?;
     let rt = &ctx.rt;
@@ -271,7 +271,7 @@ impl Job<'_> {
             }
             ok
         };
-        let workers: Vec<_> = (0..parallel).map(|_| Box::pin(worker())).collect();
+        let workers: Vec<_> = (0..parallel).map(|_| worker()).collect();
         let results = join_all(workers).await;
         self.tally.borrow_mut().took = self.ctx.rt.now() - started;
         results.into_iter().all(|ok| ok)
@@ -497,25 +497,6 @@ impl Job<'_> {
             self.board.borrow().suspend(|| self.ctx.out.warn(text));
         }
     }
-}
-
-/// Runs every future to its end, on this task; their outputs in order.
-async fn join_all<F: Future + Unpin>(mut futures: Vec<F>) -> Vec<F::Output> {
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    futures_lite::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if out.is_none() {
-                match Pin::new(&mut *f).poll(cx) {
-                    Poll::Ready(v) => *out = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { Poll::Pending } else { Poll::Ready(()) }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
 
 /// "peer1 (127.0.0.1:5000)" for a source label.

@@ -152,6 +152,26 @@ pub(crate) fn tracker_target(ctx: &Context, explicit: Option<&str>) -> anyhow::R
     Ok(Some(resolve(&arg, list.as_ref()).map_err(|e| UsageError(format!("--tracker: {e}")))?))
 }
 
+/// This peer's served folder: `served` in p2p.ron (or config.json's
+/// shared_files_directory), else ./served_files.
+pub(crate) fn served_dir(ctx: &Context) -> anyhow::Result<PathBuf> {
+    let config = Loaded::find(ctx.config.as_deref())?;
+    Ok(config.and_then(|c| c.config.served.as_ref().map(|p| c.resolve(p))).unwrap_or_else(|| PathBuf::from(SERVED)))
+}
+
+/// Where downloads land: `downloads` in p2p.ron (or config.json's
+/// downloads_directory), else the served folder.
+pub(crate) fn downloads_dir(ctx: &Context) -> anyhow::Result<PathBuf> {
+    let config = Loaded::find(ctx.config.as_deref())?;
+    match config.and_then(|c| c.config.downloads.as_ref().map(|p| c.resolve(p))) {
+        Some(d) => Ok(d),
+        None => served_dir(ctx),
+    }
+}
+
+/// The served folder when nothing says otherwise, as the original tool.
+pub(crate) const SERVED: &str = "served_files";
+
 /// The index for a command that names no peer, or a usage error saying
 /// how to name one.
 pub(crate) fn require_tracker(ctx: &Context, explicit: Option<&str>) -> anyhow::Result<Target> {

@@ -1,6 +1,5 @@
 //! `p2p serve PEER_ID [--dir DIR] [--listen ADDR] [--allow-overwrite]`
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -49,10 +48,9 @@ pub(crate) fn run(ctx: &Context, args: Serve) -> anyhow::Result<Status> {
         (None, None, Some(a)) => a,
         (None, None, None) => return Err(no_address(&id, list.as_ref())),
     };
-    let dir = match (&args.dir, config.as_ref().and_then(|c| c.config.served.as_ref().map(|p| c.resolve(p)))) {
-        (Some(d), _) => d.clone(),
-        (None, Some(d)) => d,
-        (None, None) => PathBuf::from("served_files"),
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => super::served_dir(ctx)?,
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir.canonicalize().with_context(|| format!("cannot open {}", dir.display()))?;

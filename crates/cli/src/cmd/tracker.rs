@@ -13,12 +13,25 @@ use crate::config::Loaded;
 use crate::net::{self, Net};
 use crate::{Context, Status, UsageError};
 
+/// Where the index listens unless told: the port BitTorrent trackers use.
+const DEFAULT_LISTEN: &str = "0.0.0.0:6969";
+
 pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<Status> {
     if args.ttl == 0 {
         return Err(UsageError("--ttl must be at least 1 second".into()).into());
     }
     net::check_ca(ctx.ca.as_ref())?;
-    let config = Loaded::find(ctx.config.as_deref())?;
+    // The index's side of the config (the hybrid config.json's server
+    // section), else this folder's own identity.
+    let config = Loaded::find(ctx.config.as_deref())?.map(|mut c| match c.server.take() {
+        Some(server) => *server,
+        None => c,
+    });
+    let listen = args
+        .listen
+        .clone()
+        .or_else(|| config.as_ref().and_then(|c| c.config.listen.clone()))
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     let (net, gate) = net::for_server(ctx.transport, config.as_ref(), ctx.ca.as_ref(), ctx.settings.as_deref())?;
     let tls = matches!(net, Net::Tls(_));
     if args.private && !tls {
@@ -26,8 +39,8 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<Status> {
     }
     let rt = &ctx.rt;
     let listener = rt
-        .block_on(net.bind(&args.listen))
-        .with_context(|| format!("cannot listen on {} (is another index running there?)", args.listen))?;
+        .block_on(net.bind(&listen))
+        .with_context(|| format!("cannot listen on {listen} (is another index running there?)"))?;
     let bound = listener.local_addr()?;
     let id = config.as_ref().map(|c| c.config.id.clone()).unwrap_or_default();
     let tracker_config = TrackerConfig {

@@ -17,13 +17,11 @@ use crate::args::Upload;
 use crate::output::transfer;
 use crate::{Context, Status};
 
-/// The folder FILE is looked up in first, as in the original tool.
-const SERVED: &str = "served_files";
-
 pub(crate) fn run(ctx: &Context, args: Upload) -> anyhow::Result<Status> {
     let targets = targets(ctx, &args.peers)?;
     let rt = &ctx.rt;
-    let Some(local) = until_cancelled(ctx, open_local(&args.file)) else { return Ok(Status::Cancelled) };
+    let served = super::served_dir(ctx)?;
+    let Some(local) = until_cancelled(ctx, open_local(&args.file, &served)) else { return Ok(Status::Cancelled) };
     let (file, entry) = local?;
     let file = Arc::new(file);
     let (net, id) = client_net(ctx, &targets)?;
@@ -89,14 +87,13 @@ pub(crate) fn run(ctx: &Context, args: Upload) -> anyhow::Result<Status> {
     Ok(all_ok.into())
 }
 
-/// Finds FILE (a name in ./served_files, else a path), opens it and gets
-/// its manifest (cached for served files).
-async fn open_local(arg: &str) -> anyhow::Result<(FsFile, Entry)> {
+/// Finds FILE (a name in the served folder, else a path), opens it and
+/// gets its manifest (cached for served files).
+async fn open_local(arg: &str, served: &Path) -> anyhow::Result<(FsFile, Entry)> {
     let has_separator = arg.contains('/') || arg.contains(std::path::MAIN_SEPARATOR);
-    let served = Path::new(SERVED).join(arg);
-    if !has_separator && served.is_file() {
+    if !has_separator && served.join(arg).is_file() {
         let name = FileName::new(arg).with_context(|| format!("cannot upload {arg:?}"))?;
-        let catalog = Catalog::new(FsStore::new(SERVED));
+        let catalog = Catalog::new(FsStore::new(served));
         let entry = catalog.by_name(&name).await?;
         let (file, _) = catalog.store().open(&name).await?;
         return Ok((file, entry));
@@ -106,7 +103,8 @@ async fn open_local(arg: &str) -> anyhow::Result<(FsFile, Entry)> {
         if has_separator || path.exists() {
             anyhow::bail!("{arg} is not a file");
         }
-        anyhow::bail!("no file {arg:?} in ./{SERVED} or the current folder");
+        let shown = if served.is_relative() { format!("./{}", served.display()) } else { served.display().to_string() };
+        anyhow::bail!("no file {arg:?} in {shown} or the current folder");
     }
     let base = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let name = FileName::new(base)

@@ -22,9 +22,12 @@ use crate::catalog::Catalog;
 use crate::client::{ClientConfig, ClientError, Session};
 use crate::name::FileName;
 use crate::protocol::{FileInfo, LIST_PAGE};
-use crate::runtime::{Runtime, Time};
+use crate::runtime::{Runtime, Time, join_all};
 use crate::store::{FileMeta, Store, StoreError};
 use crate::transport::Transport;
+
+/// Files hashed at once by a scan.
+const HASH_AT_ONCE: usize = 16;
 
 /// Settings of an announcer.
 #[derive(Debug, Clone)]
@@ -194,23 +197,30 @@ impl<T: Transport, R: Runtime, S: Store> Announcer<T, R, S> {
         let now = self.rt.now();
         let metas = self.catalog.scan().await?;
         let mut seen = BTreeMap::new();
-        let mut files = Vec::new();
+        let mut settled = Vec::new();
         for meta in metas {
             let since = match self.seen.get(&meta.name) {
                 Some((old, since)) if *old == meta => *since,
                 _ => now,
             };
-            let settled = now.saturating_since(since) >= self.config.settle;
             seen.insert(meta.name.clone(), (meta.clone(), since));
-            if !settled {
-                continue;
+            if now.saturating_since(since) >= self.config.settle {
+                settled.push(meta);
             }
-            match self.catalog.entry(meta).await {
-                Ok(entry) if self.published.get(&entry.info.name) != Some(&entry.info) => files.push(entry.info),
-                Ok(_) => {}
-                // Gone or changed since the scan: the next scan sees it as it is.
-                Err(StoreError::NotFound(_) | StoreError::Changed(_) | StoreError::TooLarge(_)) => {}
-                Err(e) => return Err(e.into()),
+        }
+        // Hashed a few at a time (each off the async threads): a folder of
+        // ten thousand new files is not hashed one after the other.
+        let mut files = Vec::new();
+        for batch in settled.chunks(HASH_AT_ONCE) {
+            let entries = join_all(batch.iter().map(|m| self.catalog.entry(m.clone())).collect()).await;
+            for entry in entries {
+                match entry {
+                    Ok(e) if self.published.get(&e.info.name) != Some(&e.info) => files.push(e.info),
+                    Ok(_) => {}
+                    // Gone or changed since the scan: the next scan sees it as it is.
+                    Err(StoreError::NotFound(_) | StoreError::Changed(_) | StoreError::TooLarge(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         let removed: Vec<FileName> = self.published.keys().filter(|n| !seen.contains_key(*n)).cloned().collect();
