@@ -330,3 +330,25 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// The shell with an index in the peer's config: the original commands
+/// need no peer names.
+#[test]
+fn tls_the_shell_asks_the_index() {
+    let net = Net::start_indexed(Mode::Tls, &["peer1", "peer2"], 30);
+    let data = content(200_000, 44);
+    net.put("peer1", "data.bin", &data);
+    net.put("peer2", "data.bin", &data);
+    assert!(eventually(DEADLINE, || lists(&net, &[("data.bin", 2)])), "{:?}", network(&net));
+    let ron = net.root.path().join("client/p2p.ron");
+    let text = std::fs::read_to_string(&ron).unwrap();
+    std::fs::write(&ron, text.replacen("(\n", "(\n    tracker: Some(\"tracker\"),\n", 1)).unwrap();
+    let run = crate::shell::script(&net, "client", "#FILELIST\n#DOWNLOAD data.bin\npeers\n");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", run.stdout);
+    assert!(lines[0].starts_with("the network: data.bin (195 KiB, 2 peers)"), "{}", run.stdout);
+    assert!(lines[1].starts_with("downloaded data.bin: "), "{}", run.stdout);
+    assert!(lines[2].starts_with("2 peers online: peer1 ("), "{}", run.stdout);
+    assert_eq!(net.read("client", "data.bin"), data);
+}

@@ -178,7 +178,7 @@ fn errors_do_not_end_the_shell(mode: Mode) {
 }
 
 /// Runs `p2p shell` in `folder` with `script` on its standard input.
-fn script(net: &Net, folder: &str, script: &str) -> Run {
+pub(crate) fn script(net: &Net, folder: &str, script: &str) -> Run {
     let mut child = Command::new(P2P)
         .arg("shell")
         .current_dir(net.root.path().join(folder))

@@ -48,6 +48,8 @@ pub(crate) fn run(ctx: &Context, args: Peers) -> anyhow::Result<Status> {
         let pad = id_w - p.id.chars().count();
         ctx.out.line(&format!("  {}{:pad$}  {:addr_w$}  {files}{fp}", p.id, "", p.addr));
     }
+    let brief: Vec<String> = peers.iter().map(|p| format!("{} ({}, {} files)", p.id, p.addr, p.files)).collect();
+    ctx.out.brief(&format!("{count}: {}", brief.join(", ")));
     let doc: Vec<serde_json::Value> = peers
         .iter()
         .map(|p| {

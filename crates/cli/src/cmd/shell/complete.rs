@@ -217,7 +217,7 @@ mod tests {
     fn command_words_keep_the_style_they_were_begun_in() {
         assert_eq!(commands("#DOW"), ["#DOWNLOAD"]);
         assert_eq!(commands("#f"), ["#FILELIST"]);
-        assert_eq!(commands("#"), ["#FILELIST", "#UPLOAD", "#DOWNLOAD"]);
+        assert_eq!(commands("#"), ["#FILELIST", "#UPLOAD", "#DOWNLOAD", "#PEERS"]);
         assert_eq!(commands("UP"), ["UPLOAD"]);
         assert_eq!(commands("do"), ["download"]);
         assert_eq!(commands("Fi"), ["filelist"]);

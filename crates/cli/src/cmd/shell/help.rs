@@ -3,7 +3,7 @@
 use argh::FromArgs;
 
 use super::parse::command_word;
-use crate::args::{Download, Filelist, Upload};
+use crate::args::{Download, Filelist, Peers, Upload};
 
 /// What `help` prints.
 pub(super) const OVERVIEW: &str = "\
@@ -11,6 +11,7 @@ Commands (any letter case; the original tool's #FILELIST, #UPLOAD, #DOWNLOAD wor
   filelist PEER...        list the files of peers           #FILELIST peer1 peer2
   upload FILE PEER...     push a file from ./served_files   #UPLOAD notes.txt peer2 peer3
   download NAME PEER...   fetch a file from several peers   #DOWNLOAD notes.txt peer1 peer2
+  peers                   the peers the index knows online  (with --tracker, or tracker in p2p.ron)
   jobs                    the background jobs and their state
   wait                    wait until the background jobs end
   cancel N                cancel background job N
@@ -18,6 +19,8 @@ Commands (any letter case; the original tool's #FILELIST, #UPLOAD, #DOWNLOAD wor
   exit, quit, Ctrl-D      leave
 
 The one-shot commands' options work (download --all peer1, filelist --json peer1).
+With an index (--tracker ADDR, or tracker in p2p.ron or config.json), filelist and
+download need no PEER: the index names them.
 End a line with & to run it in the background; its results are printed when it ends.
 Tab completes commands, peer ids and file names. Ctrl-C clears the line, or cancels
 the command running (a cancelled download resumes when run again).
@@ -30,6 +33,7 @@ pub(super) fn topic(word: &str) -> Result<String, String> {
         "filelist" => usage(Filelist::from_args(&[name], &["--help"]).err()),
         "upload" => usage(Upload::from_args(&[name], &["--help"]).err()),
         "download" => usage(Download::from_args(&[name], &["--help"]).err()),
+        "peers" => usage(Peers::from_args(&[name], &["--help"]).err()),
         "jobs" => "jobs: lists the background jobs: running, done, failed or cancelled. A job that has \
                    ended is listed once more, then forgotten."
             .into(),

@@ -6,7 +6,7 @@
 
 use argh::FromArgs;
 
-use crate::args::{Command, Download, Filelist, Upload};
+use crate::args::{Command, Download, Filelist, Peers, Upload};
 
 /// What a line asks for.
 #[derive(Debug)]
@@ -44,7 +44,7 @@ pub(super) enum Builtin {
 }
 
 /// The command words, as `help` and completion list them.
-pub(super) const TRANSFERS: [&str; 3] = ["filelist", "upload", "download"];
+pub(super) const TRANSFERS: [&str; 4] = ["filelist", "upload", "download", "peers"];
 pub(super) const BUILTINS: [&str; 6] = ["jobs", "wait", "cancel", "help", "exit", "quit"];
 
 /// One word of a line, quotes removed.
@@ -163,6 +163,7 @@ pub(super) fn parse(line: &str) -> Result<Line, String> {
         "filelist" => Filelist::from_args(&[name], &args).map(Command::Filelist),
         "upload" => Upload::from_args(&[name], &args).map(Command::Upload),
         "download" => Download::from_args(&[name], &args).map(Command::Download),
+        "peers" => Peers::from_args(&[name], &args).map(Command::Peers),
         _ => {
             if background {
                 return Err(format!("{name} runs in the foreground only; drop the &"));
@@ -294,11 +295,11 @@ mod tests {
         let cases = [
             (
                 "frobnicate x",
-                "unknown command \"frobnicate\": the shell runs filelist, upload, download, jobs, wait, cancel, help, exit, quit (`help` lists them)",
+                "unknown command \"frobnicate\": the shell runs filelist, upload, download, peers, jobs, wait, cancel, help, exit, quit (`help` lists them)",
             ),
             (
                 "#FILELSIT peer1",
-                "unknown command \"#FILELSIT\": the shell runs filelist, upload, download, jobs, wait, cancel, help, exit, quit (`help` lists them)",
+                "unknown command \"#FILELSIT\": the shell runs filelist, upload, download, peers, jobs, wait, cancel, help, exit, quit (`help` lists them)",
             ),
             ("upload notes.txt & peer1", "& goes at the end of a line, to run the command in the background"),
             ("&", "nothing before the &: end a command with & to run it in the background"),
