@@ -352,3 +352,21 @@ fn tls_the_shell_asks_the_index() {
     assert!(lines[2].starts_with("2 peers online: peer1 ("), "{}", run.stdout);
     assert_eq!(net.read("client", "data.bin"), data);
 }
+
+/// A private index: only peers it knows by certificate announce and ask.
+#[test]
+fn tls_a_private_index_serves_known_peers_only() {
+    let mut net = Net::start_indexed_with(Mode::Tls, &["peer1"], 30, &["--private"]);
+    net.put("peer1", "data.bin", b"known peers only\n");
+    // peer1 is known once the peer list pins it (it retries until then).
+    assert!(eventually(DEADLINE, || lists(&net, &[("data.bin", 1)])), "{}", net.log("tracker"));
+    // A stranger with an identity the peer list does not name is turned away.
+    net.init("stranger");
+    std::fs::create_dir_all(net.root.path().join("stranger/served_files")).unwrap();
+    let run = crate::common::run_in(&net.root.path().join("stranger"), &["filelist", "--tracker", "tracker"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stderr.contains("this index serves known peers only"), "{}", run.stderr);
+    let run = crate::common::run_in(&net.root.path().join("stranger"), &["download", "data.bin", "--tracker", "tracker"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(!net.served("stranger").join("data.bin").exists());
+}

@@ -109,8 +109,14 @@ impl Net {
     /// listed as "tracker" in the peer list, pinned over TLS) that every
     /// peer announces to (`serve --tracker tracker`).
     pub fn start_indexed(mode: Mode, ids: &[&str], ttl_secs: u64) -> Net {
+        Self::start_indexed_with(mode, ids, ttl_secs, &[])
+    }
+
+    /// Like [`start_indexed`](Self::start_indexed), with extra `tracker`
+    /// arguments.
+    pub fn start_indexed_with(mode: Mode, ids: &[&str], ttl_secs: u64, tracker: &[&str]) -> Net {
         let mut net = Self::start_with(mode, &[], &[]);
-        net.spawn_tracker(ttl_secs);
+        net.spawn_tracker_with("127.0.0.1:0", ttl_secs, tracker);
         net.write_settings(&[]);
         for id in ids {
             std::fs::create_dir_all(net.root.path().join(id).join("served_files")).unwrap();
@@ -130,6 +136,11 @@ impl Net {
 
     /// Starts (or restarts) the index on `listen`.
     pub fn spawn_tracker_on(&mut self, listen: &str, ttl_secs: u64) {
+        self.spawn_tracker_with(listen, ttl_secs, &[]);
+    }
+
+    /// Starts (or restarts) the index on `listen`, with extra arguments.
+    pub fn spawn_tracker_with(&mut self, listen: &str, ttl_secs: u64, extra: &[&str]) {
         let dir = self.root.path().join("tracker");
         std::fs::create_dir_all(&dir).unwrap();
         if self.mode == Mode::Tls && !dir.join("p2p.ron").exists() {
@@ -142,6 +153,7 @@ impl Net {
         let log = std::fs::File::create(self.root.path().join("tracker.log")).unwrap();
         let mut child = Command::new(P2P)
             .args(["tracker", "--listen", listen, "--ttl", &ttl_secs.to_string()])
+            .args(extra)
             .current_dir(&dir)
             .stdout(Stdio::piped())
             .stderr(log)

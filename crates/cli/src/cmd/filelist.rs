@@ -125,7 +125,7 @@ fn network(ctx: &Context, args: &Filelist) -> anyhow::Result<Status> {
         1 => "1 file".to_string(),
         n => format!("{n} files"),
     };
-    ctx.out.line(&format!("the network, by index {}: {count}", index.display_via(&via.short())));
+    ctx.out.line(&format!("{}: {count} on the network", index.display_via(&via.short())));
     let sizes: Vec<String> = files.iter().map(|f| units::bytes(f.info.size)).collect();
     let name_w = files.iter().map(|f| f.info.name.as_str().chars().count()).max().unwrap_or(0);
     let size_w = sizes.iter().map(String::len).max().unwrap_or(0);

@@ -39,7 +39,7 @@ pub(crate) fn run(ctx: &Context, args: Peers) -> anyhow::Result<Status> {
         1 => "1 peer online".to_string(),
         n => format!("{n} peers online"),
     };
-    ctx.out.line(&format!("index {}: {count}", index.display_via(&via.short())));
+    ctx.out.line(&format!("{}: {count}", index.display_via(&via.short())));
     let id_w = peers.iter().map(|p| p.id.chars().count()).max().unwrap_or(0);
     let addr_w = peers.iter().map(|p| p.addr.len()).max().unwrap_or(0);
     for p in &peers {

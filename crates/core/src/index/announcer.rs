@@ -247,7 +247,9 @@ impl<T: Transport, R: Runtime, S: Store> Announcer<T, R, S> {
                 break;
             }
         }
-        tracing::info!("published to the index: {added} new or changed, {gone} gone");
+        if added + gone > 0 {
+            tracing::info!("published to the index: {added} new or changed, {gone} gone");
+        }
         Ok(())
     }
 }
