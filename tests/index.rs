@@ -366,7 +366,8 @@ fn tls_a_private_index_serves_known_peers_only() {
     let run = crate::common::run_in(&net.root.path().join("stranger"), &["filelist", "--tracker", "tracker"]);
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(run.stderr.contains("this index serves known peers only"), "{}", run.stderr);
-    let run = crate::common::run_in(&net.root.path().join("stranger"), &["download", "data.bin", "--tracker", "tracker"]);
+    let run =
+        crate::common::run_in(&net.root.path().join("stranger"), &["download", "data.bin", "--tracker", "tracker"]);
     assert_eq!(run.code, 1, "{}", run.stdout);
     assert!(!net.served("stranger").join("data.bin").exists());
 }

@@ -107,7 +107,9 @@ fn a_second_upload_of_a_name_is_refused_while_a_background_one_runs(mode: Mode) 
     assert!(term.screen().contains("same.bin is already being uploaded"), "{}", term.screen());
 
     proxy.release();
-    term.wait_for("[1] done");
+    // The job's report is printed above a prompt drawn again: wait for
+    // both, so that the next command's prompt is counted from there.
+    term.wait("the job's report and the prompt again", |t| t.screen().contains("[1] done") && t.last_line() == PROMPT);
     term.run("jobs");
     term.run("jobs");
     term.keys("\x04"); // Ctrl-D

@@ -21,7 +21,7 @@ use p2p_core::units;
 use p2p_host::{FsStore, SmolRuntime};
 use serde_json::json;
 
-use super::{client_config, client_net, report_unresolved, require_tracker, targets, until_cancelled};
+use super::{client_config, client_net, index_session, report_unresolved, require_tracker, targets, until_cancelled};
 use crate::args::Download;
 use crate::net::Net;
 use crate::output::{self, transfer};
@@ -133,12 +133,8 @@ async fn online_peers(
     index: &Target,
     config: &ClientConfig,
 ) -> Result<Vec<Target>, String> {
-    let fail = |e: ClientError| output::describe(&e);
-    let mut s = Session::connect(net, rt, &index.addr, config).await.map_err(fail)?;
-    if !s.is_index() {
-        return Err("not an index (it serves files: name it as a PEER instead)".into());
-    }
-    let peers = s.peers().await.map_err(fail)?;
+    let mut s = index_session(net, rt, index, config).await?;
+    let peers = s.peers().await.map_err(|e| output::describe(&e))?;
     s.close().await;
     let mut ids: HashMap<&str, usize> = HashMap::new();
     for p in &peers {

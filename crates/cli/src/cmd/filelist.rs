@@ -4,10 +4,11 @@ use p2p_core::protocol::FileInfo;
 use p2p_core::units;
 use serde_json::json;
 
-use p2p_core::client::Session;
 use p2p_core::protocol::IndexedFile;
 
-use super::{client_config, client_net, report_listing, require_tracker, targets, until_cancelled, with_each_peer};
+use super::{
+    client_config, client_net, index_session, report_listing, require_tracker, targets, until_cancelled, with_each_peer,
+};
 use crate::args::Filelist;
 use crate::output;
 use crate::{Context, Status};
@@ -97,24 +98,16 @@ fn network(ctx: &Context, args: &Filelist) -> anyhow::Result<Status> {
     let config = client_config(args.timeout, &id);
     let rt = &ctx.rt;
     let asked = until_cancelled(ctx, async {
-        let mut s = Session::connect(&net, rt, &index.addr, &config).await?;
-        if !s.is_index() {
-            return Ok(None);
-        }
-        let files = s.index_files().await?;
-        let via = super::Via { transport: s.transport(), identity: s.identity() };
+        let mut s = index_session(&net, rt, &index, &config).await?;
+        let files = s.index_files().await.map_err(|e| output::describe(&e))?;
+        let via = super::Via::of(&s);
         s.close().await;
-        Ok::<_, p2p_core::client::ClientError>(Some((files, via)))
+        Ok::<_, String>((files, via))
     });
     let Some(asked) = asked else { return Ok(Status::Cancelled) };
     let (files, via) = match asked {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            ctx.out.error(&format!("{}: not an index (it serves files: name it as a PEER instead)", index.display()));
-            return Ok(Status::Failed);
-        }
+        Ok(found) => found,
         Err(e) => {
-            let e = output::describe(&e);
             ctx.out.error(&format!("{}: {e}", index.display()));
             ctx.out.json(&json!({ "index": index.label, "error": e }));
             return Ok(Status::Failed);

@@ -172,6 +172,21 @@ pub(crate) fn downloads_dir(ctx: &Context) -> anyhow::Result<PathBuf> {
 /// The served folder when nothing says otherwise, as the original tool.
 pub(crate) const SERVED: &str = "served_files";
 
+/// A session with the index at `index`, checked to be one; an error
+/// worded for people.
+pub(crate) async fn index_session(
+    net: &Net,
+    rt: &SmolRuntime,
+    index: &Target,
+    config: &ClientConfig,
+) -> Result<Session<NetStream, SmolRuntime>, String> {
+    let s = Session::connect(net, rt, &index.addr, config).await.map_err(|e| output::describe(&e))?;
+    if !s.is_index() {
+        return Err("not an index (it serves files: name it as a PEER instead)".into());
+    }
+    Ok(s)
+}
+
 /// The index for a command that names no peer, or a usage error saying
 /// how to name one.
 pub(crate) fn require_tracker(ctx: &Context, explicit: Option<&str>) -> anyhow::Result<Target> {
@@ -213,6 +228,11 @@ pub(crate) struct Via {
 }
 
 impl Via {
+    /// How `session` was made.
+    pub(crate) fn of(session: &Session<NetStream, SmolRuntime>) -> Self {
+        Via { transport: session.transport(), identity: session.identity() }
+    }
+
     /// "tls 1a2b3c4d5e6f" or "tcp".
     pub(crate) fn short(&self) -> String {
         match self.identity {
@@ -271,6 +291,15 @@ where
         results
     };
     until_cancelled(ctx, run)
+}
+
+/// How a server's first line names its transport: "tcp", or "tls,
+/// fingerprint …".
+pub(crate) fn transport_note(fingerprint: Option<Fingerprint>) -> String {
+    match fingerprint {
+        Some(fp) => format!("tls, fingerprint {fp}"),
+        None => "tcp".to_string(),
+    }
 }
 
 /// Connection settings for the one-shot commands; `id` is announced to

@@ -1,9 +1,8 @@
 //! `p2p peers [--tracker PEER]`: the peers the index knows to be online.
 
-use p2p_core::client::Session;
 use serde_json::json;
 
-use super::{client_config, client_net, require_tracker, until_cancelled};
+use super::{client_config, client_net, index_session, require_tracker, until_cancelled};
 use crate::args::Peers;
 use crate::output;
 use crate::{Context, Status};
@@ -14,24 +13,18 @@ pub(crate) fn run(ctx: &Context, args: Peers) -> anyhow::Result<Status> {
     let config = client_config(args.timeout, &id);
     let rt = &ctx.rt;
     let asked = until_cancelled(ctx, async {
-        let mut s = Session::connect(&net, rt, &index.addr, &config).await?;
-        if !s.is_index() {
-            return Ok(None);
-        }
-        let peers = s.peers().await?;
-        let via = super::Via { transport: s.transport(), identity: s.identity() };
+        let mut s = index_session(&net, rt, &index, &config).await?;
+        let peers = s.peers().await.map_err(|e| output::describe(&e))?;
+        let via = super::Via::of(&s);
         s.close().await;
-        Ok::<_, p2p_core::client::ClientError>(Some((peers, via)))
+        Ok::<_, String>((peers, via))
     });
     let Some(asked) = asked else { return Ok(Status::Cancelled) };
     let (peers, via) = match asked {
-        Ok(Some(found)) => found,
-        Ok(None) => {
-            ctx.out.error(&format!("{}: not an index (it serves files: name it as a PEER instead)", index.display()));
-            return Ok(Status::Failed);
-        }
+        Ok(found) => found,
         Err(e) => {
-            ctx.out.error(&format!("{}: {}", index.display(), output::describe(&e)));
+            ctx.out.error(&format!("{}: {e}", index.display()));
+            ctx.out.json(&json!({ "index": index.label, "error": e }));
             return Ok(Status::Failed);
         }
     };

@@ -100,10 +100,7 @@ pub(crate) fn run(ctx: &Context, args: Serve) -> anyhow::Result<Status> {
         ctx.out.json(&line);
     } else {
         // Printed even with -q: scripts and tests read the bound address here.
-        let how = match fingerprint {
-            Some(fp) => format!("tls, fingerprint {fp}"),
-            None => "tcp".to_string(),
-        };
+        let how = super::transport_note(fingerprint);
         println!("serving {} as {id} on {bound} ({how})", dir.display());
     }
     match (tls, uploads) {

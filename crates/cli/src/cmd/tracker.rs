@@ -60,10 +60,7 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<Status> {
         ctx.out.json(&line);
     } else {
         // Printed even with -q: scripts and tests read the bound address here.
-        let how = match fingerprint {
-            Some(fp) => format!("tls, fingerprint {fp}"),
-            None => "tcp".to_string(),
-        };
+        let how = super::transport_note(fingerprint);
         println!("index on {bound} ({how}); peers are forgotten after {}s of silence", args.ttl);
     }
     if !tls {
