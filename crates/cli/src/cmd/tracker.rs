@@ -34,7 +34,8 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<Status> {
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     let (net, gate) = net::for_server(ctx.transport, config.as_ref(), ctx.ca.as_ref(), ctx.settings.as_deref())?;
     let tls = matches!(net, Net::Tls(_));
-    if args.private && !tls {
+    let private = args.private || config.as_ref().is_some_and(|c| c.config.private);
+    if private && !tls {
         anyhow::bail!("--private needs TLS: over plain TCP no peer can be told from another (run `p2p init`)");
     }
     let rt = &ctx.rt;
@@ -46,7 +47,7 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<Status> {
     let tracker_config = TrackerConfig {
         peer_id: id,
         ttl: Duration::from_secs(args.ttl),
-        private: args.private,
+        private,
         gate,
         io_timeout: Duration::from_secs(args.timeout.max(1)),
         ..TrackerConfig::default()

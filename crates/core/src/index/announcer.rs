@@ -21,7 +21,7 @@ use async_channel::Receiver;
 use crate::catalog::Catalog;
 use crate::client::{ClientConfig, ClientError, Session};
 use crate::name::FileName;
-use crate::protocol::{FileInfo, LIST_PAGE};
+use crate::protocol::{ErrorCode, FileInfo, LIST_PAGE};
 use crate::runtime::{Runtime, Time, join_all};
 use crate::store::{FileMeta, Store, StoreError};
 use crate::transport::Transport;
@@ -71,6 +71,8 @@ pub struct Announcer<T, R, S> {
     seen: BTreeMap<FileName, (FileMeta, Time)>,
     /// What the index has from this session.
     published: BTreeMap<FileName, FileInfo>,
+    /// Whether the index's refusal of files past its bound was logged.
+    told_too_many: bool,
 }
 
 /// Why a session with the index ended.
@@ -95,6 +97,7 @@ impl<T: Transport, R: Runtime, S: Store> Announcer<T, R, S> {
             config,
             seen: BTreeMap::new(),
             published: BTreeMap::new(),
+            told_too_many: false,
         }
     }
 
@@ -135,8 +138,8 @@ impl<T: Transport, R: Runtime, S: Store> Announcer<T, R, S> {
         self.published.clear();
         // A full list first (`reset` forgets what an earlier session left).
         let mut reset = true;
-        self.sync(&mut session, &mut reset).await?;
         let ping_every = (ttl / 3).max(Duration::from_millis(100));
+        self.sync(&mut session, &mut reset, ping_every).await?;
         let mut next_ping = self.rt.now() + ping_every;
         let mut next_scan = self.rt.now() + self.config.rescan;
         loop {
@@ -155,7 +158,7 @@ impl<T: Transport, R: Runtime, S: Store> Announcer<T, R, S> {
             }
             let now = self.rt.now();
             if signalled || now >= next_scan || recheck.is_some_and(|t| now >= t) {
-                self.sync(&mut session, &mut reset).await?;
+                self.sync(&mut session, &mut reset, ping_every).await?;
                 next_scan = self.rt.now() + self.config.rescan;
                 next_ping = self.rt.now() + ping_every;
             } else if now >= next_ping {
@@ -193,7 +196,72 @@ impl<T: Transport, R: Runtime, S: Store> Announcer<T, R, S> {
     }
 
     /// Scans the folder and publishes what changed since the last publish.
-    async fn sync(&mut self, session: &mut Session<T::Stream, R>, reset: &mut bool) -> Result<(), SessionEnd> {
+    /// Looks at the folder and publishes what changed since the last
+    /// publish. Hashing new files can take long (a large file copied in):
+    /// the index is pinged meanwhile, so it does not forget this peer.
+    async fn sync(
+        &mut self,
+        session: &mut Session<T::Stream, R>,
+        reset: &mut bool,
+        ping_every: Duration,
+    ) -> Result<(), SessionEnd> {
+        let rt = self.rt.clone();
+        let (files, removed) = {
+            let mut look = std::pin::pin!(self.look());
+            loop {
+                let tick = rt.sleep(ping_every);
+                let done = futures_lite::future::or(async { Some(look.as_mut().await) }, async {
+                    tick.await;
+                    None
+                })
+                .await;
+                match done {
+                    Some(changes) => break changes?,
+                    None => session.ping().await?,
+                }
+            }
+        };
+        if files.is_empty() && removed.is_empty() && !*reset {
+            return Ok(());
+        }
+        let (added, gone) = (files.len(), removed.len());
+        let mut files = files.into_iter().peekable();
+        let mut removed = removed.into_iter().peekable();
+        loop {
+            let page: Vec<FileInfo> = files.by_ref().take(LIST_PAGE).collect();
+            let gone_page: Vec<FileName> = removed.by_ref().take(LIST_PAGE).collect();
+            for name in &gone_page {
+                self.published.remove(name);
+            }
+            match session.publish(page.clone(), gone_page, *reset).await {
+                Ok(listed) => tracing::debug!(listed, "published a page to the index"),
+                // Past the index's bound on files per peer: it lists what
+                // fits, said so once; the session goes on.
+                Err(e) if e.code() == Some(ErrorCode::TooLarge) => {
+                    if !self.told_too_many {
+                        tracing::warn!("index {}: {e}", self.index);
+                        self.told_too_many = true;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+            *reset = false;
+            for info in page {
+                self.published.insert(info.name.clone(), info);
+            }
+            if files.peek().is_none() && removed.peek().is_none() {
+                break;
+            }
+        }
+        if added + gone > 0 {
+            tracing::info!("published to the index: {added} new or changed, {gone} gone");
+        }
+        Ok(())
+    }
+
+    /// Scans the folder and hashes what settled: the files new or changed
+    /// since the last publish, and the names gone.
+    async fn look(&mut self) -> Result<(Vec<FileInfo>, Vec<FileName>), SessionEnd> {
         let now = self.rt.now();
         let metas = self.catalog.scan().await?;
         let mut seen = BTreeMap::new();
@@ -225,31 +293,6 @@ impl<T: Transport, R: Runtime, S: Store> Announcer<T, R, S> {
         }
         let removed: Vec<FileName> = self.published.keys().filter(|n| !seen.contains_key(*n)).cloned().collect();
         self.seen = seen;
-        if files.is_empty() && removed.is_empty() && !*reset {
-            return Ok(());
-        }
-        let (added, gone) = (files.len(), removed.len());
-        let mut files = files.into_iter().peekable();
-        let mut removed = removed.into_iter().peekable();
-        loop {
-            let page: Vec<FileInfo> = files.by_ref().take(LIST_PAGE).collect();
-            let gone_page: Vec<FileName> = removed.by_ref().take(LIST_PAGE).collect();
-            for name in &gone_page {
-                self.published.remove(name);
-            }
-            let listed = session.publish(page.clone(), gone_page, *reset).await?;
-            *reset = false;
-            for info in page {
-                self.published.insert(info.name.clone(), info);
-            }
-            tracing::debug!(listed, "published a page to the index");
-            if files.peek().is_none() && removed.peek().is_none() {
-                break;
-            }
-        }
-        if added + gone > 0 {
-            tracing::info!("published to the index: {added} new or changed, {gone} gone");
-        }
-        Ok(())
+        Ok((files, removed))
     }
 }

@@ -37,10 +37,16 @@ pub struct TrackerConfig {
     pub max_handshakes: usize,
     /// Longest a transport handshake may take.
     pub handshake_timeout: Duration,
-    /// Publish pages a session may send in a burst, and per second after.
+    /// Publish pages and reports a session may send in a burst, and per
+    /// second after.
     pub publish_burst: u32,
     /// See `publish_burst`.
     pub publish_per_sec: u32,
+    /// Queries (a Locate, a page of a listing) a session may make in a
+    /// burst, and per second after.
+    pub query_burst: u32,
+    /// See `query_burst`.
+    pub query_per_sec: u32,
 }
 
 impl Default for TrackerConfig {
@@ -58,6 +64,8 @@ impl Default for TrackerConfig {
             handshake_timeout: Duration::from_secs(10),
             publish_burst: 256,
             publish_per_sec: 64,
+            query_burst: 1024,
+            query_per_sec: 512,
         }
     }
 }
@@ -76,6 +84,8 @@ struct Shared {
     state: Mutex<IndexState>,
     sessions: AtomicU64,
     connections: AtomicUsize,
+    /// Connections taken since the start.
+    taken: AtomicU64,
 }
 
 /// One client connection as the index sees it.
@@ -86,9 +96,36 @@ struct Client<St, R> {
     standing: Standing,
     /// The peer this connection announces for, and its session.
     joined: Option<(PeerKey, u64)>,
-    /// Publish pages it may still send now.
+    /// Publish pages and reports it may still send.
+    publishes: Bucket,
+    /// Queries it may still make.
+    queries: Bucket,
+}
+
+/// A token bucket: `rate` tokens a second, up to `burst`.
+struct Bucket {
     tokens: f64,
+    burst: f64,
+    rate: f64,
     refilled: Time,
+}
+
+impl Bucket {
+    fn new(burst: u32, rate: u32, now: Time) -> Self {
+        Self { tokens: f64::from(burst), burst: f64::from(burst), rate: f64::from(rate), refilled: now }
+    }
+
+    /// Takes `n` tokens if there are that many now.
+    fn take(&mut self, n: usize, now: Time) -> bool {
+        self.tokens = (self.tokens + now.saturating_since(self.refilled).as_secs_f64() * self.rate).min(self.burst);
+        self.refilled = now;
+        if self.tokens >= n as f64 {
+            self.tokens -= n as f64;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl<R: Runtime> Tracker<R> {
@@ -98,7 +135,12 @@ impl<R: Runtime> Tracker<R> {
         Self {
             rt,
             config,
-            shared: Arc::new(Shared { state, sessions: AtomicU64::new(0), connections: AtomicUsize::new(0) }),
+            shared: Arc::new(Shared {
+                state,
+                sessions: AtomicU64::new(0),
+                connections: AtomicUsize::new(0),
+                taken: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -114,6 +156,11 @@ impl<R: Runtime> Tracker<R> {
             async move { this.serve_connection(connected, remote).await }
         };
         accept::run(&self.rt, listener, limits, stop, serve).await;
+    }
+
+    /// Connections the index has taken since it started (peers and askers).
+    pub fn connections_taken(&self) -> u64 {
+        self.shared.taken.load(Ordering::Relaxed)
     }
 
     /// The peers online now.
@@ -139,6 +186,7 @@ impl<R: Runtime> Tracker<R> {
     /// Serves one established connection until it closes or fails.
     pub async fn serve_connection<St: Stream>(&self, connected: Connected<St>, remote: String) {
         let mut conn = Conn::new(connected.stream, self.rt.clone(), self.config.io_timeout);
+        self.shared.taken.fetch_add(1, Ordering::Relaxed);
         let count = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
         let _count = Decrement(&self.shared.connections);
         if count > self.config.max_connections {
@@ -153,8 +201,8 @@ impl<R: Runtime> Tracker<R> {
             info,
             standing: Standing::Stranger,
             joined: None,
-            tokens: f64::from(self.config.publish_burst),
-            refilled: self.rt.now(),
+            publishes: Bucket::new(self.config.publish_burst, self.config.publish_per_sec, self.rt.now()),
+            queries: Bucket::new(self.config.query_burst, self.config.query_per_sec, self.rt.now()),
         };
         let result = self.connection(&mut client).await;
         if let Some((key, session)) = client.joined.take() {
@@ -219,7 +267,7 @@ impl<R: Runtime> Tracker<R> {
                 let Some((key, session)) = c.joined.clone() else {
                     return c.conn.send(&refuse(id, ErrorCode::BadRequest, IndexError::NotJoined.to_string())).await;
                 };
-                if !self.take_token(c) {
+                if !c.publishes.take(1, self.rt.now()) {
                     let message = format!(
                         "publishing too often: at most {} pages a second; send the full list again later",
                         self.config.publish_per_sec
@@ -228,7 +276,9 @@ impl<R: Runtime> Tracker<R> {
                 } else {
                     match self.state().publish(&key, session, files, removed, reset) {
                         Ok(n) => Message::Published { id, files: n as u32 },
-                        Err(e @ IndexError::TooManyFiles(_)) => refuse(id, ErrorCode::TooLarge, e.to_string()),
+                        Err(e @ (IndexError::TooManyFiles(_) | IndexError::FilesFull(_))) => {
+                            refuse(id, ErrorCode::TooLarge, e.to_string())
+                        }
                         Err(e @ IndexError::TooLarge(_)) => refuse(id, ErrorCode::TooLarge, e.to_string()),
                         Err(e) => refuse(id, ErrorCode::BadRequest, e.to_string()),
                     }
@@ -237,6 +287,9 @@ impl<R: Runtime> Tracker<R> {
             Message::Ping { id } => Message::Pong { id },
             Message::IndexList { id } => {
                 let files = self.state().files();
+                if !c.queries.take(files.len().div_ceil(LIST_PAGE).max(1), self.rt.now()) {
+                    return c.conn.send(&refuse(id, ErrorCode::Busy, "asking too often".into())).await;
+                }
                 let mut pages = files.chunks(LIST_PAGE).peekable();
                 if pages.peek().is_none() {
                     return c.conn.send(&Message::IndexFiles { id, files: Vec::new(), last: true }).await;
@@ -247,9 +300,18 @@ impl<R: Runtime> Tracker<R> {
                 }
                 return Ok(());
             }
-            Message::Locate { id, file } => Message::Located { id, found: self.state().locate(&file, self.rt.now()) },
+            Message::Locate { id, file } => {
+                if !c.queries.take(1, self.rt.now()) {
+                    refuse(id, ErrorCode::Busy, "asking too often".into())
+                } else {
+                    Message::Located { id, found: self.state().locate(&file, self.rt.now(), &asker(&c.info)) }
+                }
+            }
             Message::ListPeers { id } => {
                 let peers = self.state().peers();
+                if !c.queries.take(peers.len().div_ceil(PEER_PAGE).max(1), self.rt.now()) {
+                    return c.conn.send(&refuse(id, ErrorCode::Busy, "asking too often".into())).await;
+                }
                 let mut pages = peers.chunks(PEER_PAGE).peekable();
                 if pages.peek().is_none() {
                     return c.conn.send(&Message::PeerPage { id, peers: Vec::new(), last: true }).await;
@@ -261,12 +323,12 @@ impl<R: Runtime> Tracker<R> {
                 return Ok(());
             }
             Message::Suspect { id, hash, addr } => {
-                if !self.take_token(c) {
+                if !c.publishes.take(1, self.rt.now()) {
                     refuse(id, ErrorCode::Busy, "reporting too often".into())
                 } else {
                     let addr = crate::sanitize(&addr, 300);
                     tracing::info!("{} reports {addr} served bad data of {}", c.who, hash.short());
-                    self.state().suspect(&addr, hash, self.rt.now());
+                    self.state().suspect(&addr, hash, &asker(&c.info), self.rt.now());
                     Message::Noted { id }
                 }
             }
@@ -304,24 +366,19 @@ impl<R: Runtime> Tracker<R> {
         }
     }
 
-    /// Rate limit of publishes and reports: a token bucket per session.
-    fn take_token<St, Rt>(&self, c: &mut Client<St, Rt>) -> bool {
-        let now = self.rt.now();
-        let refill = now.saturating_since(c.refilled).as_secs_f64() * f64::from(self.config.publish_per_sec);
-        c.tokens = (c.tokens + refill).min(f64::from(self.config.publish_burst));
-        c.refilled = now;
-        if c.tokens >= 1.0 {
-            c.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
     fn state(&self) -> MutexGuard<'_, IndexState> {
         // Every change of the state is one call that leaves it whole: a
         // panic elsewhere leaves nothing half-done behind.
         self.shared.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Who asks or reports: its certificate, else its host (not its port,
+/// which a client changes at will).
+fn asker(info: &ClientInfo) -> String {
+    match info.identity {
+        Some(fp) => fp.to_string(),
+        None => info.remote.rsplit_once(':').map_or(info.remote.as_str(), |(host, _)| host).to_owned(),
     }
 }
 

@@ -43,6 +43,11 @@ where
         // their slots, until their handshake times out.
         let slots = Arc::new(Semaphore::new(limits.max_handshakes.max(1)));
         loop {
+            // Connections that ended meanwhile (under a steady stream of
+            // new ones the wait below always finds a connection first).
+            while let Ok(id) = done_rx.try_recv() {
+                tasks.remove(&id);
+            }
             let next_connection = async {
                 let slot = slots.acquire_arc().await;
                 Some((listener.accept().await, slot))
