@@ -224,9 +224,12 @@ impl Exec {
             a.next += 1;
             a.next
         };
-        let (guard_exec, sched_exec) = (Arc::downgrade(self), Arc::downgrade(self));
+        // Made before the task first runs: a task cancelled before then
+        // is taken off the list too.
+        let forget = Forget(Arc::downgrade(self), id);
+        let sched_exec = Arc::downgrade(self);
         let wrapped = async move {
-            let _forget = Forget(guard_exec, id);
+            let _forget = forget;
             fut.await
         };
         // A task woken after its host crashed is dropped, which cancels it.

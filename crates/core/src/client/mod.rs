@@ -218,9 +218,11 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
             let msg = self.conn.read_message(Wait::Busy).await?;
             match msg {
                 Message::Working { id: i } if i == id => {}
-                Message::Error { id: i, code, message } if i == id || i == 0 => {
+                Message::Error { id: i, code, message } if i == id => {
                     return Err(ClientError::refused(code, &message));
                 }
+                // An error for the whole connection: it is over.
+                Message::Error { id: 0, code, message } => return Err(connection_refused(code, &message)),
                 m if response_id(&m) == Some(id) => return Ok(m),
                 other => return Err(unexpected(&other)),
             }
@@ -248,7 +250,7 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
     /// connection fails; an error for one request is the caller's to read.
     pub(crate) async fn next_frame(&mut self) -> Result<Frame<'_>, ClientError> {
         match self.conn.read_frame(Wait::Busy).await? {
-            Some(Frame::Control(Message::Error { id: 0, code, message })) => Err(ClientError::refused(code, &message)),
+            Some(Frame::Control(Message::Error { id: 0, code, message })) => Err(connection_refused(code, &message)),
             Some(f) => Ok(f),
             None => Err(ConnError::Closed.into()),
         }
@@ -258,6 +260,11 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
     pub async fn close(mut self) {
         self.conn.close().await;
     }
+}
+
+/// The peer's error for the whole connection (id 0), which it closes.
+fn connection_refused(code: ErrorCode, message: &str) -> ClientError {
+    ClientError::Conn(ConnError::Refused { code, message: crate::sanitize(message, 500) })
 }
 
 fn response_id(m: &Message) -> Option<u32> {

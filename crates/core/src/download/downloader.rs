@@ -86,16 +86,33 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
     /// The files `source` serves, and the identity its transport proved.
     /// The session stays open for the downloads that follow.
     pub async fn list(&self, source: &SourceSpec) -> Result<(Vec<FileInfo>, Option<Fingerprint>), ClientError> {
-        let mut session = match self.pool.take(&source.addr) {
-            Some(s) => s,
-            None => Session::connect(&self.transport, &self.rt, &source.addr, &self.config.client).await?,
+        let pooled = self.pool.take(&source.addr, self.rt.now());
+        let (session, files) = match pooled {
+            Some(mut s) => match s.list().await {
+                // Closed by the peer meanwhile: a new session.
+                Err(ClientError::Conn(_)) => self.list_anew(source).await?,
+                result => (s, result),
+            },
+            None => self.list_anew(source).await?,
         };
-        let files = session.list().await?;
-        let identity = session.identity();
-        if let Some(extra) = self.pool.put(&source.addr, session) {
-            extra.close().await;
+        // A refusal (a private peer, say) leaves the session fit for use.
+        if !matches!(files, Err(ClientError::Conn(_))) {
+            let identity = session.identity();
+            if let Some(extra) = self.pool.put(&source.addr, session, self.rt.now()) {
+                extra.close().await;
+            }
+            return files.map(|f| (f, identity));
         }
-        Ok((files, identity))
+        files.map(|f| (f, None))
+    }
+
+    async fn list_anew(
+        &self,
+        source: &SourceSpec,
+    ) -> Result<(Session<T::Stream, R>, Result<Vec<FileInfo>, ClientError>), ClientError> {
+        let mut s = Session::connect(&self.transport, &self.rt, &source.addr, &self.config.client).await?;
+        let files = s.list().await;
+        Ok((s, files))
     }
 
     /// Closes the sessions kept open between downloads, all at once.
@@ -298,8 +315,14 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                     continue;
                 }
                 Wake::Saved(ok) => {
-                    if let Some((covered, _)) = saving.take().filter(|_| ok) {
+                    if let Some((covered, _)) = saving.take() {
+                        // A record that could not be saved (a full disk)
+                        // is tried again a record's worth of bytes later,
+                        // not at once.
                         recorded = covered;
+                        if !ok {
+                            tracing::debug!(file = %name, "cannot save the resume record");
+                        }
                     }
                     continue;
                 }
@@ -360,7 +383,10 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         drop(saving);
         if let Some(failure) = failure {
             // Stop every source (including any still connecting) before the
-            // partial file is kept: no write may land after its record.
+            // partial file is kept, so no new write starts after its record.
+            // A write already handed to a blocking thread may still finish;
+            // it holds verified bytes of this content at their offset, and
+            // the record does not count them, so they are fetched again.
             commands.clear();
             for task in tasks.into_iter().flatten() {
                 task.cancel().await;
@@ -379,7 +405,9 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             return Err(DownloadError::SourcesFailed { name, done, size, kept, reasons });
         }
         // Every source is stopped (or has handed back its session) before
-        // the file is committed: no write may land after it.
+        // the file is committed, so no new write starts after it. (One
+        // already on a blocking thread writes verified bytes of this very
+        // content, identical to what is there.)
         let answered = |i: usize| entries[i].is_some() || reports[i].problem.is_some() || alive.contains(&i);
         settle(rt, commands, tasks, answered).await;
         progress(Progress { done, size, active: alive.len() });

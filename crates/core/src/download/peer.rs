@@ -92,6 +92,9 @@ pub(super) struct Source<T: Transport, R, P> {
 
 /// A range being fetched.
 struct Job {
+    /// Told apart from a later job for the same range (fetched again
+    /// after a cancel) while writes of the earlier one may still end.
+    serial: u64,
     range: Range<u64>,
     writer: BlockWriter,
     /// When its bytes started to count against the minimum pace.
@@ -104,7 +107,7 @@ struct Job {
 /// Writes run beside the transfer: a source keeps receiving and verifying
 /// while the disk takes the previous runs.
 struct Write {
-    job: Range<u64>,
+    job: u64,
     task: Task<std::io::Result<Vec<u8>>>,
 }
 
@@ -185,6 +188,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
             gone: VecDeque::new(),
             pool: Vec::new(),
             writes: VecDeque::new(),
+            next_job: 0,
         };
         let event = match transfer.run(&mut session).await {
             Ok(()) => {
@@ -206,10 +210,10 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
     /// A session with the peer (one kept open by an earlier download if
     /// there is one) and its answer for the file's manifest.
     async fn offer(&self) -> Result<(Session<T::Stream, R>, Result<Entry, ClientError>), ClientError> {
-        if let Some(mut session) = self.pool.take(&self.addr) {
+        if let Some(mut session) = self.pool.take(&self.addr, self.rt.now()) {
             match session.manifest(self.file.clone()).await {
-                // The peer closed it meanwhile (idle too long): a new one.
-                Err(ClientError::Conn(_)) => session.close().await,
+                // The peer closed it meanwhile (or said so): a new one.
+                Err(ClientError::Conn(_)) => drop(session),
                 result => return Ok((session, result)),
             }
         }
@@ -220,7 +224,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
 
     /// Hands the session to the next download from this peer.
     async fn release(&self, session: Session<T::Stream, R>) {
-        if let Some(extra) = self.pool.put(&self.addr, session) {
+        if let Some(extra) = self.pool.put(&self.addr, session, self.rt.now()) {
             extra.close().await;
         }
     }
@@ -258,6 +262,8 @@ struct Transfer<'a, T: Transport, R, P> {
     pool: Vec<Vec<u8>>,
     /// Writes in flight, oldest first.
     writes: VecDeque<Write>,
+    /// The serial of the last job.
+    next_job: u64,
 }
 
 impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
@@ -347,7 +353,8 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
             self.unsent.push_back((range.clone(), start..end));
             start = end;
         }
-        self.jobs.push_back(Job { range, writer, since: None, writing: 0 });
+        self.next_job += 1;
+        self.jobs.push_back(Job { serial: self.next_job, range, writer, since: None, writing: 0 });
         Ok(())
     }
 
@@ -446,10 +453,11 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
             return Err(Stop::Source(SourceError::TooSlow));
         }
         job.writing += runs.len();
+        let serial = job.serial;
         for (offset, run) in runs {
             let out = self.out.clone();
             let task = self.source.rt.spawn(async move { out.write_at(offset, run).await });
-            self.writes.push_back(Write { job: job_range.clone(), task });
+            self.writes.push_back(Write { job: serial, task });
         }
         self.finish_jobs().await;
         Ok(())
@@ -460,7 +468,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
     async fn wrote(&mut self, result: std::io::Result<Vec<u8>>) -> Result<(), Stop> {
         let Some(w) = self.writes.pop_front() else { return Ok(()) };
         let buf = result.map_err(Stop::Local)?;
-        match self.jobs.iter_mut().find(|j| j.range == w.job) {
+        match self.jobs.iter_mut().find(|j| j.serial == w.job) {
             Some(job) => {
                 job.writing -= 1;
                 job.writer.give(buf);

@@ -10,45 +10,58 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::client::Session;
+use crate::runtime::Time;
 
 /// Idle sessions kept per peer address.
 const MAX_IDLE: usize = 16;
+/// A session idle longer than this is not used again: a peer closes idle
+/// connections (after two minutes, by default), and one it closed meanwhile
+/// would only fail the next file.
+const MAX_AGE: Duration = Duration::from_secs(60);
 
-/// Idle sessions, by peer address.
+/// Idle sessions, by peer address, with when each became idle.
 pub(super) struct Pool<S, R> {
-    idle: Mutex<HashMap<String, Vec<Session<S, R>>>>,
+    idle: Mutex<Idle<S, R>>,
 }
+
+type Idle<S, R> = HashMap<String, Vec<(Time, Session<S, R>)>>;
 
 impl<S, R> Pool<S, R> {
     pub(super) fn new() -> Self {
         Self { idle: Mutex::default() }
     }
 
-    /// An idle session with `addr`, most recently used first.
-    pub(super) fn take(&self, addr: &str) -> Option<Session<S, R>> {
-        self.lock().get_mut(addr)?.pop()
+    /// An idle session with `addr` that was used at most [`MAX_AGE`]
+    /// before `now`, most recently used first.
+    pub(super) fn take(&self, addr: &str, now: Time) -> Option<Session<S, R>> {
+        let mut idle = self.lock();
+        let list = idle.get_mut(addr)?;
+        // Sessions idle too long are dropped: the peer sees them end.
+        list.retain(|(since, _)| now.saturating_since(*since) <= MAX_AGE);
+        list.pop().map(|(_, s)| s)
     }
 
     /// Keeps `session` for the next download from `addr`; gives it back
     /// if enough are kept already.
-    pub(super) fn put(&self, addr: &str, session: Session<S, R>) -> Option<Session<S, R>> {
+    pub(super) fn put(&self, addr: &str, session: Session<S, R>, now: Time) -> Option<Session<S, R>> {
         let mut idle = self.lock();
         let list = idle.entry(addr.to_owned()).or_default();
         if list.len() >= MAX_IDLE {
             return Some(session);
         }
-        list.push(session);
+        list.push((now, session));
         None
     }
 
     /// Every idle session, to be closed.
     pub(super) fn drain(&self) -> Vec<Session<S, R>> {
-        self.lock().drain().flat_map(|(_, list)| list).collect()
+        self.lock().drain().flat_map(|(_, list)| list).map(|(_, s)| s).collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Session<S, R>>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Idle<S, R>> {
         // Only moved in and out whole: a panic cannot leave it half-updated.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
