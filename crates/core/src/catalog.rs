@@ -141,17 +141,6 @@ impl<S: Store> Catalog<S> {
         Ok(None)
     }
 
-    /// Like [`by_hash`](Self::by_hash), but a hash not among the files
-    /// hashed so far makes the catalog look at the store again (a file
-    /// added since the last listing is hashed now) before it says no.
-    pub async fn by_hash_or_scan(&self, hash: &Hash) -> Result<Option<Entry>, StoreError> {
-        if let Some(e) = self.by_hash(hash).await? {
-            return Ok(Some(e));
-        }
-        self.list().await?;
-        self.by_hash(hash).await
-    }
-
     fn forget(&self, hash: &Hash, name: &FileName) {
         let mut cache = self.lock();
         if let Some(names) = cache.by_hash.get_mut(hash) {

@@ -787,6 +787,14 @@ fn a_file_added_after_indexing_is_found_by_hash() {
         assert_eq!(entry.info.name.as_str(), "late.bin");
         let none = s.manifest(FileRef::Hash(Hash::of(b"nobody has this"))).await.unwrap_err();
         assert_eq!(none.code(), Some(ErrorCode::NotFound));
+        // The folder is looked at again at most once a second, so asking
+        // for random hashes cannot keep the disk busy; a file added later
+        // is still found after that second.
+        let later = data(20_000, 9);
+        std::fs::write(a.path().join("later.bin"), &later).unwrap();
+        rt.sleep(Duration::from_millis(1100)).await;
+        let entry = s.manifest(FileRef::Hash(Hash::of(&later))).await.unwrap();
+        assert_eq!(entry.info.name.as_str(), "later.bin");
     });
 }
 

@@ -27,7 +27,7 @@ use crate::conn::{Conn, ConnError, kind};
 use crate::hash::Hash;
 use crate::name::FileName;
 use crate::protocol::{CAP_SERVE, CAP_UPLOAD, ErrorCode, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, Message};
-use crate::runtime::{Runtime, timeout};
+use crate::runtime::{Runtime, Time, timeout};
 use crate::store::{Store, StoreError};
 use crate::transport::{Connected, Fingerprint, Listener, Stream};
 use link::Link;
@@ -160,7 +160,15 @@ struct Shared {
     /// Permits of one MiB each, for uploads being received.
     uploads: Arc<Semaphore>,
     connections: AtomicUsize,
+    /// When a request for an unknown hash last made the catalog look at
+    /// the whole store again.
+    last_rescan: Mutex<Option<Time>>,
 }
+
+/// How often a request for an unknown hash may make the server look at its
+/// whole folder again (for a file added since it was last listed). More
+/// often would let anyone asking for random hashes keep the disk busy.
+const RESCAN_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a request failed, as told to the client.
 struct Refusal {
@@ -210,6 +218,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 buffers: fair::Fair::new(read_permits),
                 uploads: Arc::new(Semaphore::new(upload_permits)),
                 connections: AtomicUsize::new(0),
+                last_rescan: Mutex::default(),
             }),
         }
     }
@@ -361,6 +370,24 @@ impl<S: Store, R: Runtime> Server<S, R> {
         Ok(())
     }
 
+    /// The file with content `hash`. A hash the catalog does not know makes
+    /// it look at the store again, at most once every [`RESCAN_EVERY`].
+    async fn by_hash(&self, hash: &Hash) -> Result<Option<crate::catalog::Entry>, StoreError> {
+        if let Some(e) = self.catalog.by_hash(hash).await? {
+            return Ok(Some(e));
+        }
+        let now = self.rt.now();
+        {
+            let mut last = self.shared.last_rescan.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.is_some_and(|t| now.saturating_since(t) < RESCAN_EVERY) {
+                return Ok(None);
+            }
+            *last = Some(now);
+        }
+        self.catalog.list().await?;
+        self.catalog.by_hash(hash).await
+    }
+
     async fn manifest<St: Stream>(&self, link: &mut Link<St, R>, id: u32, file: FileRef) -> Result<(), Failure> {
         let entry = match file {
             FileRef::Name(raw) => {
@@ -370,7 +397,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 link.working(id, self.catalog.by_name(&name)).await?.map_err(Refusal::from)?
             }
             FileRef::Hash(hash) => link
-                .working(id, self.catalog.by_hash_or_scan(&hash))
+                .working(id, self.by_hash(&hash))
                 .await?
                 .map_err(Refusal::from)?
                 .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no file with hash {hash}")))?,
