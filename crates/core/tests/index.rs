@@ -7,8 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use p2p_core::client::{ClientConfig, ClientError, Session};
+use p2p_core::download::Wanted;
 use p2p_core::hash::Hash;
-use p2p_core::index::{AnnounceConfig, Announcer, Limits, Tracker, TrackerConfig};
+use p2p_core::index::{AnnounceConfig, Announcer, IndexClient, Limits, LookupError, Tracker, TrackerConfig};
 use p2p_core::name::FileName;
 use p2p_core::protocol::{ErrorCode, FileInfo, FileRef};
 use p2p_core::runtime::{Runtime, Task};
@@ -189,10 +190,52 @@ fn bad_input_is_refused_clearly_and_the_index_keeps_serving() {
         // Garbage bytes get a connection dropped, nothing more.
         let mut raw = TcpTransport.connect(&index).await.unwrap().stream;
         futures_lite::AsyncWriteExt::write_all(&mut raw, b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
-        drop(raw);
+        // The index hangs up (a reset counts too) rather than waiting for more.
+        let mut rest = Vec::new();
+        let closed = p2p_core::runtime::timeout(
+            &rt,
+            Duration::from_secs(10),
+            futures_lite::AsyncReadExt::read_to_end(&mut raw, &mut rest),
+        )
+        .await;
+        assert!(closed.is_ok(), "the index kept a garbage connection open");
         // And everyone else is still served.
         assert_eq!(other.index_files().await.unwrap().len(), 3);
         assert_eq!(s.peers().await.unwrap().len(), 1);
         s.ping().await.unwrap();
+    });
+}
+
+#[test]
+fn a_downloader_keeps_one_session_waits_when_asked_to_and_reconnects() {
+    let rt = SmolRuntime::new(2);
+    let a = tempfile::tempdir().unwrap();
+    std::fs::write(a.path().join("x.bin"), b"x").unwrap();
+    rt.block_on(async {
+        let config = TrackerConfig {
+            query_burst: 2,
+            query_per_sec: 8,
+            idle_timeout: Duration::from_millis(300),
+            ..TrackerConfig::default()
+        };
+        let (index, tracker, _t) = start_index(&rt, config).await;
+        let (_addr, _signal, _tasks) = start_peer(&rt, a.path(), "a", &index).await;
+        assert!(eventually(&rt, || async { tracker.file_count() == 1 }).await);
+        let before = tracker.connections_taken();
+        let ix = IndexClient::new(TcpTransport, rt.clone(), &index, client("d"));
+        let x = Wanted::Name(FileName::new("x.bin").unwrap());
+        // More questions than the burst allows: the client waits, on one session.
+        for _ in 0..6 {
+            let found = ix.lookup(&x).await.unwrap();
+            assert_eq!(found.sources.iter().map(|s| s.label.as_str()).collect::<Vec<_>>(), ["a"]);
+        }
+        assert_eq!(tracker.connections_taken() - before, 1);
+        // The index drops the idle session; the next question opens another.
+        rt.sleep(Duration::from_millis(900)).await;
+        assert_eq!(ix.lookup(&x).await.unwrap().info.size, 1);
+        assert_eq!(tracker.connections_taken() - before, 2);
+        let none = ix.lookup(&Wanted::Name(FileName::new("nope").unwrap())).await.unwrap_err();
+        assert!(matches!(none, LookupError::NotFound(_)), "{none}");
+        ix.close().await;
     });
 }

@@ -2,18 +2,17 @@
 //! all of them.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use p2p_core::catalog::Catalog;
-use p2p_core::client::{ClientConfig, ClientError, Session};
 use p2p_core::download::{
     DownloadConfig, DownloadError, DownloadReport, Downloader, Outcome, Problem, SourceSpec, Wanted,
 };
 use p2p_core::hash::Hash;
-use p2p_core::index::{LookupError, corrupt_sources, lookup, report_corrupt};
+use p2p_core::index::{IndexClient, LookupError, corrupt_sources, peer_labels};
 use p2p_core::name::FileName;
 use p2p_core::protocol::MAX_READ;
 use p2p_core::runtime::{Runtime, join_all};
@@ -21,7 +20,7 @@ use p2p_core::units;
 use p2p_host::{FsStore, SmolRuntime};
 use serde_json::json;
 
-use super::{client_config, client_net, index_session, report_unresolved, require_tracker, targets, until_cancelled};
+use super::{NOT_INDEX, client_config, client_net, report_unresolved, require_tracker, targets, until_cancelled};
 use crate::args::Download;
 use crate::net::Net;
 use crate::output::{self, transfer};
@@ -30,6 +29,7 @@ use crate::progress::Board;
 use crate::{Context, Status, UsageError};
 
 type Fetcher = Downloader<Net, SmolRuntime, FsStore>;
+type Index = IndexClient<Net, SmolRuntime>;
 
 pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
     let (mut wanted, peers) = wanted(&args)?;
@@ -53,12 +53,12 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
     let (targets, index) = if peers.is_empty() {
         let index = require_tracker(ctx, args.tracker.as_deref())?;
         let (net, id) = client_net(ctx, &[Ok(index.clone())])?;
-        let config = client_config(args.timeout, &id);
-        let Some(online) = until_cancelled(ctx, online_peers(&net, rt, &index, &config)) else {
+        let ix = IndexClient::new(net, rt.clone(), &index.addr, client_config(args.timeout, &id));
+        let Some(online) = until_cancelled(ctx, online_peers(&ix)) else {
             return Ok(Status::Cancelled);
         };
         match online {
-            Ok(targets) => (targets.into_iter().map(Ok).collect(), Some(index)),
+            Ok(targets) => (targets.into_iter().map(Ok).collect(), Some((index, ix))),
             Err(e) => {
                 ctx.out.error(&format!("{}: {e}", index.display()));
                 ctx.out.json(&json!({ "index": index.label, "error": e }));
@@ -80,19 +80,16 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
         ctx.out.json(&json!({ "name": what, "error": why }));
         return Ok(Status::Failed);
     }
-    let mut all_targets = targets.clone();
-    all_targets.extend(index.iter().cloned().map(Ok));
-    let (net, id) = client_net(ctx, &all_targets)?;
+    let (net, id) = client_net(ctx, &targets)?;
     let mut config =
         DownloadConfig { client: client_config(args.timeout, &id), overwrite: args.overwrite, ..Default::default() };
     config.schedule.request = chunk;
-    let client = config.client.clone();
     let downloader = Downloader::new(net.clone(), rt.clone(), Catalog::new(FsStore::new(&dir)), config);
     let job = Job {
         ctx,
         targets: &targets,
         sources: match &index {
-            Some(index) => Sources::Index { index, net: &net, config: &client },
+            Some((index, ix)) => Sources::Index { index, ix },
             None => Sources::Named(&named),
         },
         dir: &dir,
@@ -118,6 +115,9 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
     job.board.borrow_mut().clear();
     let Some(all_ok) = finished else { return Ok(Status::Cancelled) };
     rt.block_on(downloader.close());
+    if let Some((_, ix)) = &index {
+        rt.block_on(ix.close());
+    }
     if job.many {
         job.summary();
     }
@@ -127,27 +127,22 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
 /// Every peer the index knows to be online, as targets: labelled by id
 /// (or address where ids are missing or shared), pinned to the
 /// fingerprint the index saw.
-async fn online_peers(
-    net: &Net,
-    rt: &SmolRuntime,
-    index: &Target,
-    config: &ClientConfig,
-) -> Result<Vec<Target>, String> {
-    let mut s = index_session(net, rt, index, config).await?;
-    let peers = s.peers().await.map_err(|e| output::describe(&e))?;
-    s.close().await;
-    let mut ids: HashMap<&str, usize> = HashMap::new();
-    for p in &peers {
-        *ids.entry(p.id.as_str()).or_default() += 1;
-    }
-    Ok(peers
-        .iter()
-        .map(|p| {
-            let unique = !p.id.is_empty() && ids.get(p.id.as_str()) == Some(&1);
-            let label = if unique { p.id.clone() } else { p.addr.clone() };
-            Target { label, addr: p.addr.clone(), pin: p.fingerprint }
-        })
+async fn online_peers(ix: &Index) -> Result<Vec<Target>, String> {
+    let peers = ix.peers().await.map_err(|e| describe(&e))?;
+    Ok(peer_labels(&peers)
+        .into_iter()
+        .zip(&peers)
+        .map(|(label, p)| Target { label, addr: p.addr.clone(), pin: p.fingerprint })
         .collect())
+}
+
+/// Why the index could not be asked, in the words of the other commands.
+fn describe(e: &LookupError) -> String {
+    match e {
+        LookupError::Client(c) => output::describe(c),
+        LookupError::NotIndex(_) => NOT_INDEX.into(),
+        other => other.to_string(),
+    }
 }
 
 /// What the command line asks for, and the peers. With `--all` or `--hash`
@@ -208,7 +203,7 @@ enum Sources<'a> {
     /// The peers named on the command line, for every file.
     Named(&'a [SourceSpec]),
     /// The peers the index names, file by file.
-    Index { index: &'a Target, net: &'a Net, config: &'a ClientConfig },
+    Index { index: &'a Target, ix: &'a Index },
 }
 
 /// How the files of a command ended.
@@ -234,18 +229,10 @@ impl Job<'_> {
                     }
                 }
             }
-            Sources::Index { index, net, config } => {
-                let listed = async {
-                    let mut s = Session::connect(*net, &self.ctx.rt, &index.addr, config).await?;
-                    let files = s.index_files().await?;
-                    s.close().await;
-                    Ok::<_, ClientError>(files)
-                };
-                match listed.await {
-                    Ok(files) => names.extend(files.into_iter().map(|f| f.info.name)),
-                    Err(e) => self.error(&format!("{}: {}", index.display(), output::describe(&e))),
-                }
-            }
+            Sources::Index { index, ix } => match ix.files().await {
+                Ok(files) => names.extend(files.into_iter().map(|f| f.info.name)),
+                Err(e) => self.error(&format!("{}: {}", index.display(), describe(&e))),
+            },
         }
         names.into_iter().collect()
     }
@@ -278,8 +265,8 @@ impl Job<'_> {
         let started = rt.now();
         let (sources, index) = match &self.sources {
             Sources::Named(s) => (s.to_vec(), None),
-            Sources::Index { index, net, config } => match lookup(*net, rt, &index.addr, config, w).await {
-                Ok(found) => (found.sources, Some((index, *net, *config, found.info.hash))),
+            Sources::Index { index, ix } => match ix.lookup(w).await {
+                Ok(found) => (found.sources, Some((*ix, found.info.hash))),
                 Err(e) => {
                     self.board.borrow_mut().file_done(0);
                     return self.not_located(w, index, e);
@@ -289,7 +276,7 @@ impl Job<'_> {
         let mut bar = self.board.borrow().file(&w.to_string(), !self.many);
         let result = self.downloader.download(w.clone(), &sources, |p| bar.update(p)).await;
         drop(bar);
-        if let Some((index, net, config, hash)) = index {
+        if let Some((ix, hash)) = index {
             // The index leaves a peer that served bad data out of its
             // answers for this file, for a while.
             let problems: Vec<(&str, &Problem)> = match &result {
@@ -297,7 +284,7 @@ impl Job<'_> {
                 Err(e) => e.reasons().iter().map(|(l, p)| (l.as_str(), p)).collect(),
             };
             let bad = corrupt_sources(&sources, problems);
-            if let Err(e) = report_corrupt(net, rt, &index.addr, config, hash, &bad).await {
+            if let Err(e) = ix.report_corrupt(hash, &bad).await {
                 tracing::debug!("cannot tell the index about corrupt sources: {e}");
             }
         }
@@ -322,8 +309,7 @@ impl Job<'_> {
                 let mut text = format!("{e}:");
                 let mut candidates = Vec::new();
                 for c in found {
-                    let peers: Vec<&str> =
-                        c.peers.iter().map(|p| if p.id.is_empty() { p.addr.as_str() } else { p.id.as_str() }).collect();
+                    let peers = peer_labels(&c.peers);
                     let n = peers.len();
                     text += &format!(
                         "\n  --hash {}  {}, {n} peer{} ({})",
@@ -338,8 +324,9 @@ impl Job<'_> {
                 doc["candidates"] = candidates.into();
             }
             LookupError::NotFound(_) => self.error(&e.to_string()),
-            LookupError::Client(c) => self.error(&format!("{}: {}", index.display(), output::describe(c))),
-            LookupError::NotIndex(_) => self.error(&e.to_string()),
+            LookupError::Client(_) | LookupError::NotIndex(_) => {
+                self.error(&format!("{}: {}", index.display(), describe(&e)))
+            }
         }
         doc["error"] = e.to_string().into();
         self.ctx.out.json(&doc);

@@ -172,6 +172,9 @@ pub(crate) fn downloads_dir(ctx: &Context) -> anyhow::Result<PathBuf> {
 /// The served folder when nothing says otherwise, as the original tool.
 pub(crate) const SERVED: &str = "served_files";
 
+/// What a command says when the index it was given serves files instead.
+pub(crate) const NOT_INDEX: &str = "not an index (it serves files: name it as a PEER instead)";
+
 /// A session with the index at `index`, checked to be one; an error
 /// worded for people.
 pub(crate) async fn index_session(
@@ -182,7 +185,7 @@ pub(crate) async fn index_session(
 ) -> Result<Session<NetStream, SmolRuntime>, String> {
     let s = Session::connect(net, rt, &index.addr, config).await.map_err(|e| output::describe(&e))?;
     if !s.is_index() {
-        return Err("not an index (it serves files: name it as a PEER instead)".into());
+        return Err(NOT_INDEX.into());
     }
     Ok(s)
 }

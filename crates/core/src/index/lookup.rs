@@ -2,13 +2,18 @@
 //! about peers that served bad data.
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use async_lock::Mutex;
 
 use crate::client::{ClientConfig, ClientError, Session};
 use crate::download::{Problem, ProblemKind, SourceSpec, Wanted};
 use crate::hash::Hash;
-use crate::protocol::{FileInfo, FileRef, PeerInfo, Sources};
+use crate::protocol::{ErrorCode, FileInfo, FileRef, IndexedFile, PeerInfo, Sources};
 use crate::runtime::Runtime;
 use crate::transport::Transport;
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// Why the index named no sources to download from.
 #[derive(Debug, thiserror::Error)]
@@ -44,65 +49,166 @@ pub struct Found {
     pub peers: Vec<PeerInfo>,
 }
 
-/// Asks the index at `index` who serves `wanted`. A name served with more
-/// than one content is [`LookupError::Ambiguous`].
-pub async fn lookup<T: Transport, R: Runtime>(
-    transport: &T,
-    rt: &R,
-    index: &str,
-    config: &ClientConfig,
-    wanted: &Wanted,
-) -> Result<Found, LookupError> {
-    let mut session = Session::connect(transport, rt, index, config).await?;
-    if !session.is_index() {
-        return Err(LookupError::NotIndex(index.to_owned()));
-    }
-    let file = match wanted {
-        Wanted::Name(n) => FileRef::Name(n.to_string()),
-        Wanted::Hash(h) => FileRef::Hash(*h),
-    };
-    let mut found = session.locate(file).await?;
-    session.close().await;
-    if found.len() > 1 {
-        return Err(LookupError::Ambiguous { name: wanted.to_string(), found });
-    }
-    let Some(one) = found.pop().filter(|s| !s.peers.is_empty()) else {
-        return Err(LookupError::NotFound(wanted.clone()));
-    };
+/// Names for `peers` in output: the peer id where it is set and no other
+/// of them has it, the address otherwise.
+pub fn peer_labels(peers: &[PeerInfo]) -> Vec<String> {
     let mut ids: HashMap<&str, usize> = HashMap::new();
-    for p in &one.peers {
+    for p in peers {
         *ids.entry(p.id.as_str()).or_default() += 1;
     }
-    let sources = one
-        .peers
+    peers
         .iter()
         .map(|p| {
             let unique = !p.id.is_empty() && ids.get(p.id.as_str()) == Some(&1);
-            SourceSpec { label: if unique { p.id.clone() } else { p.addr.clone() }, addr: p.addr.clone() }
+            if unique { p.id.clone() } else { p.addr.clone() }
         })
-        .collect();
-    Ok(Found { info: one.info, sources, peers: one.peers })
+        .collect()
 }
 
-/// Tells the index that the peers at `addrs` sent data of `hash` that
-/// failed verification.
-pub async fn report_corrupt<T: Transport, R: Runtime>(
-    transport: &T,
-    rt: &R,
-    index: &str,
-    config: &ClientConfig,
-    hash: Hash,
-    addrs: &[String],
-) -> Result<(), ClientError> {
-    if addrs.is_empty() {
-        return Ok(());
+/// Most tries of one question when the index says it is asked too often
+/// (it allows a burst, then a steady rate per session).
+const BUSY_TRIES: u32 = 8;
+
+/// A downloader's connection to the index: opened on first use, kept for
+/// every file of a command (a download of thousands of files asks the
+/// index thousands of times), opened again if it breaks.
+pub struct IndexClient<T: Transport, R> {
+    transport: T,
+    rt: R,
+    addr: String,
+    config: ClientConfig,
+    session: Mutex<Option<Session<T::Stream, R>>>,
+}
+
+impl<T: Transport, R> std::fmt::Debug for IndexClient<T, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexClient").field("addr", &self.addr).finish_non_exhaustive()
     }
-    let mut session = Session::connect(transport, rt, index, config).await?;
-    for addr in addrs {
-        session.suspect(hash, addr).await?;
+}
+
+/// One try of a question to the index.
+enum Try<O> {
+    Done(O),
+    /// The session broke: open another.
+    Broken(ClientError),
+    /// Asked too often: wait a little.
+    Busy(ClientError),
+}
+
+impl<T: Transport, R: Runtime> IndexClient<T, R> {
+    /// A client of the index at `addr`; nothing is connected yet.
+    pub fn new(transport: T, rt: R, addr: &str, config: ClientConfig) -> Self {
+        Self { transport, rt, addr: addr.to_owned(), config, session: Mutex::new(None) }
     }
-    session.close().await;
-    Ok(())
+
+    /// The index's address.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Every peer the index knows to be online.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, LookupError> {
+        self.ask(|s| Box::pin(s.peers())).await
+    }
+
+    /// Every file on the network.
+    pub async fn files(&self) -> Result<Vec<IndexedFile>, LookupError> {
+        self.ask(|s| Box::pin(s.index_files())).await
+    }
+
+    /// Who serves `wanted`. A name served with more than one content is
+    /// [`LookupError::Ambiguous`].
+    pub async fn lookup(&self, wanted: &Wanted) -> Result<Found, LookupError> {
+        let file = match wanted {
+            Wanted::Name(n) => FileRef::Name(n.to_string()),
+            Wanted::Hash(h) => FileRef::Hash(*h),
+        };
+        let mut found = self.ask(|s| Box::pin(s.locate(file.clone()))).await?;
+        if found.len() > 1 {
+            return Err(LookupError::Ambiguous { name: wanted.to_string(), found });
+        }
+        let Some(one) = found.pop().filter(|s| !s.peers.is_empty()) else {
+            return Err(LookupError::NotFound(wanted.clone()));
+        };
+        let sources = peer_labels(&one.peers)
+            .into_iter()
+            .zip(&one.peers)
+            .map(|(label, p)| SourceSpec { label, addr: p.addr.clone() })
+            .collect();
+        Ok(Found { info: one.info, sources, peers: one.peers })
+    }
+
+    /// Tells the index that the peers at `addrs` sent data of `hash` that
+    /// failed verification.
+    pub async fn report_corrupt(&self, hash: Hash, addrs: &[String]) -> Result<(), LookupError> {
+        for addr in addrs {
+            self.ask(|s| {
+                let addr = addr.clone();
+                Box::pin(async move { s.suspect(hash, &addr).await })
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the session, if one is open.
+    pub async fn close(&self) {
+        let session = self.session.lock().await.take();
+        if let Some(s) = session {
+            s.close().await;
+        }
+    }
+
+    /// Asks `question` on the kept session: once more on a fresh session if
+    /// the kept one broke (the index may have closed it while idle), and
+    /// again after a pause while the index says it is asked too often.
+    async fn ask<O, F>(&self, mut question: F) -> Result<O, LookupError>
+    where
+        F: for<'s> FnMut(&'s mut Session<T::Stream, R>) -> BoxFuture<'s, Result<O, ClientError>>,
+    {
+        let mut reopened = false;
+        let mut busy = 0;
+        loop {
+            match self.try_once(&mut question).await? {
+                Try::Done(o) => return Ok(o),
+                Try::Broken(e) if reopened => return Err(e.into()),
+                Try::Broken(_) => reopened = true,
+                Try::Busy(e) if busy + 1 >= BUSY_TRIES => return Err(e.into()),
+                Try::Busy(_) => {
+                    busy += 1;
+                    self.rt.sleep(Duration::from_millis(50 << busy.min(4))).await;
+                }
+            }
+        }
+    }
+
+    async fn try_once<O, F>(&self, question: &mut F) -> Result<Try<O>, LookupError>
+    where
+        F: for<'s> FnMut(&'s mut Session<T::Stream, R>) -> BoxFuture<'s, Result<O, ClientError>>,
+    {
+        let mut kept = self.session.lock().await;
+        let fresh = kept.is_none();
+        let session = match &mut *kept {
+            Some(s) => s,
+            None => {
+                let s = Session::connect(&self.transport, &self.rt, &self.addr, &self.config).await?;
+                if !s.is_index() {
+                    return Err(LookupError::NotIndex(self.addr.clone()));
+                }
+                kept.insert(s)
+            }
+        };
+        match question(session).await {
+            Ok(o) => Ok(Try::Done(o)),
+            Err(e) if e.code() == Some(ErrorCode::Busy) => Ok(Try::Busy(e)),
+            // A session just opened that breaks is not retried.
+            Err(e @ ClientError::Conn(_)) => {
+                *kept = None;
+                if fresh { Err(e.into()) } else { Ok(Try::Broken(e)) }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 /// The addresses of the sources a download found sending corrupt data,

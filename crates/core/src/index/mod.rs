@@ -29,6 +29,6 @@ mod state;
 mod tracker;
 
 pub use announcer::{AnnounceConfig, Announcer};
-pub use lookup::{Found, LookupError, corrupt_sources, lookup, report_corrupt};
+pub use lookup::{Found, IndexClient, LookupError, corrupt_sources, peer_labels};
 pub use state::{IndexError, IndexState, Limits, PeerKey};
 pub use tracker::{Tracker, TrackerConfig};

@@ -3,7 +3,7 @@
 
 use super::*;
 use p2p_core::download::Wanted;
-use p2p_core::index::{LookupError, corrupt_sources, lookup, report_corrupt};
+use p2p_core::index::{IndexClient, LookupError, corrupt_sources};
 
 pub(super) fn failed(kind: ErrorKind, result: String) -> Ended {
     Ended { ok: false, kind: Some(kind), result: format!("error: {result}"), parts: Vec::new(), part_ends: Vec::new() }
@@ -160,13 +160,21 @@ pub(super) async fn fetch<T: Transport>(
         Sources::Named(peers) => {
             (peers.iter().map(|p| SourceSpec { label: p.clone(), addr: addr_of(p) }).collect::<Vec<_>>(), None)
         }
-        Sources::Index(ix) => match lookup(transport, rt, &ix, client, &wanted).await {
-            Ok(found) => (found.sources, Some((ix, found.info.hash))),
-            Err(LookupError::NotFound(_)) => {
-                return failed(ErrorKind::NotFound, format!("the index names no peer with {name}"));
+        Sources::Index(addr) => {
+            let ix = IndexClient::new(transport.clone(), rt.clone(), &addr, client.clone());
+            match ix.lookup(&wanted).await {
+                Ok(found) => (found.sources, Some((ix, found.info.hash))),
+                Err(e) => {
+                    ix.close().await;
+                    return match e {
+                        LookupError::NotFound(_) => {
+                            failed(ErrorKind::NotFound, format!("the index names no peer with {name}"))
+                        }
+                        e => failed(ErrorKind::Other, e.to_string()),
+                    };
+                }
             }
-            Err(e) => return failed(ErrorKind::Other, e.to_string()),
-        },
+        }
     };
     let config = DownloadConfig { client: client.clone(), ..DownloadConfig::default() };
     let result = download(transport, rt, catalog, &file, &sources, &config, |_| {}).await;
@@ -176,7 +184,8 @@ pub(super) async fn fetch<T: Transport>(
             Ok(r) => r.sources.iter().filter_map(|s| s.problem.as_ref().map(|p| (s.label.as_str(), p))).collect(),
             Err(e) => e.reasons().iter().map(|(l, p)| (l.as_str(), p)).collect(),
         };
-        let _ = report_corrupt(transport, rt, &ix, client, hash, &corrupt_sources(&sources, problems)).await;
+        let _ = ix.report_corrupt(hash, &corrupt_sources(&sources, problems)).await;
+        ix.close().await;
     }
     match result {
         Ok(report) => {
