@@ -106,8 +106,10 @@ fn index_side(path: &Path, s: Server) -> Loaded {
 /// This peer's own identity beside config.json, made the first time.
 fn own_identity(dir: &Path) -> anyhow::Result<Loaded> {
     let ron = dir.join(config::FILE_NAME);
-    if let Some(found) = Loaded::find(Some(&ron)).ok().flatten().filter(|_| ron.is_file()) {
-        return Ok(found);
+    // One there already is this peer's identity: used as it is, and a
+    // mistake in it is an error, never a reason to replace it.
+    if ron.exists() {
+        return Loaded::find(Some(&ron))?.ok_or_else(|| anyhow::anyhow!("cannot read {}", ron.display()));
     }
     let id = std::fs::canonicalize(dir)
         .ok()
@@ -115,6 +117,15 @@ fn own_identity(dir: &Path) -> anyhow::Result<Loaded> {
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "peer".into());
     let (cert, key) = ("p2p-cert.pem", "p2p-key.pem");
+    for f in [cert, key] {
+        if dir.join(f).exists() {
+            anyhow::bail!(
+                "{} exists without {}: move it away or write a p2p.ron for it (p2p init would replace it)",
+                dir.join(f).display(),
+                ron.display()
+            );
+        }
+    }
     Identity::create(&id, &dir.join(cert), &dir.join(key))
         .with_context(|| format!("cannot make this peer's identity in {}", dir.display()))?;
     std::fs::write(&ron, config::template(&id, None, cert, key))
@@ -166,6 +177,13 @@ mod tests {
         // The same identity the next time.
         let again = load(&path).unwrap();
         assert_eq!(again.config.id, peer.config.id);
+        // A p2p.ron with a mistake is an error, and is not replaced.
+        let ron = dir.path().join("p2p.ron");
+        let key = std::fs::read(dir.path().join("p2p-key.pem")).unwrap();
+        std::fs::write(&ron, "(id: \"x\", colour: 3)").unwrap();
+        assert!(load(&path).is_err());
+        assert_eq!(std::fs::read(dir.path().join("p2p-key.pem")).unwrap(), key, "the key is kept");
+        assert_eq!(std::fs::read_to_string(&ron).unwrap(), "(id: \"x\", colour: 3)");
 
         std::fs::write(&path, "{\n  \"server\": {\n    \"hots\": \"x\"\n  }\n}").unwrap();
         let e = load(&path).unwrap_err().to_string();
