@@ -6,11 +6,8 @@ use serde_json::json;
 
 use p2p_core::protocol::IndexedFile;
 
-use super::{
-    client_config, client_net, index_session, report_listing, require_tracker, targets, until_cancelled, with_each_peer,
-};
+use super::{ask_index, client_config, client_net, report_listing, targets, with_each_peer};
 use crate::args::Filelist;
-use crate::output;
 use crate::{Context, Status};
 
 pub(crate) fn run(ctx: &Context, args: Filelist) -> anyhow::Result<Status> {
@@ -93,25 +90,10 @@ fn print_table(ctx: &Context, peer: &str, files: &[FileInfo]) {
 
 /// The whole network's files, as the index knows them.
 fn network(ctx: &Context, args: &Filelist) -> anyhow::Result<Status> {
-    let index = require_tracker(ctx, args.tracker.as_deref())?;
-    let (net, id) = client_net(ctx, &[Ok(index.clone())])?;
-    let config = client_config(args.timeout, &id);
-    let rt = &ctx.rt;
-    let asked = until_cancelled(ctx, async {
-        let mut s = index_session(&net, rt, &index, &config).await?;
-        let files = s.index_files().await.map_err(|e| output::describe(&e))?;
-        let via = super::Via::of(&s);
-        s.close().await;
-        Ok::<_, String>((files, via))
-    });
-    let Some(asked) = asked else { return Ok(Status::Cancelled) };
-    let (files, via) = match asked {
-        Ok(found) => found,
-        Err(e) => {
-            ctx.out.error(&format!("{}: {e}", index.display()));
-            ctx.out.json(&json!({ "index": index.label, "error": e }));
-            return Ok(Status::Failed);
-        }
+    let asked = ask_index(ctx, args.tracker.as_deref(), args.timeout, |s| Box::pin(s.index_files()))?;
+    let (index, files, via) = match asked {
+        Ok(asked) => asked,
+        Err(status) => return Ok(status),
     };
     let count = match files.len() {
         0 => "no files".to_string(),

@@ -175,19 +175,40 @@ pub(crate) const SERVED: &str = "served_files";
 /// What a command says when the index it was given serves files instead.
 pub(crate) const NOT_INDEX: &str = "not an index (it serves files: name it as a PEER instead)";
 
-/// A session with the index at `index`, checked to be one; an error
-/// worded for people.
-pub(crate) async fn index_session(
-    net: &Net,
-    rt: &SmolRuntime,
-    index: &Target,
-    config: &ClientConfig,
-) -> Result<Session<NetStream, SmolRuntime>, String> {
-    let s = Session::connect(net, rt, &index.addr, config).await.map_err(|e| output::describe(&e))?;
-    if !s.is_index() {
-        return Err(NOT_INDEX.into());
-    }
-    Ok(s)
+/// A question to the index, on a session.
+pub(crate) type Question<'s, O> = std::pin::Pin<Box<dyn Future<Output = Result<O, ClientError>> + 's>>;
+
+/// Asks the index (`--tracker` or the config's) one question. When it
+/// cannot be asked, says why (in JSON too) and gives the status to end
+/// with; otherwise the index, the answer and how it was reached.
+pub(crate) fn ask_index<O>(
+    ctx: &Context,
+    tracker: Option<&str>,
+    timeout_secs: u64,
+    question: impl for<'s> FnOnce(&'s mut Session<NetStream, SmolRuntime>) -> Question<'s, O>,
+) -> anyhow::Result<Result<(Target, O, Via), Status>> {
+    let index = require_tracker(ctx, tracker)?;
+    let (net, id) = client_net(ctx, &[Ok(index.clone())])?;
+    let config = client_config(timeout_secs, &id);
+    let asked = until_cancelled(ctx, async {
+        let mut s = Session::connect(&net, &ctx.rt, &index.addr, &config).await.map_err(|e| output::describe(&e))?;
+        if !s.is_index() {
+            return Err(NOT_INDEX.to_owned());
+        }
+        let answer = question(&mut s).await.map_err(|e| output::describe(&e))?;
+        let via = Via::of(&s);
+        s.close().await;
+        Ok::<_, String>((answer, via))
+    });
+    Ok(match asked {
+        None => Err(Status::Cancelled),
+        Some(Ok((answer, via))) => Ok((index, answer, via)),
+        Some(Err(e)) => {
+            ctx.out.error(&format!("{}: {e}", index.display()));
+            ctx.out.json(&serde_json::json!({ "index": index.label, "error": e }));
+            Err(Status::Failed)
+        }
+    })
 }
 
 /// The index for a command that names no peer, or a usage error saying

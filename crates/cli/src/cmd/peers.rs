@@ -2,31 +2,14 @@
 
 use serde_json::json;
 
-use super::{client_config, client_net, index_session, require_tracker, until_cancelled};
+use super::ask_index;
 use crate::args::Peers;
-use crate::output;
 use crate::{Context, Status};
 
 pub(crate) fn run(ctx: &Context, args: Peers) -> anyhow::Result<Status> {
-    let index = require_tracker(ctx, args.tracker.as_deref())?;
-    let (net, id) = client_net(ctx, &[Ok(index.clone())])?;
-    let config = client_config(args.timeout, &id);
-    let rt = &ctx.rt;
-    let asked = until_cancelled(ctx, async {
-        let mut s = index_session(&net, rt, &index, &config).await?;
-        let peers = s.peers().await.map_err(|e| output::describe(&e))?;
-        let via = super::Via::of(&s);
-        s.close().await;
-        Ok::<_, String>((peers, via))
-    });
-    let Some(asked) = asked else { return Ok(Status::Cancelled) };
-    let (peers, via) = match asked {
-        Ok(found) => found,
-        Err(e) => {
-            ctx.out.error(&format!("{}: {e}", index.display()));
-            ctx.out.json(&json!({ "index": index.label, "error": e }));
-            return Ok(Status::Failed);
-        }
+    let (index, peers, via) = match ask_index(ctx, args.tracker.as_deref(), args.timeout, |s| Box::pin(s.peers()))? {
+        Ok(asked) => asked,
+        Err(status) => return Ok(status),
     };
     let count = match peers.len() {
         1 => "1 peer online".to_string(),
