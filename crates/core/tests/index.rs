@@ -231,7 +231,8 @@ fn a_downloader_keeps_one_session_waits_when_asked_to_and_reconnects() {
         }
         assert_eq!(tracker.connections_taken() - before, 1);
         // The index drops the idle session; the next question opens another.
-        rt.sleep(Duration::from_millis(900)).await;
+        assert_eq!(tracker.connections_open(), 2, "the announcer's and ours");
+        assert!(eventually(&rt, || async { tracker.connections_open() == 1 }).await);
         assert_eq!(ix.lookup(&x).await.unwrap().info.size, 1);
         assert_eq!(tracker.connections_taken() - before, 2);
         let none = ix.lookup(&Wanted::Name(FileName::new("nope").unwrap())).await.unwrap_err();

@@ -163,6 +163,11 @@ impl<R: Runtime> Tracker<R> {
         self.shared.taken.load(Ordering::Relaxed)
     }
 
+    /// Connections open now.
+    pub fn connections_open(&self) -> usize {
+        self.shared.connections.load(Ordering::Relaxed)
+    }
+
     /// The peers online now.
     pub fn peers(&self) -> Vec<crate::protocol::PeerInfo> {
         self.state().peers()
