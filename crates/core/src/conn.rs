@@ -316,6 +316,26 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
         self.stream_flush().await
     }
 
+    /// Sends `items` in pages of `size` (at least one page, empty for no
+    /// items), `page` making each message from its items and whether it
+    /// is the last.
+    pub(crate) async fn send_pages<T: Clone>(
+        &mut self,
+        items: &[T],
+        size: usize,
+        page: impl Fn(Vec<T>, bool) -> Message,
+    ) -> Result<(), ConnError> {
+        if items.is_empty() {
+            return self.send(&page(Vec::new(), true)).await;
+        }
+        let mut pages = items.chunks(size).peekable();
+        while let Some(items) = pages.next() {
+            let last = pages.peek().is_none();
+            self.send(&page(items.to_vec(), last)).await?;
+        }
+        Ok(())
+    }
+
     /// Sends queued messages, then a data frame, without copying `bytes`.
     pub(crate) async fn send_data(&mut self, id: u32, offset: u64, bytes: &[u8]) -> Result<(), ConnError> {
         let header = codec::data_header(id, offset, bytes.len());

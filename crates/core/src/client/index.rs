@@ -3,8 +3,7 @@
 
 use std::time::Duration;
 
-use super::{ClientError, MAX_LISTING, Session, unexpected};
-use crate::conn::ConnError;
+use super::{ClientError, Session, unexpected};
 use crate::hash::Hash;
 use crate::name::FileName;
 use crate::protocol::{CAP_INDEX, FileInfo, FileRef, IndexedFile, Message, PeerInfo, Sources};
@@ -59,22 +58,11 @@ impl<S: Stream, R: Runtime> Session<S, R> {
     pub async fn index_files(&mut self) -> Result<Vec<IndexedFile>, ClientError> {
         let id = self.id();
         self.conn.send(&Message::IndexList { id }).await?;
-        let mut files = Vec::new();
-        loop {
-            match self.response(id).await? {
-                Message::IndexFiles { files: page, last, .. } => {
-                    if files.len() + page.len() > MAX_LISTING {
-                        let message = format!("the index lists more than {MAX_LISTING} files");
-                        return Err(ConnError::Unexpected(message).into());
-                    }
-                    files.extend(page);
-                    if last {
-                        return Ok(files);
-                    }
-                }
-                other => return Err(unexpected(&other)),
-            }
-        }
+        self.pages(id, "the index", "files", |m| match m {
+            Message::IndexFiles { files, last, .. } => Ok((files, last)),
+            other => Err(other),
+        })
+        .await
     }
 
     /// Who serves `file`, per content, the most served first.
@@ -91,21 +79,11 @@ impl<S: Stream, R: Runtime> Session<S, R> {
     pub async fn peers(&mut self) -> Result<Vec<PeerInfo>, ClientError> {
         let id = self.id();
         self.conn.send(&Message::ListPeers { id }).await?;
-        let mut peers = Vec::new();
-        loop {
-            match self.response(id).await? {
-                Message::PeerPage { peers: page, last, .. } => {
-                    if peers.len() + page.len() > MAX_LISTING {
-                        return Err(ConnError::Unexpected("the index lists too many peers".into()).into());
-                    }
-                    peers.extend(page);
-                    if last {
-                        return Ok(peers);
-                    }
-                }
-                other => return Err(unexpected(&other)),
-            }
-        }
+        self.pages(id, "the index", "peers", |m| match m {
+            Message::PeerPage { peers, last, .. } => Ok((peers, last)),
+            other => Err(other),
+        })
+        .await
     }
 
     /// Tells the index that the peer at `addr` served data of `hash` that

@@ -155,20 +155,34 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
     pub async fn list(&mut self) -> Result<Vec<FileInfo>, ClientError> {
         let id = self.id();
         self.conn.send(&Message::List { id }).await?;
-        let mut files = Vec::new();
+        self.pages(id, "the peer", "files", |m| match m {
+            Message::Files { files, last, .. } => Ok((files, last)),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// The pages of the answer to request `id`, gathered: `page` takes
+    /// each message apart into its items and whether it is the last. More
+    /// than [`MAX_LISTING`] items in all is an error ("`who` lists more
+    /// than ... `what`").
+    pub(crate) async fn pages<T>(
+        &mut self,
+        id: u32,
+        who: &str,
+        what: &str,
+        page: impl Fn(Message) -> Result<(Vec<T>, bool), Message>,
+    ) -> Result<Vec<T>, ClientError> {
+        let mut items = Vec::new();
         loop {
-            match self.response(id).await? {
-                Message::Files { files: page, last, .. } => {
-                    if files.len() + page.len() > MAX_LISTING {
-                        let message = format!("the peer lists more than {MAX_LISTING} files");
-                        return Err(ConnError::Unexpected(message).into());
-                    }
-                    files.extend(page);
-                    if last {
-                        return Ok(files);
-                    }
-                }
-                other => return Err(unexpected(&other)),
+            let (more, last) = page(self.response(id).await?).map_err(|other| unexpected(&other))?;
+            if items.len() + more.len() > MAX_LISTING {
+                let message = format!("{who} lists more than {MAX_LISTING} {what}");
+                return Err(ConnError::Unexpected(message).into());
+            }
+            items.extend(more);
+            if last {
+                return Ok(items);
             }
         }
     }

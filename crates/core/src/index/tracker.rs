@@ -115,12 +115,14 @@ impl Bucket {
         Self { tokens: f64::from(burst), burst: f64::from(burst), rate: f64::from(rate), refilled: now }
     }
 
-    /// Takes `n` tokens if there are that many now.
+    /// Takes `n` tokens if there are that many now. A request dearer than
+    /// the whole burst costs the whole burst, so it can still be served.
     fn take(&mut self, n: usize, now: Time) -> bool {
         self.tokens = (self.tokens + now.saturating_since(self.refilled).as_secs_f64() * self.rate).min(self.burst);
         self.refilled = now;
-        if self.tokens >= n as f64 {
-            self.tokens -= n as f64;
+        let n = (n as f64).min(self.burst);
+        if self.tokens >= n {
+            self.tokens -= n;
             true
         } else {
             false
@@ -295,15 +297,10 @@ impl<R: Runtime> Tracker<R> {
                 if !c.queries.take(files.len().div_ceil(LIST_PAGE).max(1), self.rt.now()) {
                     return c.conn.send(&refuse(id, ErrorCode::Busy, "asking too often".into())).await;
                 }
-                let mut pages = files.chunks(LIST_PAGE).peekable();
-                if pages.peek().is_none() {
-                    return c.conn.send(&Message::IndexFiles { id, files: Vec::new(), last: true }).await;
-                }
-                while let Some(page) = pages.next() {
-                    let last = pages.peek().is_none();
-                    c.conn.send(&Message::IndexFiles { id, files: page.to_vec(), last }).await?;
-                }
-                return Ok(());
+                return c
+                    .conn
+                    .send_pages(&files, LIST_PAGE, |files, last| Message::IndexFiles { id, files, last })
+                    .await;
             }
             Message::Locate { id, file } => {
                 if !c.queries.take(1, self.rt.now()) {
@@ -317,15 +314,7 @@ impl<R: Runtime> Tracker<R> {
                 if !c.queries.take(peers.len().div_ceil(PEER_PAGE).max(1), self.rt.now()) {
                     return c.conn.send(&refuse(id, ErrorCode::Busy, "asking too often".into())).await;
                 }
-                let mut pages = peers.chunks(PEER_PAGE).peekable();
-                if pages.peek().is_none() {
-                    return c.conn.send(&Message::PeerPage { id, peers: Vec::new(), last: true }).await;
-                }
-                while let Some(page) = pages.next() {
-                    let last = pages.peek().is_none();
-                    c.conn.send(&Message::PeerPage { id, peers: page.to_vec(), last }).await?;
-                }
-                return Ok(());
+                return c.conn.send_pages(&peers, PEER_PAGE, |peers, last| Message::PeerPage { id, peers, last }).await;
             }
             Message::Suspect { id, hash, addr } => {
                 if !c.publishes.take(1, self.rt.now()) {
@@ -417,7 +406,23 @@ fn request_id(m: &Message) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::with_port;
+    use std::time::Duration;
+
+    use super::{Bucket, with_port};
+    use crate::runtime::Time;
+
+    #[test]
+    fn a_bucket_refills_at_its_rate_and_serves_a_request_dearer_than_its_burst() {
+        let t0 = Time::from_epoch(Duration::from_secs(100));
+        let mut b = Bucket::new(4, 2, t0);
+        assert!(b.take(3, t0));
+        assert!(!b.take(2, t0), "one token left");
+        assert!(b.take(2, t0 + Duration::from_millis(500)), "one more after half a second");
+        // A listing of many pages, more than the burst: served once full.
+        assert!(!b.take(10, t0 + Duration::from_millis(500)));
+        assert!(b.take(10, t0 + Duration::from_secs(3)));
+        assert!(!b.take(1, t0 + Duration::from_secs(3)), "it took the whole burst");
+    }
 
     #[test]
     fn the_address_is_the_connection_s_host_with_the_announced_port() {

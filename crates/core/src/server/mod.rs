@@ -358,15 +358,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
 
     async fn list<St: Stream>(&self, link: &mut Link<St, R>, id: u32) -> Result<(), Failure> {
         let files = link.working(id, self.catalog.list()).await?.map_err(Refusal::from)?;
-        let conn = &mut link.conn;
-        let mut pages = files.chunks(LIST_PAGE).peekable();
-        if pages.peek().is_none() {
-            conn.send(&Message::Files { id, files: Vec::new(), last: true }).await?;
-        }
-        while let Some(page) = pages.next() {
-            let last = pages.peek().is_none();
-            conn.send(&Message::Files { id, files: page.to_vec(), last }).await?;
-        }
+        link.conn.send_pages(&files, LIST_PAGE, |files, last| Message::Files { id, files, last }).await?;
         Ok(())
     }
 
