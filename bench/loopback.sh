@@ -16,6 +16,7 @@ set -euo pipefail
 size=${1:-1G}
 rounds=${2:-3}
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 missing=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
@@ -128,20 +129,9 @@ run_nginx_curl() { timed nginx_curl curl -s -o "$work/dst/big.bin" "http://127.0
 run_nginx_https_curl() { timed nginx_https_curl curl -sk -o "$work/dst/big.bin" "https://127.0.0.1:$nginx_tls_port/big.bin"; }
 run_cp() { timed cp cp "$src" "$work/dst/big.bin"; }
 run_cp_fsync() { timed cp_fsync sh -c 'cp "$1" "$2" && sync "$2"' sh "$src" "$work/dst/big.bin"; }
-runs=(run_p2p run_p2p_two run_p2p_tls run_nginx_curl run_nginx_https_curl run_cp run_cp_fsync)
-rm -f "$work"/*.times
-for r in $(seq "$rounds"); do
-    # Each round starts with a different contender, so that whatever the
-    # previous round left behind (writeback, freed blocks) is shared out.
-    for i in $(seq 0 $((${#runs[@]} - 1))); do
-        "${runs[$(((i + r - 1) % ${#runs[@]}))]}"
-    done
-    echo "round $r done"
-done
+rounds_of "$rounds" run_p2p run_p2p_two run_p2p_tls run_nginx_curl run_nginx_https_curl run_cp run_cp_fsync
 rm -f "$work"/dst/*
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-secs() { cut -d' ' -f1 "$work/$1.times" | median; }
 mbs() { awk -v b="$bytes" -v s="$1" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
 p2p_s=$(secs p2p); two_s=$(secs p2p_two); tls_s=$(secs p2p_tls); curl_s=$(secs nginx_curl); https_s=$(secs nginx_https_curl)
 cp_s=$(secs cp); cpf_s=$(secs cp_fsync)

@@ -14,6 +14,7 @@ count=${1:-10000}
 size=${2:-1024}
 rounds=${3:-3}
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 [ -x /usr/bin/time ] || { sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"; $sudo apt-get install -y -qq time; }
 
 cargo build --release --quiet -p p2p-cli
@@ -64,17 +65,8 @@ timed() { # label, command...: appends "seconds maxrss_kb"
 run_tcp() { timed tcp "$P2P" -q download --all "$a" "$b" --output "$work/dst"; }
 run_tls() { timed tls "$P2P" -q --config "$work/me/p2p.ron" download --all "$ta" "$tb" --output "$work/dst"; }
 run_cp() { timed cp sh -c 'cp -r "$1"/. "$2" && find "$2" -type f -print0 | xargs -0 sync' sh "$work/src" "$work/dst"; }
-runs=(run_tcp run_tls run_cp)
-rm -f "$work"/*.times
-for r in $(seq "$rounds"); do
-    for i in $(seq 0 $((${#runs[@]} - 1))); do
-        "${runs[$(((i + r - 1) % ${#runs[@]}))]}"
-    done
-    echo "round $r done"
-done
+rounds_of "$rounds" run_tcp run_tls run_cp
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-secs() { cut -d' ' -f1 "$work/$1.times" | median; }
 tcp_s=$(secs tcp); tls_s=$(secs tls); cp_s=$(secs cp)
 peak_kb=$(cut -d' ' -f2 "$work/tcp.times" "$work/tls.times" | sort -n | tail -1)
 echo
