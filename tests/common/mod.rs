@@ -146,22 +146,10 @@ impl Net {
         if self.mode == Mode::Tls && !dir.join("p2p.ron").exists() {
             self.init("tracker");
         }
-        if let Some(old) = self.peers.iter_mut().find(|p| p.id == "tracker") {
-            let _ = old.child.kill();
-            let _ = old.child.wait();
-        }
-        let log = std::fs::File::create(self.root.path().join("tracker.log")).unwrap();
-        let mut child = Command::new(P2P)
-            .args(["tracker", "--listen", listen, "--ttl", &ttl_secs.to_string()])
-            .args(extra)
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let addr = first_line_address(&mut child);
-        self.peers.retain(|p| p.id != "tracker");
-        self.peers.push(Peer { id: "tracker".into(), addr, child });
+        let ttl = ttl_secs.to_string();
+        let args: Vec<&str> =
+            ["tracker", "--listen", listen, "--ttl", &ttl].into_iter().chain(extra.iter().copied()).collect();
+        self.launch("tracker", &args);
     }
 
     /// Gives folder `id` an identity with `p2p init`.
@@ -189,6 +177,14 @@ impl Net {
 
     /// Starts (or restarts) the server of peer `id`.
     pub fn spawn_peer(&mut self, id: &str, extra: &[&str]) {
+        let listen: &[&str] = if extra.contains(&"--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
+        let args: Vec<&str> = ["serve", id].iter().chain(listen).chain(extra).copied().collect();
+        self.launch(id, &args);
+    }
+
+    /// Runs `p2p ARGS...` in folder `id` (stopping the one running there
+    /// before), its log in `id.log`, and waits for the address it prints.
+    fn launch(&mut self, id: &str, args: &[&str]) {
         if let Some(old) = self.peers.iter_mut().find(|p| p.id == id) {
             let _ = old.child.kill();
             let _ = old.child.wait();
@@ -196,15 +192,8 @@ impl Net {
         let dir = self.root.path().join(id);
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(self.root.path().join(format!("{id}.log"))).unwrap();
-        let mut child = Command::new(P2P)
-            .args(["serve", id])
-            .args(if extra.contains(&"--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
-            .args(extra)
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let mut child =
+            Command::new(P2P).args(args).current_dir(&dir).stdout(Stdio::piped()).stderr(log).spawn().unwrap();
         let addr = first_line_address(&mut child);
         self.peers.retain(|p| p.id != id);
         self.peers.push(Peer { id: id.to_string(), addr, child });
