@@ -70,6 +70,9 @@ impl Default for TrackerConfig {
     }
 }
 
+/// The refusal of a query over the session's budget.
+const ASKING_TOO_OFTEN: &str = "the index is asked too often on this connection; wait a second and ask again";
+
 /// The index. Cheap to clone; clones share the state.
 #[derive(Debug, Clone)]
 pub struct Tracker<R> {
@@ -295,7 +298,7 @@ impl<R: Runtime> Tracker<R> {
             Message::IndexList { id } => {
                 let files = self.state().files();
                 if !c.queries.take(files.len().div_ceil(LIST_PAGE).max(1), self.rt.now()) {
-                    return c.conn.send(&refuse(id, ErrorCode::Busy, "asking too often".into())).await;
+                    return c.conn.send(&refuse(id, ErrorCode::Busy, ASKING_TOO_OFTEN.into())).await;
                 }
                 return c
                     .conn
@@ -304,7 +307,7 @@ impl<R: Runtime> Tracker<R> {
             }
             Message::Locate { id, file } => {
                 if !c.queries.take(1, self.rt.now()) {
-                    refuse(id, ErrorCode::Busy, "asking too often".into())
+                    refuse(id, ErrorCode::Busy, ASKING_TOO_OFTEN.into())
                 } else {
                     Message::Located { id, found: self.state().locate(&file, self.rt.now(), &asker(&c.info)) }
                 }
@@ -312,13 +315,17 @@ impl<R: Runtime> Tracker<R> {
             Message::ListPeers { id } => {
                 let peers = self.state().peers();
                 if !c.queries.take(peers.len().div_ceil(PEER_PAGE).max(1), self.rt.now()) {
-                    return c.conn.send(&refuse(id, ErrorCode::Busy, "asking too often".into())).await;
+                    return c.conn.send(&refuse(id, ErrorCode::Busy, ASKING_TOO_OFTEN.into())).await;
                 }
                 return c.conn.send_pages(&peers, PEER_PAGE, |peers, last| Message::PeerPage { id, peers, last }).await;
             }
             Message::Suspect { id, hash, addr } => {
                 if !c.publishes.take(1, self.rt.now()) {
-                    refuse(id, ErrorCode::Busy, "reporting too often".into())
+                    refuse(
+                        id,
+                        ErrorCode::Busy,
+                        "reporting too often: the index takes a few reports a second; wait and report again".into(),
+                    )
                 } else {
                     let addr = crate::sanitize(&addr, 300);
                     tracing::info!("{} reports {addr} served bad data of {}", c.who, hash.short());
