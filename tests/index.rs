@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::common::fake::{FakePeer, Fault};
-use crate::common::{Mode, Net, b3, content, eventually};
+use crate::common::{Mode, Net, announce, b3, content, eventually};
 
 /// Longest wait for a change to reach the index. The folder watcher and
 /// the announcer take well under 2 s; this only bounds a broken run.
@@ -184,42 +184,6 @@ fn a_peer_serving_bad_data_is_reported_and_left_out() {
     assert_eq!(doc["sources"].as_array().unwrap().len(), 1, "{doc}");
     assert_eq!(doc["sources"][0]["peer"], "peer1");
     assert!(net.log("tracker").contains(&format!("reports {} served bad data", liar.addr)), "{}", net.log("tracker"));
-}
-
-/// Joins the index at `index` as a peer serving `name` on `port`, and
-/// keeps the session open (pinging) until the returned guard is dropped.
-fn announce(index: &str, port: u16, name: &str, data: &[u8]) -> impl Drop {
-    use p2p_core::client::{ClientConfig, Session};
-    use p2p_core::protocol::FileInfo;
-
-    struct Stop(Option<std::sync::mpsc::Sender<()>>);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            self.0.take();
-        }
-    }
-    let info = FileInfo {
-        name: p2p_core::name::FileName::new(name).unwrap(),
-        size: data.len() as u64,
-        hash: p2p_core::hash::Hash::of(data),
-    };
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let index = index.to_string();
-    std::thread::spawn(move || {
-        let rt = p2p_host::SmolRuntime::new(1);
-        rt.block_on(async {
-            let config = ClientConfig { peer_id: "liar".into(), ..ClientConfig::default() };
-            let mut s = Session::connect(&p2p_transport_tcp::TcpTransport, &rt, &index, &config).await.unwrap();
-            s.join(port).await.unwrap();
-            s.publish(vec![info], vec![], true).await.unwrap();
-            while rx.recv_timeout(Duration::from_millis(200)) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-                if s.ping().await.is_err() {
-                    return;
-                }
-            }
-        });
-    });
-    Stop(Some(tx))
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod common;
 mod commands;
 mod failures;
 mod index;
+mod integrity;
 mod serve;
 mod shell;
 mod tls;

@@ -1,6 +1,8 @@
-//! A peer that speaks the protocol by hand and then misbehaves on cue:
-//! it dies or goes silent partway through the data. Built on p2p-core's
-//! pure codec, with plain blocking sockets (wrapped in TLS in TLS mode).
+//! A peer that speaks the protocol by hand and then misbehaves on cue: it
+//! dies or goes silent partway through the data, sends corrupt data,
+//! offers other content than it is asked for, or keeps a request open
+//! forever. It can pose as an index too. Built on p2p-core's pure codec,
+//! with plain blocking sockets (wrapped in TLS in TLS mode).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use p2p_core::manifest::manifest_of;
 use p2p_core::protocol::codec::{self, Frame};
-use p2p_core::protocol::{ErrorCode, FileInfo, FileRef, Hello, MAX_DATA, Message, VERSION};
+use p2p_core::protocol::{CAP_INDEX, CAP_SERVE, ErrorCode, FileInfo, FileRef, Hello, MAX_DATA, Message, VERSION};
 
 use super::Mode;
 use super::tls::{self, Duplex};
@@ -26,6 +28,15 @@ pub enum Fault {
     Corrupt,
     /// Answers reads with empty data frames, a few a second, forever.
     Empty,
+    /// Answers every manifest request, whatever name or hash it asks for,
+    /// with the manifest of its own content under its own name: a valid
+    /// manifest, of the wrong file.
+    Impostor,
+    /// Answers every request with `Working`, ten times a second, forever.
+    Keepalive,
+    /// Answers listings and manifests with empty pages marked "not last",
+    /// forever.
+    EmptyPages,
 }
 
 pub struct FakePeer {
@@ -45,6 +56,16 @@ impl FakePeer {
     /// Serves `content` as `name` on an ephemeral loopback port, over TLS
     /// (with a throwaway certificate) in TLS mode.
     pub fn start(mode: Mode, name: &str, content: Vec<u8>, fault: Fault) -> FakePeer {
+        Self::start_as(mode, name, content, fault, CAP_SERVE)
+    }
+
+    /// A fake index: it answers the index's questions, misbehaving by
+    /// `fault` (`Keepalive` or `EmptyPages`).
+    pub fn start_index(mode: Mode, fault: Fault) -> FakePeer {
+        Self::start_as(mode, "none", Vec::new(), fault, CAP_INDEX)
+    }
+
+    fn start_as(mode: Mode, name: &str, content: Vec<u8>, fault: Fault, caps: u32) -> FakePeer {
         let tls = (mode == Mode::Tls).then(tls::server_config);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -65,7 +86,7 @@ impl FakePeer {
                         Some(config) => tls::server(conn, config),
                         None => Box::new(conn),
                     };
-                    let _ = serve(stream, tcp, &name, &content, fault, &flag);
+                    let _ = serve(stream, tcp, &name, &content, fault, caps, &flag);
                 });
             }
         });
@@ -79,6 +100,7 @@ fn serve(
     name: &str,
     content: &[u8],
     fault: Fault,
+    caps: u32,
     stop: &AtomicBool,
 ) -> std::io::Result<()> {
     let mut pre = [0u8; 8];
@@ -94,7 +116,7 @@ fn serve(
     let mut sent = 0u64;
     let limit = match fault {
         Fault::Die { after } | Fault::Stall { after } => after,
-        Fault::Corrupt | Fault::Empty => u64::MAX,
+        _ => u64::MAX,
     };
     loop {
         let msg = loop {
@@ -120,10 +142,47 @@ fn serve(
         let mut out = Vec::new();
         match msg {
             Message::Hello(_) => {
-                let hello = Hello { peer_id: "fake".into(), agent: "fake".into(), capabilities: 1 };
+                let hello = Hello { peer_id: "fake".into(), agent: "fake".into(), capabilities: caps };
                 codec::encode_control(&Message::Hello(hello), &mut out).unwrap();
             }
-            Message::GetManifest { id, file: FileRef::Name(n) } if n == name => {
+            m if matches!(fault, Fault::Keepalive) && request_id(&m).is_some() => {
+                let id = request_id(&m).unwrap_or(0);
+                while !stop.load(Ordering::Relaxed) {
+                    let mut frame = Vec::new();
+                    codec::encode_control(&Message::Working { id }, &mut frame).unwrap();
+                    s.write_all(&frame)?;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                return Ok(());
+            }
+            m if matches!(fault, Fault::EmptyPages) && request_id(&m).is_some() => {
+                let id = request_id(&m).unwrap_or(0);
+                let page = match m {
+                    Message::List { .. } => Message::Files { id, files: vec![], last: false },
+                    Message::IndexList { .. } => Message::IndexFiles { id, files: vec![], last: false },
+                    Message::ListPeers { .. } => Message::PeerPage { id, peers: vec![], last: false },
+                    _ => Message::ManifestPage {
+                        id,
+                        info: info.clone(),
+                        block_size: manifest.block_size(),
+                        first_block: 0,
+                        cvs: vec![],
+                        last: false,
+                    },
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let mut frame = Vec::new();
+                    codec::encode_control(&page, &mut frame).unwrap();
+                    s.write_all(&frame)?;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                return Ok(());
+            }
+            Message::GetManifest { id, file }
+                if matches!(fault, Fault::Impostor)
+                    || file == FileRef::Name(name.into())
+                    || file == FileRef::Hash(info.hash) =>
+            {
                 let page = Message::ManifestPage {
                     id,
                     info: info.clone(),
@@ -174,11 +233,25 @@ fn serve(
 fn misbehave(s: &TcpStream, fault: Fault, stop: &AtomicBool) -> std::io::Result<()> {
     match fault {
         Fault::Die { .. } => s.shutdown(Shutdown::Both),
-        Fault::Stall { .. } | Fault::Corrupt | Fault::Empty => {
+        _ => {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(50));
             }
             Ok(())
         }
+    }
+}
+
+/// The id of a request a peer or an index answers.
+fn request_id(m: &Message) -> Option<u32> {
+    match m {
+        Message::List { id }
+        | Message::GetManifest { id, .. }
+        | Message::Read { id, .. }
+        | Message::IndexList { id }
+        | Message::ListPeers { id }
+        | Message::Locate { id, .. }
+        | Message::Offer { id, .. } => Some(*id),
+        _ => None,
     }
 }

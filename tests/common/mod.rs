@@ -451,3 +451,39 @@ pub fn partials(served: &Path) -> usize {
 pub fn b3(data: &[u8]) -> String {
     p2p_core::hash::Hash::of(data).to_string()
 }
+
+/// Joins the index at `index` as a peer serving `name` on `port`, and
+/// keeps the session open (pinging) until the returned guard is dropped.
+pub fn announce(index: &str, port: u16, name: &str, data: &[u8]) -> impl Drop {
+    use p2p_core::client::{ClientConfig, Session};
+    use p2p_core::protocol::FileInfo;
+
+    struct Stop(Option<std::sync::mpsc::Sender<()>>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.take();
+        }
+    }
+    let info = FileInfo {
+        name: p2p_core::name::FileName::new(name).unwrap(),
+        size: data.len() as u64,
+        hash: p2p_core::hash::Hash::of(data),
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let index = index.to_string();
+    std::thread::spawn(move || {
+        let rt = p2p_host::SmolRuntime::new(1);
+        rt.block_on(async {
+            let config = ClientConfig { peer_id: "liar".into(), ..ClientConfig::default() };
+            let mut s = Session::connect(&p2p_transport_tcp::TcpTransport, &rt, &index, &config).await.unwrap();
+            s.join(port).await.unwrap();
+            s.publish(vec![info], vec![], true).await.unwrap();
+            while rx.recv_timeout(Duration::from_millis(200)) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                if s.ping().await.is_err() {
+                    return;
+                }
+            }
+        });
+    });
+    Stop(Some(tx))
+}

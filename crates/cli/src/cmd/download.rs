@@ -263,10 +263,18 @@ impl Job<'_> {
     async fn fetch(&self, w: &Wanted) -> bool {
         let rt = &self.ctx.rt;
         let started = rt.now();
-        let (sources, index) = match &self.sources {
-            Sources::Named(s) => (s.to_vec(), None),
+        let (sources, index, pinned) = match &self.sources {
+            Sources::Named(s) => (s.to_vec(), None, w.clone()),
+            // The download is pinned to the content the index named: a
+            // source offering other content under that name is dropped.
             Sources::Index { index, ix } => match ix.lookup(w).await {
-                Ok(found) => (found.sources, Some((*ix, found.info.hash))),
+                Ok(found) => {
+                    let pinned = match w {
+                        Wanted::Name(name) => Wanted::Exact { name: name.clone(), hash: found.info.hash },
+                        other => other.clone(),
+                    };
+                    (found.sources, Some((*ix, found.info.hash)), pinned)
+                }
                 Err(e) => {
                     self.board.borrow_mut().file_done(0);
                     return self.not_located(w, index, e);
@@ -274,7 +282,7 @@ impl Job<'_> {
             },
         };
         let mut bar = self.board.borrow().file(&w.to_string(), !self.many);
-        let result = self.downloader.download(w.clone(), &sources, |p| bar.update(p)).await;
+        let result = self.downloader.download(pinned, &sources, |p| bar.update(p)).await;
         drop(bar);
         if let Some((ix, hash)) = index {
             // The index leaves a peer that served bad data out of its
@@ -300,10 +308,7 @@ impl Job<'_> {
     /// when the name is served with different contents).
     fn not_located(&self, w: &Wanted, index: &Target, e: LookupError) -> bool {
         self.tally.borrow_mut().failed += 1;
-        let mut doc = match w {
-            Wanted::Name(n) => json!({ "name": n.as_str() }),
-            Wanted::Hash(h) => json!({ "hash": h.to_string() }),
-        };
+        let mut doc = wanted_doc(w, None);
         match &e {
             LookupError::Ambiguous { found, .. } => {
                 let mut text = format!("{e}:");
@@ -345,6 +350,11 @@ impl Job<'_> {
                 }
                 let summary = match &e {
                     DownloadError::NoSource { .. } => format!("{w}: no peer could provide it"),
+                    DownloadError::Exists { named_by_peer: true, .. } => format!(
+                        "{e}; the name came from a peer, so it never replaces a file: download it by name \
+                         (with --overwrite) to choose"
+                    ),
+                    DownloadError::Exists { .. } => format!("{e}; use --overwrite to replace it"),
                     other => other.to_string(),
                 };
                 self.error(&summary);
@@ -355,12 +365,7 @@ impl Job<'_> {
                         json!({ "peer": peer, "bytes": 0, "error": why.detail, "problem": why.kind.as_str() })
                     })
                     .collect();
-                let mut doc = match w {
-                    Wanted::Name(n) => {
-                        json!({ "name": n.as_str(), "path": dir.join(n.as_str()).display().to_string() })
-                    }
-                    Wanted::Hash(h) => json!({ "hash": h.to_string() }),
-                };
+                let mut doc = wanted_doc(w, Some(dir));
                 doc["error"] = json!(summary);
                 doc["sources"] = serde_json::Value::Array(sources);
                 ctx.out.json(&doc);
@@ -480,6 +485,22 @@ impl Job<'_> {
             self.board.borrow().suspend(|| self.ctx.out.warn(text));
         }
     }
+}
+
+/// What was asked for, as JSON: its name (and where it would be saved)
+/// and its hash, as far as the request gives them.
+fn wanted_doc(w: &Wanted, dir: Option<&Path>) -> serde_json::Value {
+    let mut doc = json!({});
+    if let Some(name) = w.name() {
+        doc["name"] = json!(name.as_str());
+        if let Some(dir) = dir {
+            doc["path"] = json!(dir.join(name.as_str()).display().to_string());
+        }
+    }
+    if let Some(hash) = w.pinned() {
+        doc["hash"] = json!(hash.to_string());
+    }
+    doc
 }
 
 /// "peer1 (127.0.0.1:5000)" for a source label.

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::peer::{self, Command, Event, SourceError};
+use super::pin;
 use super::pool::{Budget, Pool};
 use super::report::{DownloadError, DownloadReport, Outcome, Problem, ProblemKind, Progress, SourceReport};
 use super::resume::Blocks;
@@ -17,7 +18,7 @@ use crate::catalog::{Catalog, Entry};
 use crate::client::{ClientError, Session};
 use crate::hash::Hash;
 use crate::name::FileName;
-use crate::protocol::{ErrorCode, FileInfo, FileRef};
+use crate::protocol::{ErrorCode, FileInfo};
 use crate::runtime::{Runtime, Task, Time, timeout};
 use crate::store::{FileMeta, PartialFile, Store, StoreError};
 use crate::transport::{Fingerprint, Transport};
@@ -133,10 +134,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
     ) -> Result<DownloadReport, DownloadError> {
         let (rt, catalog, config) = (&self.rt, &self.catalog, &self.config);
         let wanted = wanted.into();
-        let file = match &wanted {
-            Wanted::Name(n) => FileRef::Name(n.to_string()),
-            Wanted::Hash(h) => FileRef::Hash(*h),
-        };
+        let file = wanted.request();
         let (events_tx, events) = async_channel::unbounded();
         let mut commands = Vec::new();
         let mut tasks: Vec<Option<Task<()>>> = Vec::new();
@@ -172,7 +170,10 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         let mut entries: Vec<Option<Entry>> = vec![None; sources.len()];
         let waiting = tasks.iter().filter(|t| t.is_some()).count();
         self.offers(sources, &events, &wanted, waiting, &mut entries, &mut reports).await;
-        let Some(entry) = choose(&entries).and_then(|i| entries[i].clone()) else {
+        // The content: pinned by the request, or else the majority's.
+        let offered = entries.iter().zip(sources).map(|(e, s)| e.as_ref().map(|e| (s.addr.as_str(), e.info.hash)));
+        let chosen = wanted.pinned().or_else(|| pin::majority(offered));
+        let Some(entry) = chosen.and_then(|h| entries.iter().flatten().find(|e| e.info.hash == h)).cloned() else {
             let reasons = reports
                 .iter()
                 .map(|r| {
@@ -183,14 +184,19 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             return Err(DownloadError::NoSource { wanted, reasons });
         };
         let hash = entry.info.hash;
-        let name = entry.info.name.clone();
-        for (i, e) in entries.iter().enumerate() {
-            if let Some(e) = e.as_ref().filter(|e| e.info.hash != hash) {
-                reports[i].problem = Some(different(e));
+        for (i, e) in entries.iter_mut().enumerate() {
+            if e.as_ref().is_some_and(|e| e.info.hash != hash) {
+                reports[i].problem = e.take().map(|e| different(&e));
             }
         }
+        // Saved under the requested name; by hash alone, under the name the
+        // first source with that content gives (checked by `FileName`),
+        // which never replaces a local file.
+        let name = wanted.name().cloned().unwrap_or_else(|| entry.info.name.clone());
+        let overwrite = config.overwrite && wanted.name().is_some();
+        let info = FileInfo { name: name.clone(), ..entry.info.clone() };
         let finished = |outcome, resumed, reports| DownloadReport {
-            info: entry.info.clone(),
+            info: info.clone(),
             outcome,
             resumed,
             sources: reports,
@@ -203,11 +209,12 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                 settle(rt, commands, tasks, answered).await;
                 return Ok(finished(Outcome::AlreadyPresent, 0, reports));
             }
-            Ok(local) if !config.overwrite => {
+            Ok(local) if !overwrite => {
                 return Err(DownloadError::Exists {
                     name,
                     location: catalog.store().location(),
-                    local: local.info.hash,
+                    local: Some(local.info.hash),
+                    named_by_peer: wanted.name().is_none(),
                 });
             }
             Ok(_) | Err(StoreError::NotFound(_)) => {}
@@ -361,7 +368,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                 }
                 Event::Manifest { source, result, identity } => match result {
                     // A late source with the same file joins in.
-                    Ok(e) if e.info.hash == hash => {
+                    Ok(e) if e.info.hash == hash && wrong_content(&wanted, &e).is_none() => {
                         reports[source].identity = identity;
                         if let Some(tx) = &commands[source] {
                             let _ = tx.try_send(Command::Start { manifest: manifest.clone(), out: partial.writer() });
@@ -369,7 +376,9 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                             schedule.join(source);
                         }
                     }
-                    Ok(e) => reports[source].problem = Some(different(&e)),
+                    Ok(e) => {
+                        reports[source].problem = Some(wrong_content(&wanted, &e).unwrap_or_else(|| different(&e)))
+                    }
                     Err(e) => reports[source].problem = Some(self.refusal(&sources[source], &e, &wanted)),
                 },
             }
@@ -416,12 +425,14 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                 r.problem = Some(Problem::new(ProblemKind::Late, "did not answer before the download finished"));
             }
         }
-        let meta: FileMeta = match partial.commit(config.overwrite).await {
+        let meta: FileMeta = match partial.commit(overwrite).await {
             Ok(meta) => meta,
             Err(StoreError::Exists(_)) => {
-                // Someone put a file there while we downloaded.
-                let local = catalog.by_name(&name).await.map(|e| e.info.hash).unwrap_or(Hash([0; 32]));
-                return Err(DownloadError::Exists { name, location: catalog.store().location(), local });
+                // Someone put a file there while we downloaded, or what is
+                // there is no file (a dangling link).
+                let local = catalog.by_name(&name).await.ok().map(|e| e.info.hash);
+                let named_by_peer = wanted.name().is_none();
+                return Err(DownloadError::Exists { name, location: catalog.store().location(), local, named_by_peer });
             }
             Err(e) => return Err(e.into()),
         };
@@ -458,6 +469,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             answered += 1;
             reports[source].identity = identity;
             match result {
+                Ok(e) if let Some(problem) = wrong_content(wanted, &e) => reports[source].problem = Some(problem),
                 Ok(e) => {
                     entries[source] = Some(e);
                     grace.get_or_insert_with(|| Box::pin(self.rt.sleep(GRACE)));
@@ -543,14 +555,21 @@ fn different(e: &Entry) -> Problem {
     )
 }
 
-/// The source whose content most sources agree on; the first such source.
-fn choose(entries: &[Option<Entry>]) -> Option<usize> {
-    let mut votes: HashMap<Hash, usize> = HashMap::new();
-    for e in entries.iter().flatten() {
-        *votes.entry(e.info.hash).or_default() += 1;
-    }
-    let best = votes.values().copied().max()?;
-    entries.iter().position(|e| e.as_ref().is_some_and(|e| votes[&e.info.hash] == best))
+/// Whether a source answered with a manifest of something other than it
+/// was asked for: another content than the hash asked for, or another
+/// name. It lies, or its file changed since the index listed it; either
+/// way it is dropped, and (as for corrupt data) the index hears of it.
+fn wrong_content(wanted: &Wanted, e: &Entry) -> Option<Problem> {
+    let detail = match wanted {
+        Wanted::Name(name) if e.info.name != *name => {
+            format!("was asked for {name} and offered the manifest of {:?}", crate::sanitize(e.info.name.as_str(), 300))
+        }
+        Wanted::Hash(hash) | Wanted::Exact { hash, .. } if e.info.hash != *hash => {
+            format!("was asked for blake3 {} and offered other content (blake3 {})", hash.short(), e.info.hash.short())
+        }
+        _ => return None,
+    };
+    Some(Problem::new(ProblemKind::Corrupt, detail))
 }
 
 /// A source's failure to offer the file, worded for the person

@@ -1,8 +1,9 @@
 //! Downloads: files from several sources at once.
 //!
-//! Every source is asked for the file's manifest (by name or by hash); the
-//! content most sources agree on wins (the first-named source breaks
-//! ties). A [`Schedule`](schedule::Schedule) then hands ranges to all
+//! Every source is asked for the file's manifest (by name or by hash). The
+//! download is pinned to one content: the hash the request names, or else
+//! the content offered from the most distinct hosts (the first-named source
+//! breaks ties); a source offering anything else is dropped and named. A [`Schedule`](schedule::Schedule) then hands ranges to all
 //! sources at once, as deep as each one's rate deserves, and near the end
 //! lets fast sources take over what slow ones still hold. Each source
 //! verifies every block against the manifest and writes it to a partial
@@ -40,6 +41,7 @@
 
 mod downloader;
 mod peer;
+mod pin;
 mod pool;
 mod report;
 mod resume;
@@ -53,6 +55,7 @@ use crate::catalog::Catalog;
 use crate::client::ClientConfig;
 use crate::hash::Hash;
 use crate::name::FileName;
+use crate::protocol::FileRef;
 use crate::runtime::Runtime;
 use crate::store::Store;
 use crate::transport::Transport;
@@ -67,14 +70,54 @@ pub struct SourceSpec {
     pub addr: String,
 }
 
-/// What to download.
+/// What to download. A download is for one content, fixed before the
+/// first byte is fetched; every source that offers another is dropped and
+/// named. The file is saved under the name the request gives, never under
+/// one a peer chose, except for a download by hash alone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Wanted {
-    /// The file sources serve under this name.
+    /// The file sources serve under this name, with the content offered
+    /// from the most distinct hosts (the first-named source breaks ties),
+    /// saved under this name.
     Name(FileName),
-    /// The file with this content, under whatever name the chosen source
-    /// serves it.
+    /// The file with this content, asked of sources by hash. It is saved
+    /// under the name the first source offering it gives, which passes
+    /// [`FileName`]'s rules and never replaces a local file.
     Hash(Hash),
+    /// This content, saved under this name (what the index answered for a
+    /// name): asked of sources by hash.
+    Exact {
+        /// The name to save it under.
+        name: FileName,
+        /// The content.
+        hash: Hash,
+    },
+}
+
+impl Wanted {
+    /// What to ask a source for.
+    pub fn request(&self) -> FileRef {
+        match self {
+            Wanted::Name(n) => FileRef::Name(n.to_string()),
+            Wanted::Hash(hash) | Wanted::Exact { hash, .. } => FileRef::Hash(*hash),
+        }
+    }
+
+    /// The content, if the request fixes it.
+    pub fn pinned(&self) -> Option<Hash> {
+        match self {
+            Wanted::Name(_) => None,
+            Wanted::Hash(hash) | Wanted::Exact { hash, .. } => Some(*hash),
+        }
+    }
+
+    /// The name to save under, if the request gives one.
+    pub fn name(&self) -> Option<&FileName> {
+        match self {
+            Wanted::Name(name) | Wanted::Exact { name, .. } => Some(name),
+            Wanted::Hash(_) => None,
+        }
+    }
 }
 
 impl From<&FileName> for Wanted {
@@ -86,7 +129,7 @@ impl From<&FileName> for Wanted {
 impl std::fmt::Display for Wanted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Wanted::Name(n) => write!(f, "{n}"),
+            Wanted::Name(n) | Wanted::Exact { name: n, .. } => write!(f, "{n}"),
             Wanted::Hash(h) => write!(f, "blake3 {h}"),
         }
     }

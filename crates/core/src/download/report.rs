@@ -134,21 +134,31 @@ pub enum DownloadError {
         /// Each source and why it failed.
         reasons: Vec<(String, Problem)>,
     },
-    /// A different file of that name is already in the local folder.
-    #[error(
-        "{name} already exists in {location} with different content (blake3 {local}); use --overwrite to replace it"
-    )]
+    /// Something else of that name is already in the local folder: a file
+    /// with other content, or something that is not a file.
+    #[error("{name} already exists in {location} {}", exists_note(.local))]
     Exists {
         /// The file.
         name: FileName,
         /// The local folder.
         location: String,
-        /// Hash of the local file.
-        local: Hash,
+        /// Hash of the local file; `None` if it is not a readable file (a
+        /// folder, a dangling link).
+        local: Option<Hash>,
+        /// Whether the name came from a peer (a download by hash alone),
+        /// which never replaces anything.
+        named_by_peer: bool,
     },
     /// The local folder failed.
     #[error("{0}")]
     Local(#[from] StoreError),
+}
+
+fn exists_note(local: &Option<Hash>) -> String {
+    match local {
+        Some(h) => format!("with different content (blake3 {h})"),
+        None => "and is not a readable file (a folder, or a link to nothing?)".into(),
+    }
 }
 
 fn kept_note(kept: u64) -> String {

@@ -9,7 +9,7 @@ use async_lock::Mutex;
 use crate::client::{ClientConfig, ClientError, Session};
 use crate::download::{Problem, ProblemKind, SourceSpec, Wanted};
 use crate::hash::Hash;
-use crate::protocol::{ErrorCode, FileInfo, FileRef, IndexedFile, PeerInfo, Sources};
+use crate::protocol::{ErrorCode, FileInfo, IndexedFile, PeerInfo, Sources};
 use crate::runtime::Runtime;
 use crate::transport::Transport;
 
@@ -119,10 +119,7 @@ impl<T: Transport, R: Runtime> IndexClient<T, R> {
     /// Who serves `wanted`. A name served with more than one content is
     /// [`LookupError::Ambiguous`].
     pub async fn lookup(&self, wanted: &Wanted) -> Result<Found, LookupError> {
-        let file = match wanted {
-            Wanted::Name(n) => FileRef::Name(n.to_string()),
-            Wanted::Hash(h) => FileRef::Hash(*h),
-        };
+        let file = wanted.request();
         let mut found = self.ask(|s| Box::pin(s.locate(file.clone()))).await?;
         if found.len() > 1 {
             return Err(LookupError::Ambiguous { name: wanted.to_string(), found });

@@ -176,8 +176,13 @@ pub(super) async fn fetch<T: Transport>(
             }
         }
     };
+    // Through the index, the download is pinned to the content it named.
+    let wanted = match &index {
+        Some((_, hash)) => Wanted::Exact { name: file.clone(), hash: *hash },
+        None => wanted,
+    };
     let config = DownloadConfig { client: client.clone(), ..DownloadConfig::default() };
-    let result = download(transport, rt, catalog, &file, &sources, &config, |_| {}).await;
+    let result = download(transport, rt, catalog, wanted, &sources, &config, |_| {}).await;
     if let Some((ix, hash)) = index {
         // Downloaders tell the index who sent corrupt data.
         let problems: Vec<(&str, &Problem)> = match &result {
