@@ -108,7 +108,11 @@ fn a_burst_of_files_is_published_in_batches(mode: Mode) {
     assert!(eventually(Duration::from_secs(60), || listed() == 10_000), "{} files listed", listed());
     let publishes = net.log("peer1").matches("published to the index:").count();
     eprintln!("10,000 new files reached the index in {publishes} publishes");
-    assert!((1..=6).contains(&publishes), "{publishes} publishes:\n{}", net.log("peer1"));
+    // A publish goes out about once a second while files keep coming, so
+    // the count grows with how long this machine takes to create 10,000
+    // files (3 s on a quiet one, 10 s on a busy one): a handful, never
+    // one per file.
+    assert!((1..=20).contains(&publishes), "{publishes} publishes:\n{}", net.log("peer1"));
 }
 
 fn a_killed_peer_leaves_the_index_and_downloads_go_on(mode: Mode) {

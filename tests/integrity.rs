@@ -103,9 +103,73 @@ fn the_index_answer_pins_the_content() {
     assert!(!run.stderr.contains("peer1"), "the honest peer is not blamed: {}", run.stderr);
 }
 
+/// Peers and indexes that keep a request open forever (keep-alives
+/// without end, empty pages marked "not last" without end, keep-alives
+/// instead of data) cost a command its deadline, never more: each command
+/// ends with one line naming the peer. (Before the fix, every one of these
+/// ran until the harness killed it.)
+fn a_hostile_peer_or_index_cannot_keep_a_command_waiting(mode: Mode) {
+    let net = Net::start(mode, &[]);
+    net.put("client", "up.txt", b"to push\n");
+    let keepalive = FakePeer::start(mode, "x.bin", content(1000, 6), Fault::Keepalive);
+    let pages = FakePeer::start(mode, "x.bin", content(1000, 6), Fault::EmptyPages);
+    let on_read = FakePeer::start(mode, "x.bin", content(1000, 6), Fault::KeepaliveOnRead);
+    let index_keepalive = FakePeer::start_index(mode, Fault::Keepalive);
+    let index_pages = FakePeer::start_index(mode, Fault::EmptyPages);
+    let (k, p, r) = (keepalive.addr.as_str(), pages.addr.as_str(), on_read.addr.as_str());
+    let (ik, ip) = (index_keepalive.addr.as_str(), index_pages.addr.as_str());
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
+        (vec!["filelist", k], k, "keep-alives for one request"),
+        (vec!["download", "x.bin", k], k, "keep-alives for one request"),
+        (vec!["upload", "up.txt", k], k, "keep-alives for one request"),
+        (vec!["download", "x.bin", r], r, "keep-alives for one request"),
+        (vec!["filelist", p], p, "an empty page of an answer that was not its last"),
+        (vec!["download", "x.bin", p], p, "an empty page of an answer that was not its last"),
+        (vec!["filelist", "--tracker", ik], ik, "keep-alives for one request"),
+        (vec!["peers", "--tracker", ik], ik, "keep-alives for one request"),
+        (vec!["download", "x.bin", "--tracker", ik], ik, "keep-alives for one request"),
+        (vec!["filelist", "--tracker", ip], ip, "an empty page of an answer that was not its last"),
+        (vec!["peers", "--tracker", ip], ip, "an empty page of an answer that was not its last"),
+    ];
+    let runs: Vec<_> = std::thread::scope(|scope| {
+        let threads: Vec<_> = cases
+            .iter()
+            .map(|(args, _, _)| {
+                let mut all = args.clone();
+                all.extend(["--timeout", "1"]);
+                let net = &net;
+                scope.spawn(move || net.p2p(&all))
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for ((args, who, why), run) in cases.iter().zip(runs) {
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stdout);
+        assert!(run.stderr.contains(who) && run.stderr.contains(why), "{args:?}: {}", run.stderr);
+    }
+}
+
+/// A listing is bounded in bytes, not only in entries: 300,000 names of
+/// 255 bytes (under the 500,000-entry bound) are refused at 64 MiB, with
+/// one line. (Before the fix, `filelist` took all of it in, and half a
+/// million such names made it peak at 819 MiB.)
+fn a_listing_is_bounded_in_bytes(mode: Mode) {
+    let net = Net::start(mode, &[]);
+    let huge = FakePeer::start(mode, "x.bin", Vec::new(), Fault::HugeListing { count: 300_000 });
+    let run = net.p2p(&["filelist", &huge.addr]);
+    assert_eq!(run.code, 1, "{}", &run.stdout[..run.stdout.len().min(300)]);
+    let said = format!("{}: the peer lists more than 64 MiB of files", huge.addr);
+    assert!(run.stderr.contains(&said), "{}", run.stderr);
+}
+
 #[test]
 fn tcp_the_index_answer_pins_the_content() {
     the_index_answer_pins_the_content();
 }
 
-both_modes!(download_by_hash_takes_only_that_content, the_file_is_saved_under_the_requested_name);
+both_modes!(
+    download_by_hash_takes_only_that_content,
+    the_file_is_saved_under_the_requested_name,
+    a_hostile_peer_or_index_cannot_keep_a_command_waiting,
+    a_listing_is_bounded_in_bytes,
+);

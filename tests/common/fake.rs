@@ -37,6 +37,11 @@ pub enum Fault {
     /// Answers listings and manifests with empty pages marked "not last",
     /// forever.
     EmptyPages,
+    /// Serves its manifest, then answers reads with `Working`, ten times a
+    /// second, forever.
+    KeepaliveOnRead,
+    /// Answers a listing with `count` files of 255-byte names.
+    HugeListing { count: usize },
 }
 
 pub struct FakePeer {
@@ -145,7 +150,9 @@ fn serve(
                 let hello = Hello { peer_id: "fake".into(), agent: "fake".into(), capabilities: caps };
                 codec::encode_control(&Message::Hello(hello), &mut out).unwrap();
             }
-            m if matches!(fault, Fault::Keepalive) && request_id(&m).is_some() => {
+            m if (matches!(fault, Fault::Keepalive) && request_id(&m).is_some())
+                || (matches!(fault, Fault::KeepaliveOnRead) && matches!(m, Message::Read { .. })) =>
+            {
                 let id = request_id(&m).unwrap_or(0);
                 while !stop.load(Ordering::Relaxed) {
                     let mut frame = Vec::new();
@@ -154,6 +161,25 @@ fn serve(
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 return Ok(());
+            }
+            Message::List { id } if let Fault::HugeListing { count } = fault => {
+                let mut i = 0;
+                while i < count {
+                    let n = (count - i).min(p2p_core::protocol::LIST_PAGE);
+                    let files = (i..i + n)
+                        .map(|k| FileInfo {
+                            name: p2p_core::name::FileName::new(&format!("{k:09}{}", "x".repeat(246))).unwrap(),
+                            size: 1,
+                            hash: info.hash,
+                        })
+                        .collect();
+                    i += n;
+                    let mut frame = Vec::new();
+                    codec::encode_control(&Message::Files { id, files, last: i == count }, &mut frame).unwrap();
+                    if s.write_all(&frame).is_err() {
+                        return Ok(());
+                    }
+                }
             }
             m if matches!(fault, Fault::EmptyPages) && request_id(&m).is_some() => {
                 let id = request_id(&m).unwrap_or(0);

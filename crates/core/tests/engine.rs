@@ -55,11 +55,7 @@ async fn start<S: Store>(rt: &SmolRuntime, store: S, config: ServerConfig) -> Pe
 }
 
 fn fast() -> ClientConfig {
-    ClientConfig {
-        peer_id: "tester".into(),
-        connect_timeout: Duration::from_secs(5),
-        io_timeout: Duration::from_secs(5),
-    }
+    ClientConfig::with_timeout("tester", Duration::from_secs(5))
 }
 
 async fn session(rt: &SmolRuntime, addr: &str) -> Session<Tcp, SmolRuntime> {

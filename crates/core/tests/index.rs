@@ -21,7 +21,7 @@ use p2p_transport_tcp::TcpTransport;
 type Tcp = <TcpTransport as Transport>::Stream;
 
 fn client(id: &str) -> ClientConfig {
-    ClientConfig { peer_id: id.into(), connect_timeout: Duration::from_secs(5), io_timeout: Duration::from_secs(5) }
+    ClientConfig::with_timeout(id, Duration::from_secs(5))
 }
 
 async fn start_index(rt: &SmolRuntime, config: TrackerConfig) -> (String, Tracker<SmolRuntime>, Task<()>) {

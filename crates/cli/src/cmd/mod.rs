@@ -329,8 +329,7 @@ pub(crate) fn transport_note(fingerprint: Option<Fingerprint>) -> String {
 /// Connection settings for the one-shot commands; `id` is announced to
 /// peers (empty without an identity).
 pub(crate) fn client_config(timeout_secs: u64, id: &str) -> ClientConfig {
-    let io = Duration::from_secs(timeout_secs.max(1));
-    ClientConfig { peer_id: id.to_owned(), connect_timeout: io.min(Duration::from_secs(10)), io_timeout: io }
+    ClientConfig::with_timeout(id, Duration::from_secs(timeout_secs.max(1)))
 }
 
 /// Completes on Ctrl-C or SIGTERM (never, if signals cannot be watched).

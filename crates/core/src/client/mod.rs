@@ -13,12 +13,25 @@ use crate::conn::{Conn, ConnError, Wait, kind};
 use crate::manifest::{MAX_FILE_SIZE, Manifest, ManifestError, block_count, block_size_for};
 use crate::protocol::codec::Frame;
 use crate::protocol::{ErrorCode, FileInfo, FileRef, Hello, Message};
-use crate::runtime::{Runtime, timeout};
+use crate::runtime::{Runtime, Time, timeout};
 use crate::transport::{Fingerprint, Transport};
 
-/// Most files a listing may have: about 100 MiB of names at worst, and far
-/// more than a folder anyone shares.
+/// Most entries an answer made of pages (a listing, the index's files or
+/// peers) may have: far more than a folder anyone shares.
 pub const MAX_LISTING: usize = 500_000;
+
+/// Most bytes an answer made of pages may take, counted as its entries'
+/// names plus a fixed cost for each entry and each page: what a client
+/// holds in memory for it is a small multiple of this.
+pub const MAX_LISTING_BYTES: usize = 64 << 20;
+
+/// The cost of each entry and each page of a paged answer, on top of the
+/// names in it, against [`MAX_LISTING_BYTES`].
+const ENTRY_COST: usize = 64;
+
+/// Keep-alives (`Working`) a peer may send per second of a request's
+/// deadline: a peer that works sends one a second.
+const KEEPALIVES_PER_SEC: u64 = 2;
 
 /// Settings of the asking side.
 #[derive(Debug, Clone)]
@@ -30,11 +43,29 @@ pub struct ClientConfig {
     /// Longest wait for the next bytes of a response, or for a write to
     /// progress.
     pub io_timeout: Duration,
+    /// Longest a request may wait for its whole answer, however many
+    /// keep-alives (`Working`) the peer sends meanwhile (a peer hashing a
+    /// large file sends one a second). A paged answer gets longer by the
+    /// time its bytes take at the slowest rate a transfer may have.
+    pub request_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// Settings with `io` as the IO timeout and 20 times that as the
+    /// deadline of a request.
+    pub fn with_timeout(peer_id: &str, io: Duration) -> Self {
+        Self {
+            peer_id: peer_id.to_owned(),
+            connect_timeout: io.min(Duration::from_secs(10)),
+            io_timeout: io,
+            request_timeout: io * 20,
+        }
+    }
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        Self { peer_id: String::new(), connect_timeout: Duration::from_secs(10), io_timeout: Duration::from_secs(30) }
+        Self::with_timeout("", Duration::from_secs(30))
     }
 }
 
@@ -72,6 +103,12 @@ pub enum ClientError {
     /// The peer sent a manifest that does not match the file's hash.
     #[error("sent a bad manifest: {0}")]
     Manifest(#[from] ManifestError),
+    /// The peer did not finish its answer by the request's deadline.
+    #[error("kept a request open for {0:?} without finishing its answer")]
+    Deadline(Duration),
+    /// The peer broke the rules of an answer.
+    #[error("{0}")]
+    Misbehaved(Misbehavior),
     /// Reading the local file failed.
     #[error("{0}")]
     Local(#[from] crate::store::StoreError),
@@ -91,6 +128,32 @@ impl ClientError {
     }
 }
 
+/// How a peer broke the rules of an answer: each is a reason to stop
+/// asking it, never to wait longer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Misbehavior {
+    /// A page marked "not last" with nothing on it: pages must progress.
+    #[error("sent an empty page of an answer that was not its last")]
+    EmptyPage,
+    /// More keep-alives than any work needs.
+    #[error("sent {0} keep-alives for one request")]
+    Keepalives(u64),
+    /// A paged answer larger than any honest peer sends.
+    #[error("{who} lists more than {limit} {what}")]
+    TooLarge {
+        /// Who answered ("the peer", "the index").
+        who: &'static str,
+        /// What it lists ("files", "peers").
+        what: &'static str,
+        /// The bound passed: a count, or bytes.
+        limit: String,
+    },
+    /// Pages of one manifest that disagree.
+    #[error("sent manifest pages that disagree")]
+    InconsistentPages,
+}
+
 /// An open, handshaken connection to one peer.
 pub struct Session<S, R> {
     conn: Conn<S, R>,
@@ -98,6 +161,19 @@ pub struct Session<S, R> {
     identity: Option<Fingerprint>,
     transport: &'static str,
     next_id: u32,
+    request_timeout: Duration,
+    /// The request being answered, and its deadline.
+    asking: Option<Asking>,
+}
+
+/// A request being answered: when its answer must be complete, and the
+/// keep-alives it has had.
+#[derive(Debug, Clone, Copy)]
+struct Asking {
+    id: u32,
+    started: Time,
+    deadline: Time,
+    keepalives: u64,
 }
 
 impl<S, R> std::fmt::Debug for Session<S, R> {
@@ -121,7 +197,15 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
             let hello = Hello { peer_id: config.peer_id.clone(), agent: crate::AGENT.into(), capabilities: 0 };
             let peer = conn.handshake_connect(hello).await?;
             let transport = transport.name();
-            Ok::<_, ClientError>(Session { conn, peer, identity: connected.peer, transport, next_id: 1 })
+            Ok::<_, ClientError>(Session {
+                conn,
+                peer,
+                identity: connected.peer,
+                transport,
+                next_id: 1,
+                request_timeout: config.request_timeout,
+                asking: None,
+            })
         };
         match timeout(rt, config.connect_timeout, setup).await {
             Ok(r) => r,
@@ -163,22 +247,39 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
     }
 
     /// The pages of the answer to request `id`, gathered: `page` takes
-    /// each message apart into its items and whether it is the last. More
-    /// than [`MAX_LISTING`] items in all is an error ("`who` lists more
-    /// than ... `what`").
-    pub(crate) async fn pages<T>(
+    /// each message apart into its items and whether it is the last. Every
+    /// page but the last must hold something, and the whole is bounded by
+    /// [`MAX_LISTING`] entries and [`MAX_LISTING_BYTES`]; the request's
+    /// deadline grows by the time each page's bytes take at the slowest
+    /// rate a transfer may have.
+    pub(crate) async fn pages<T: Weigh>(
         &mut self,
         id: u32,
-        who: &str,
-        what: &str,
+        who: &'static str,
+        what: &'static str,
         page: impl Fn(Message) -> Result<(Vec<T>, bool), Message>,
     ) -> Result<Vec<T>, ClientError> {
         let mut items = Vec::new();
+        let mut bytes = 0usize;
         loop {
             let (more, last) = page(self.response(id).await?).map_err(|other| unexpected(&other))?;
-            if items.len() + more.len() > MAX_LISTING {
-                let message = format!("{who} lists more than {MAX_LISTING} {what}");
-                return Err(ConnError::Unexpected(message).into());
+            if more.is_empty() && !last {
+                return Err(ClientError::Misbehaved(Misbehavior::EmptyPage));
+            }
+            let cost = ENTRY_COST + more.iter().map(|t| ENTRY_COST + t.weight()).sum::<usize>();
+            bytes = bytes.saturating_add(cost);
+            let limit = if items.len() + more.len() > MAX_LISTING {
+                Some(format!("{MAX_LISTING}"))
+            } else if bytes > MAX_LISTING_BYTES {
+                Some(format!("{} of", crate::units::bytes(MAX_LISTING_BYTES as u64)))
+            } else {
+                None
+            };
+            if let Some(limit) = limit {
+                return Err(ClientError::Misbehaved(Misbehavior::TooLarge { who, what, limit }));
+            }
+            if let Some(a) = self.asking.as_mut() {
+                a.deadline = a.deadline + crate::conn::rate_time(cost);
             }
             items.extend(more);
             if last {
@@ -204,7 +305,10 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
             }
             let (first_info, bs) = head.get_or_insert_with(|| (info.clone(), block_size));
             if *first_info != info || *bs != block_size || first_block != cvs.len() as u64 {
-                return Err(ConnError::Unexpected("inconsistent manifest pages".into()).into());
+                return Err(ClientError::Misbehaved(Misbehavior::InconsistentPages));
+            }
+            if page.is_empty() && !last {
+                return Err(ClientError::Misbehaved(Misbehavior::EmptyPage));
             }
             // Bound memory by what the file size implies before collecting.
             if block_size != block_size_for(info.size)
@@ -225,22 +329,52 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
     }
 
     /// The next message answering request `id`; an error answer becomes
-    /// [`ClientError::Refused`]. `Working` notes are skipped: each one
-    /// proves the peer is alive, and each read has its own timeout.
+    /// [`ClientError::Refused`]. `Working` notes are skipped (each proves
+    /// the peer is alive, and each read has its own timeout), but only
+    /// until the request's deadline, and only so many.
     async fn response(&mut self, id: u32) -> Result<Message, ClientError> {
-        loop {
-            let msg = self.conn.read_message(Wait::Busy).await?;
+        let rt = self.conn.rt().clone();
+        let mut asking = match self.asking {
+            Some(a) if a.id == id => a,
+            _ => {
+                let now = rt.now();
+                Asking { id, started: now, deadline: now + self.request_timeout, keepalives: 0 }
+            }
+        };
+        let most = KEEPALIVES_PER_SEC * self.request_timeout.as_secs().max(1);
+        let result = loop {
+            let now = rt.now();
+            if now >= asking.deadline {
+                break Err(ClientError::Deadline(asking.deadline - asking.started));
+            }
+            let msg = match timeout(&rt, asking.deadline - now, self.conn.read_message(Wait::Busy)).await {
+                Ok(read) => read?,
+                Err(_) => break Err(ClientError::Deadline(asking.deadline - asking.started)),
+            };
             match msg {
-                Message::Working { id: i } if i == id => {}
+                Message::Working { id: i } if i == id => {
+                    asking.keepalives += 1;
+                    if asking.keepalives > most {
+                        break Err(ClientError::Misbehaved(Misbehavior::Keepalives(asking.keepalives)));
+                    }
+                }
                 Message::Error { id: i, code, message } if i == id => {
-                    return Err(ClientError::refused(code, &message));
+                    break Err(ClientError::refused(code, &message));
                 }
                 // An error for the whole connection: it is over.
-                Message::Error { id: 0, code, message } => return Err(connection_refused(code, &message)),
-                m if response_id(&m) == Some(id) => return Ok(m),
-                other => return Err(unexpected(&other)),
+                Message::Error { id: 0, code, message } => break Err(connection_refused(code, &message)),
+                m if response_id(&m) == Some(id) => break Ok(m),
+                other => break Err(unexpected(&other)),
             }
-        }
+        };
+        self.asking = Some(asking);
+        result
+    }
+
+    /// Starts the clock of request `id`'s deadline again (an upload's
+    /// answer, once all its data is sent).
+    pub(crate) fn restart_deadline(&mut self) {
+        self.asking = None;
     }
 
     /// Sends a read request (the answer comes as data frames).
@@ -302,4 +436,28 @@ fn response_id(m: &Message) -> Option<u32> {
 
 fn unexpected(m: &Message) -> ClientError {
     ClientError::Conn(ConnError::Unexpected(format!("unexpected {}", kind(m))))
+}
+
+/// What an entry of a paged answer costs, beyond a fixed amount per entry:
+/// the bytes of its names.
+pub(crate) trait Weigh {
+    fn weight(&self) -> usize;
+}
+
+impl Weigh for FileInfo {
+    fn weight(&self) -> usize {
+        self.name.as_str().len()
+    }
+}
+
+impl Weigh for crate::protocol::IndexedFile {
+    fn weight(&self) -> usize {
+        self.info.weight()
+    }
+}
+
+impl Weigh for crate::protocol::PeerInfo {
+    fn weight(&self) -> usize {
+        self.id.len() + self.addr.len()
+    }
 }

@@ -83,7 +83,9 @@ impl<S: Stream, R: Runtime> Session<S, R> {
             }
         }
         self.conn.flush().await?;
-        // The peer syncs the file before answering, saying it is working.
+        // The peer syncs the file before answering, saying it is working:
+        // the deadline counts from now.
+        self.restart_deadline();
         match self.response(id).await? {
             Message::Stored { outcome, .. } => Ok(outcome),
             other => Err(unexpected(&other)),

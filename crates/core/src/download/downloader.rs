@@ -12,7 +12,7 @@ use super::pin;
 use super::pool::{Budget, Pool};
 use super::report::{DownloadError, DownloadReport, Outcome, Problem, ProblemKind, Progress, SourceReport};
 use super::resume::Blocks;
-use super::schedule::{Action, Schedule};
+use super::schedule::{Action, MAX_STRIKES, Schedule};
 use super::{DownloadConfig, SourceSpec, Wanted};
 use crate::catalog::{Catalog, Entry};
 use crate::client::{ClientError, Session};
@@ -285,7 +285,17 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             }
             for action in schedule.poll(rt.now(), Some(share.cap())) {
                 tracing::trace!(?action, "schedule");
+                if let Action::GiveUp { peer } = action {
+                    let detail = format!("failed {MAX_STRIKES} requests in a row (late or refused); given up");
+                    reports[peer].problem = Some(Problem::new(ProblemKind::Slow, detail));
+                    alive.remove(&peer);
+                    commands[peer] = None;
+                    continue;
+                }
                 send(&commands, action);
+            }
+            if alive.is_empty() {
+                break Some(None);
             }
             share.set(schedule.in_flight());
             if saving.is_none() && done - recorded >= record_every {
@@ -542,6 +552,8 @@ fn send<P>(commands: &[Option<async_channel::Sender<Command<P>>>], action: Actio
     let (peer, command) = match action {
         Action::Fetch { peer, range } => (peer, Command::Fetch(range)),
         Action::Cancel { peer, range } => (peer, Command::Cancel(range)),
+        // Handled by the coordinator.
+        Action::GiveUp { .. } => return,
     };
     if let Some(Some(tx)) = commands.get(peer) {
         let _ = tx.try_send(command);
@@ -591,7 +603,10 @@ fn client_problem(e: &ClientError) -> Problem {
         | ClientError::Conn(crate::ConnError::Refused { code: ErrorCode::Busy, .. }) => ProblemKind::Busy,
         ClientError::Refused { .. } => ProblemKind::Refused,
         ClientError::Conn(crate::ConnError::Refused { .. }) => ProblemKind::Refused,
-        ClientError::Conn(crate::ConnError::Stalled(_)) | ClientError::ConnectTimeout { .. } => ProblemKind::Slow,
+        ClientError::Conn(crate::ConnError::Stalled(_))
+        | ClientError::ConnectTimeout { .. }
+        | ClientError::Deadline(_) => ProblemKind::Slow,
+        ClientError::Misbehaved(_) => ProblemKind::Other,
         ClientError::Conn(crate::ConnError::Unexpected(_) | crate::ConnError::Decode(_)) => ProblemKind::Other,
         ClientError::Connect { .. } | ClientError::Conn(_) => ProblemKind::Unreachable,
         ClientError::Local(_) => ProblemKind::Other,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use async_channel::{Receiver, Sender};
 
 use crate::catalog::Entry;
-use crate::client::{ClientConfig, ClientError, Session};
+use crate::client::{ClientConfig, ClientError, Misbehavior, Session};
 use crate::conn::ConnError;
 use crate::conn::rate_time;
 use crate::hash::Hash;
@@ -139,6 +139,10 @@ const WRITE_AHEAD: usize = 2 << 20;
 const QUIET: Duration = Duration::from_secs(1);
 /// Ids of cancelled reads remembered after they are over.
 const GONE: usize = 256;
+/// Keep-alives (`Working`) a source may send in a row during reads: a
+/// server sends none for reads, so more are a peer keeping a connection
+/// open instead of sending data.
+const MAX_KEEPALIVES: u64 = 3;
 
 fn forget(gone: &mut VecDeque<u32>, id: u32) {
     if gone.len() == GONE {
@@ -189,6 +193,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
             pool: Vec::new(),
             writes: VecDeque::new(),
             next_job: 0,
+            keepalives: 0,
         };
         let event = match transfer.run(&mut session).await {
             Ok(()) => {
@@ -264,6 +269,8 @@ struct Transfer<'a, T: Transport, R, P> {
     writes: VecDeque<Write>,
     /// The serial of the last job.
     next_job: u64,
+    /// Keep-alives since the last data.
+    keepalives: u64,
 }
 
 impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
@@ -331,7 +338,13 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
                     Frame::Control(Message::Error { id, code, message }) => {
                         self.refused(session, id, ClientError::Refused { code, message }).await?;
                     }
-                    Frame::Control(Message::Working { .. }) => {}
+                    Frame::Control(Message::Working { .. }) => {
+                        self.keepalives += 1;
+                        if self.keepalives > MAX_KEEPALIVES {
+                            let e = ClientError::Misbehaved(Misbehavior::Keepalives(self.keepalives));
+                            return Err(e.into());
+                        }
+                    }
                     Frame::Control(_) => {
                         let e = ConnError::Unexpected("control message during a read".into());
                         return Err(ClientError::Conn(e).into());
@@ -424,6 +437,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
     }
 
     async fn data(&mut self, id: u32, offset: u64, bytes: &[u8]) -> Result<(), Stop> {
+        self.keepalives = 0;
         if !self.skip_to(id)? {
             return Ok(());
         }

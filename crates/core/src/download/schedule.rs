@@ -16,7 +16,8 @@
 //!   later; the first verified answer wins and the other is cancelled.
 //! * A request that takes far longer than its source's rate promises is
 //!   cancelled and handed out again, and the source rests for a while
-//!   (doubling each time) before it gets more work.
+//!   (doubling each time) before it gets more work. After
+//!   [`MAX_STRIKES`] such strikes in a row the source is given up.
 //! * Bytes in flight are capped per download; the caller may lower the cap
 //!   at each poll (a budget shared by the downloads of a process).
 
@@ -39,6 +40,9 @@ const STEAL_FACTOR: f64 = 3.0;
 const STEAL_MIN: Duration = Duration::from_millis(100);
 /// Longest rest of a source after a request timed out.
 const MAX_REST: Duration = Duration::from_secs(30);
+/// Strikes in a row (requests late or refused, with nothing delivered in
+/// between) after which a source is given up: it is not asked forever.
+pub const MAX_STRIKES: u32 = 5;
 
 /// Tuning of a schedule.
 #[derive(Debug, Clone)]
@@ -84,6 +88,12 @@ pub enum Action {
         peer: usize,
         /// The bytes.
         range: Range<u64>,
+    },
+    /// Stop using `peer`: it failed [`MAX_STRIKES`] requests in a row. Its
+    /// ranges are handed out again already.
+    GiveUp {
+        /// The source.
+        peer: usize,
     },
 }
 
@@ -259,9 +269,16 @@ impl Schedule {
     /// The requests to send and cancel at `now`. `cap` lowers the cap on
     /// bytes in flight for this call (a shared budget); `None` keeps the
     /// configured one.
+    #[must_use]
     pub fn poll(&mut self, now: Time, cap: Option<u64>) -> Vec<Action> {
         let mut actions = Vec::new();
         self.expire(now, &mut actions);
+        for peer in 0..self.peers.len() {
+            if self.peers[peer].active && self.peers[peer].strikes >= MAX_STRIKES {
+                self.gone(peer);
+                actions.push(Action::GiveUp { peer });
+            }
+        }
         let cap = cap.map_or(self.config.download_cap, |c| c.min(self.config.download_cap));
         // One request per source per round, so that sources share what is
         // left fairly (a small file is spread over all of them).

@@ -145,11 +145,7 @@ fn start<T: Transport>(
 
 /// How a simulated peer connects.
 fn client_config(name: &str) -> ClientConfig {
-    ClientConfig {
-        peer_id: name.to_owned(),
-        connect_timeout: Duration::from_secs(10),
-        io_timeout: Duration::from_secs(30),
-    }
+    ClientConfig::with_timeout(name, Duration::from_secs(30))
 }
 
 /// How a command step ended.

@@ -57,6 +57,7 @@ fn play(size: u64, block: u32, config: ScheduleConfig, rates: &[Option<f64>], la
                     Action::Cancel { peer, range } => {
                         models[peer].queue.retain(|(r, _)| *r != range);
                     }
+                    Action::GiveUp { peer } => models[peer].rate = None,
                 }
             }
             max_in_flight = max_in_flight.max(s.in_flight());
@@ -297,8 +298,42 @@ fn a_late_request_is_cancelled_and_the_source_rests_before_it_gets_more() {
         &[],
     );
     s2.join(0);
-    s2.poll(t(0.0), None);
+    let _ = s2.poll(t(0.0), None);
     s2.join(1);
     let moved = s2.poll(t(1.5), None);
     assert!(moved.iter().any(|a| matches!(a, Action::Fetch { peer: 1, .. })), "{moved:?}");
+}
+
+#[test]
+fn a_source_that_keeps_failing_is_given_up_not_asked_forever() {
+    let bs = 16 * KIB;
+    let config = ScheduleConfig { request_timeout: Duration::from_secs(1), ..ScheduleConfig::default() };
+    let mut s = Schedule::new(4 * bs, bs as u32, config, &[]);
+    s.join(0);
+    s.join(1);
+    let mut now = 0.0;
+    let mut given_up = Vec::new();
+    // Peer 0 is refused (busy) every range it is asked; peer 1 never answers.
+    for _ in 0..200 {
+        for a in s.poll(t(now), None) {
+            match a {
+                Action::Fetch { peer: 0, range } => s.failed(0, &range, t(now)),
+                Action::GiveUp { peer } => {
+                    assert!(!given_up.contains(&peer), "each source once");
+                    given_up.push(peer);
+                }
+                _ => {}
+            }
+        }
+        if s.active() == 0 {
+            break;
+        }
+        now += 0.5;
+    }
+    assert_eq!(s.active(), 0, "both were given up within {now} s");
+    given_up.sort();
+    assert_eq!(given_up, [0, 1]);
+    assert!(now < 200.0, "after at most {MAX_STRIKES} strikes and their rests: {now} s");
+    assert_eq!(s.in_flight(), 0, "their ranges went back");
+    assert_eq!(s.remaining(), 4 * bs);
 }
