@@ -97,8 +97,17 @@ fn a_burst_of_files_is_published_in_batches(mode: Mode) {
     let net = Net::start_indexed(mode, &["peer1"], 30);
     assert!(eventually(DEADLINE, || online(&net) == ["peer1"]));
     let dir = net.served("peer1");
+    // Made aside (in p2p's own folder, which is not watched), then renamed
+    // into place: creating 10,000 files takes 3 to 20 s depending on the
+    // machine's load, renaming them well under one.
+    let staging = dir.join(".p2p/staging");
+    std::fs::create_dir_all(&staging).unwrap();
     for i in 0..10_000 {
-        std::fs::write(dir.join(format!("f{i:05}.txt")), i.to_string()).unwrap();
+        std::fs::write(staging.join(format!("f{i:05}.txt")), i.to_string()).unwrap();
+    }
+    for i in 0..10_000 {
+        let name = format!("f{i:05}.txt");
+        std::fs::rename(staging.join(&name), dir.join(&name)).unwrap();
     }
     // Asked through `peers`, which counts a peer's files: cheap to poll.
     let listed = || {
@@ -108,11 +117,7 @@ fn a_burst_of_files_is_published_in_batches(mode: Mode) {
     assert!(eventually(Duration::from_secs(60), || listed() == 10_000), "{} files listed", listed());
     let publishes = net.log("peer1").matches("published to the index:").count();
     eprintln!("10,000 new files reached the index in {publishes} publishes");
-    // A publish goes out about once a second while files keep coming, so
-    // the count grows with how long this machine takes to create 10,000
-    // files (3 s on a quiet one, 10 s on a busy one): a handful, never
-    // one per file.
-    assert!((1..=20).contains(&publishes), "{publishes} publishes:\n{}", net.log("peer1"));
+    assert!((1..=6).contains(&publishes), "{publishes} publishes:\n{}", net.log("peer1"));
 }
 
 fn a_killed_peer_leaves_the_index_and_downloads_go_on(mode: Mode) {

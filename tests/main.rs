@@ -9,6 +9,7 @@ mod commands;
 mod failures;
 mod index;
 mod integrity;
+mod lockout;
 mod serve;
 mod shell;
 mod tls;

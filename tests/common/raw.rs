@@ -21,13 +21,20 @@ impl Raw {
     /// handshake. Over TLS it shows the client folder's certificate and
     /// claims its id, so the peer knows it.
     pub fn connect(net: &Net, addr: &str) -> Raw {
+        Self::connect_as(net, addr, true)
+    }
+
+    /// Like [`connect`](Self::connect); over TLS without a certificate
+    /// unless `identified`: a stranger to the peer.
+    pub fn connect_as(net: &Net, addr: &str, identified: bool) -> Raw {
         let tcp = Self::bare(addr);
         let (mut stream, id): (Box<dyn Duplex>, _) = match net.mode {
             Mode::Tcp => (Box::new(tcp), "raw"),
-            Mode::Tls => {
+            Mode::Tls if identified => {
                 let (cert, key) = net.client_identity().unwrap();
                 (tls::client(tcp, tls::client_config(Some((&cert, &key)))), "client")
             }
+            Mode::Tls => (tls::client(tcp, tls::client_config(None)), "stranger"),
         };
         stream.write_all(&codec::encode_preamble(VERSION)).unwrap();
         let mut pre = [0u8; 8];

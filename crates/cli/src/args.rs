@@ -162,7 +162,7 @@ pub(crate) struct Serve {
     /// trust client certificates issued by the CA in FILE
     #[argh(option, arg_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
-    /// seconds a connection may stall mid-transfer before it is dropped (default 30)
+    /// seconds a connection may stall mid-transfer, or stay idle, before it is dropped (default 30)
     #[argh(option, default = "30", arg_name = "SECS")]
     pub(crate) timeout: u64,
     /// the peer list (default: peer_settings.txt in . or ..)
@@ -194,7 +194,7 @@ pub(crate) struct Filelist {
     #[argh(option, arg_name = "PEER")]
     pub(crate) tracker: Option<String>,
     #[argh(option, default = "30", arg_name = "SECS")]
-    /// seconds to wait for a peer that stops answering (default 30)
+    /// seconds to wait for a peer that stops answering; a whole answer may take 20 times that (default 30)
     pub(crate) timeout: u64,
     /// tcp or tls (default: tls when there is an identity or a pinned peer)
     #[argh(option, arg_name = "NAME")]
@@ -231,7 +231,7 @@ pub(crate) struct Upload {
     #[argh(positional, arg_name = "PEER")]
     pub(crate) peers: Vec<String>,
     #[argh(option, default = "30", arg_name = "SECS")]
-    /// seconds to wait for a peer that stops answering (default 30)
+    /// seconds to wait for a peer that stops answering; a whole answer may take 20 times that (default 30)
     pub(crate) timeout: u64,
     /// tcp or tls (default: tls when there is an identity or a pinned peer)
     #[argh(option, arg_name = "NAME")]
@@ -299,7 +299,7 @@ pub(crate) struct Download {
     #[argh(option, default = "8", arg_name = "N")]
     pub(crate) parallel: usize,
     #[argh(option, default = "30", arg_name = "SECS")]
-    /// seconds to wait for a peer that stops answering (default 30)
+    /// seconds to wait for a peer that stops answering; a whole answer may take 20 times that (default 30)
     pub(crate) timeout: u64,
     /// tcp or tls (default: tls when there is an identity or a pinned peer)
     #[argh(option, arg_name = "NAME")]
@@ -347,7 +347,7 @@ pub(crate) struct Tracker {
     /// trust client certificates issued by the CA in FILE
     #[argh(option, arg_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
-    /// seconds a connection may stall mid-message before it is dropped (default 30)
+    /// seconds a connection may stall mid-message, or stay idle unjoined, before it is dropped (default 30)
     #[argh(option, default = "30", arg_name = "SECS")]
     pub(crate) timeout: u64,
     /// the peer list (default: peer_settings.txt in . or ..)
@@ -374,7 +374,7 @@ pub(crate) struct Peers {
     #[argh(option, arg_name = "PEER")]
     pub(crate) tracker: Option<String>,
     #[argh(option, default = "30", arg_name = "SECS")]
-    /// seconds to wait for the index (default 30)
+    /// seconds to wait for the index; a whole answer may take 20 times that (default 30)
     pub(crate) timeout: u64,
     /// tcp or tls (default: tls when there is an identity or a pinned peer)
     #[argh(option, arg_name = "NAME")]

@@ -108,6 +108,8 @@ pub(crate) struct Conn<S, R> {
     frame_started: Option<Time>,
     out: Vec<u8>,
     io_timeout: Duration,
+    /// Bytes written so far, readable while a write is in progress.
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<S: Stream, R: Runtime> Conn<S, R> {
@@ -122,7 +124,14 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
             frame_started: None,
             out: Vec::new(),
             io_timeout,
+            written: std::sync::Arc::default(),
         }
+    }
+
+    /// A count of the bytes written so far, readable while a write is in
+    /// progress: whether the other side still takes what is sent.
+    pub(crate) fn written(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.written.clone()
     }
 
     /// The runtime.
@@ -169,17 +178,6 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
             (Ok(()), Ok(Message::Hello(h))) => Ok(h),
             (Ok(()), Ok(other)) => Err(ConnError::Unexpected(format!("expected Hello, got {}", kind(&other)))),
         }
-    }
-
-    /// Turns a connection away instead of the handshake: preambles (so the
-    /// other side can read what follows), one error, and close.
-    pub(crate) async fn refuse(&mut self, code: crate::protocol::ErrorCode, message: String) {
-        // Refusals are cheap to ask for: spend little time on each.
-        self.io_timeout = self.io_timeout.min(Duration::from_secs(2));
-        if self.exchange_preambles().await.is_ok() {
-            let _ = self.send(&Message::Error { id: 0, code, message }).await;
-        }
-        self.close().await;
     }
 
     /// The accepting side's handshake, up to the other side's Hello. The
@@ -382,6 +380,7 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
             if n == 0 {
                 return Err(ConnError::Io(io::ErrorKind::WriteZero.into()));
             }
+            self.written.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
             while n > 0 && part < parts.len() {
                 let left = parts[part].len() - skip;
                 if n >= left {

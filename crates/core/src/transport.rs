@@ -126,6 +126,26 @@ impl FromStr for Fingerprint {
     }
 }
 
+/// The host of `addr` (`host:port`), for telling machines apart (votes on
+/// a content, connections per host): the IP address (IPv4), or its /64
+/// (IPv6: one network has more addresses than anyone could list), else the
+/// host name as written, in lower case.
+pub fn host_of(addr: &str) -> String {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(a) => match a.ip() {
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+            std::net::IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = ip.segments();
+                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                }
+            },
+        },
+        Err(_) => addr.rsplit_once(':').map_or(addr, |(host, _)| host).trim_matches(['[', ']']).to_ascii_lowercase(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +158,20 @@ mod tests {
         assert_eq!(openssl.parse::<Fingerprint>(), Ok(a));
         assert_eq!(a.to_string(), plain);
         assert!("abc".parse::<Fingerprint>().is_err());
+    }
+
+    #[test]
+    fn hosts_are_addresses_without_ports_and_ipv6_networks() {
+        for (addr, host) in [
+            ("10.0.0.1:5000", "10.0.0.1"),
+            ("10.0.0.1:5001", "10.0.0.1"),
+            ("[::ffff:10.0.0.1]:5000", "10.0.0.1"),
+            ("[2001:db8:1:2:3:4:5:6]:5000", "2001:db8:1:2::/64"),
+            ("[2001:db8:1:2:ffff::1]:6000", "2001:db8:1:2::/64"),
+            ("Build-Box.lan:5000", "build-box.lan"),
+            ("peer7:1", "peer7"),
+        ] {
+            assert_eq!(host_of(addr), host, "{addr}");
+        }
     }
 }

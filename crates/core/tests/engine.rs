@@ -640,15 +640,31 @@ fn slow_hashing_keeps_the_client_waiting_not_failing() {
 }
 
 #[test]
-fn a_full_server_says_busy_in_words() {
+fn a_full_server_closes_its_idle_connection_and_says_busy_in_words_when_all_are_busy() {
     let rt = SmolRuntime::new(1);
-    let dir = folder_with(&[]);
+    let dir = folder_with(&[("big.bin", b"pretend this is 20 GB")]);
     rt.block_on(async {
         let config = ServerConfig { max_connections: 1, ..ServerConfig::default() };
-        let peer = start(&rt, FsStore::new(dir.path()), config).await;
-        let _first = RawClient::connect(&peer.addr).await;
+        let peer = start(&rt, SlowHash(FsStore::new(dir.path()), rt.clone()), config).await;
+        // An idle connection makes room for a new one.
+        let mut idle = RawClient::connect(&peer.addr).await;
+        let s = Session::connect(&TcpTransport, &rt, &peer.addr, &fast()).await.unwrap();
+        assert!(idle.recv().await.is_none(), "the idle connection was closed");
+        drop(s);
+        // A busy one keeps its place: its listing hashes for three seconds,
+        // and says so.
+        let mut busy = RawClient::connect(&peer.addr).await;
+        busy.send(&p2p_core::protocol::Message::List { id: 1 }).await;
+        assert!(matches!(busy.recv().await, Some(p2p_core::protocol::Message::Working { id: 1 })));
         let err = Session::connect(&TcpTransport, &rt, &peer.addr, &fast()).await.unwrap_err();
         assert_eq!(err.to_string(), "serving 1 connections already; try again later");
+        let served = loop {
+            match busy.recv().await {
+                Some(p2p_core::protocol::Message::Working { .. }) => {}
+                other => break other,
+            }
+        };
+        assert!(matches!(served, Some(p2p_core::protocol::Message::Files { .. })), "served to the end: {served:?}");
     });
 }
 

@@ -4,6 +4,8 @@
 //!   and blocking thread pool, with the real clock.
 //! * [`FsStore`]: p2p-core's `Store` on a folder on disk. Blocking file
 //!   work runs on the blocking pool, never on the async threads.
+//! * [`open_files_limit`] and [`connection_caps`]: the process's limit on
+//!   open files, raised, and caps on connections that fit in it.
 //!
 //! ```no_run
 //! use p2p_host::{FsStore, SmolRuntime};
@@ -17,7 +19,9 @@
 #![warn(missing_docs)]
 
 mod fs_store;
+mod limits;
 mod runtime;
 
 pub use fs_store::{FsFile, FsPartial, FsStore, FsWriter};
+pub use limits::{connection_caps, open_files_limit};
 pub use runtime::SmolRuntime;

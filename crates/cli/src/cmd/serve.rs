@@ -77,14 +77,24 @@ pub(crate) fn run(ctx: &Context, args: Serve) -> anyhow::Result<Status> {
         .block_on(net.bind(&addr))
         .with_context(|| format!("cannot listen on {addr} (is another peer running there?)"))?;
     let bound = listener.local_addr()?;
+    // Idle connections last as long as --timeout, and the caps fit in
+    // the descriptors this process may open (two per connection: the
+    // socket and the file being sent).
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    let defaults = ServerConfig::default();
+    let (max_connections, max_handshakes) =
+        p2p_host::connection_caps(p2p_host::open_files_limit(), 2, defaults.max_connections, defaults.max_handshakes);
     let config = ServerConfig {
         peer_id: id.clone(),
         uploads,
         private,
         gate,
         allow_overwrite: args.allow_overwrite,
-        io_timeout: Duration::from_secs(args.timeout.max(1)),
-        ..ServerConfig::default()
+        io_timeout: timeout,
+        idle_timeout: timeout,
+        max_connections,
+        max_handshakes,
+        ..defaults
     };
     let store = FsStore::new(&dir);
     let swept = store.sweep_partials();

@@ -44,13 +44,22 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<Status> {
         .with_context(|| format!("cannot listen on {listen} (is another index running there?)"))?;
     let bound = listener.local_addr()?;
     let id = config.as_ref().map(|c| c.config.id.clone()).unwrap_or_default();
+    // Connections that have not joined last as long as --timeout when
+    // idle, and the caps fit in the descriptors this process may open.
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    let defaults = TrackerConfig::default();
+    let (max_connections, max_handshakes) =
+        p2p_host::connection_caps(p2p_host::open_files_limit(), 1, defaults.max_connections, defaults.max_handshakes);
     let tracker_config = TrackerConfig {
         peer_id: id,
         ttl: Duration::from_secs(args.ttl),
         private,
         gate,
-        io_timeout: Duration::from_secs(args.timeout.max(1)),
-        ..TrackerConfig::default()
+        io_timeout: timeout,
+        idle_timeout: timeout,
+        max_connections,
+        max_handshakes,
+        ..defaults
     };
     let tracker = Tracker::new(rt.clone(), tracker_config);
 

@@ -9,27 +9,9 @@
 //! more addresses than anyone could list.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 
 use crate::hash::Hash;
-
-/// The host of a source at `addr` (`host:port`), for counting votes: the IP
-/// address (IPv4) or its /64 (IPv6), else the host name as written.
-pub(crate) fn host_of(addr: &str) -> String {
-    match addr.parse::<SocketAddr>() {
-        Ok(a) => match a.ip() {
-            IpAddr::V4(ip) => ip.to_string(),
-            IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-                Some(v4) => v4.to_string(),
-                None => {
-                    let s = ip.segments();
-                    format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-                }
-            },
-        },
-        Err(_) => addr.rsplit_once(':').map_or(addr, |(host, _)| host).trim_matches(['[', ']']).to_ascii_lowercase(),
-    }
-}
+use crate::transport::host_of;
 
 /// The content a download by name accepts, from the sources' offers (in
 /// the order the sources were given; `None` for a source that offered
@@ -51,21 +33,6 @@ pub(crate) fn majority<'a>(offers: impl IntoIterator<Item = Option<(&'a str, Has
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts_are_addresses_without_ports_and_ipv6_networks() {
-        for (addr, host) in [
-            ("10.0.0.1:5000", "10.0.0.1"),
-            ("10.0.0.1:5001", "10.0.0.1"),
-            ("[::ffff:10.0.0.1]:5000", "10.0.0.1"),
-            ("[2001:db8:1:2:3:4:5:6]:5000", "2001:db8:1:2::/64"),
-            ("[2001:db8:1:2:ffff::1]:6000", "2001:db8:1:2::/64"),
-            ("Build-Box.lan:5000", "build-box.lan"),
-            ("peer7:1", "peer7"),
-        ] {
-            assert_eq!(host_of(addr), host, "{addr}");
-        }
-    }
 
     #[test]
     fn the_content_of_the_most_hosts_wins_and_the_first_named_breaks_ties() {

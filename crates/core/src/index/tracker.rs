@@ -3,7 +3,7 @@
 //! serves a file. It never carries file data.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -11,7 +11,8 @@ use super::state::{IndexError, IndexState, Limits, PeerKey};
 use crate::conn::{Conn, ConnError, Wait, kind};
 use crate::protocol::{CAP_INDEX, ErrorCode, Hello, LIST_PAGE, Message, PEER_PAGE};
 use crate::runtime::{Runtime, Time, timeout};
-use crate::server::{ClientInfo, Decrement, Gate, Standing, accept};
+use crate::server::accept::{self, Connections, Slot};
+use crate::server::{ClientInfo, Gate, Standing};
 use crate::transport::{Connected, Listener, Stream};
 
 /// Settings of an index.
@@ -31,9 +32,11 @@ pub struct TrackerConfig {
     pub io_timeout: Duration,
     /// Longest a client that has not joined may stay silent.
     pub idle_timeout: Duration,
-    /// Connections served at once (joined peers included).
+    /// Connections served at once (joined peers included). When all are
+    /// taken, a new one takes the place of the one idle the longest that
+    /// has not joined; see [`ServerConfig`](crate::server::ServerConfig).
     pub max_connections: usize,
-    /// Transport handshakes in progress at once.
+    /// Connections not through their handshakes at once.
     pub max_handshakes: usize,
     /// Longest a transport handshake may take.
     pub handshake_timeout: Duration,
@@ -60,7 +63,7 @@ impl Default for TrackerConfig {
             io_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
             max_connections: 25_000,
-            max_handshakes: 64,
+            max_handshakes: 256,
             handshake_timeout: Duration::from_secs(10),
             publish_burst: 256,
             publish_per_sec: 64,
@@ -79,6 +82,7 @@ pub struct Tracker<R> {
     rt: R,
     config: TrackerConfig,
     shared: Arc<Shared>,
+    conns: Arc<Connections>,
 }
 
 #[derive(Debug)]
@@ -86,7 +90,6 @@ struct Shared {
     /// One lock, held only for a step of the state machine (no await).
     state: Mutex<IndexState>,
     sessions: AtomicU64,
-    connections: AtomicUsize,
     /// Connections taken since the start.
     taken: AtomicU64,
 }
@@ -137,30 +140,28 @@ impl<R: Runtime> Tracker<R> {
     /// An empty index.
     pub fn new(rt: R, config: TrackerConfig) -> Self {
         let state = Mutex::new(IndexState::new(config.limits.clone()));
+        let limits = crate::server::admission::Limits::for_connections(
+            config.max_connections,
+            config.max_handshakes,
+            config.gate.is_some(),
+        );
+        let conns = Connections::new(limits, config.handshake_timeout.min(config.io_timeout));
         Self {
             rt,
             config,
-            shared: Arc::new(Shared {
-                state,
-                sessions: AtomicU64::new(0),
-                connections: AtomicUsize::new(0),
-                taken: AtomicU64::new(0),
-            }),
+            shared: Arc::new(Shared { state, sessions: AtomicU64::new(0), taken: AtomicU64::new(0) }),
+            conns,
         }
     }
 
     /// Serves connections until `stop` completes.
     pub async fn run<L: Listener>(&self, listener: L, stop: impl std::future::Future<Output = ()>) {
-        let limits = accept::Limits {
-            max_handshakes: self.config.max_handshakes,
-            handshake_timeout: self.config.handshake_timeout.min(self.config.io_timeout),
-        };
         let this = self.clone();
-        let serve = move |connected, remote| {
+        let serve = move |connected, remote, slot| {
             let this = this.clone();
-            async move { this.serve_connection(connected, remote).await }
+            async move { this.serve_connection(connected, remote, slot).await }
         };
-        accept::run(&self.rt, listener, limits, stop, serve).await;
+        accept::run(&self.rt, &self.conns, listener, stop, serve).await;
     }
 
     /// Connections the index has taken since it started (peers and askers).
@@ -170,7 +171,7 @@ impl<R: Runtime> Tracker<R> {
 
     /// Connections open now.
     pub fn connections_open(&self) -> usize {
-        self.shared.connections.load(Ordering::Relaxed)
+        self.conns.open()
     }
 
     /// The peers online now.
@@ -194,16 +195,9 @@ impl<R: Runtime> Tracker<R> {
     }
 
     /// Serves one established connection until it closes or fails.
-    pub async fn serve_connection<St: Stream>(&self, connected: Connected<St>, remote: String) {
-        let mut conn = Conn::new(connected.stream, self.rt.clone(), self.config.io_timeout);
+    async fn serve_connection<St: Stream>(&self, connected: Connected<St>, remote: String, slot: Slot<R>) {
+        let conn = Conn::new(connected.stream, self.rt.clone(), self.config.io_timeout);
         self.shared.taken.fetch_add(1, Ordering::Relaxed);
-        let count = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        let _count = Decrement(&self.shared.connections);
-        if count > self.config.max_connections {
-            conn.refuse(ErrorCode::Busy, "the index serves as many connections as it can; try again later".into())
-                .await;
-            return;
-        }
         let info = ClientInfo { claimed_id: String::new(), identity: connected.peer, remote: remote.clone() };
         let mut client = Client {
             conn,
@@ -214,7 +208,7 @@ impl<R: Runtime> Tracker<R> {
             publishes: Bucket::new(self.config.publish_burst, self.config.publish_per_sec, self.rt.now()),
             queries: Bucket::new(self.config.query_burst, self.config.query_per_sec, self.rt.now()),
         };
-        let result = self.connection(&mut client).await;
+        let result = self.connection(&mut client, &slot).await;
         if let Some((key, session)) = client.joined.take() {
             self.state().leave(&key, session);
             tracing::info!("{} left", client.who);
@@ -231,7 +225,7 @@ impl<R: Runtime> Tracker<R> {
         client.conn.close().await;
     }
 
-    async fn connection<St: Stream>(&self, c: &mut Client<St, R>) -> Result<(), ConnError> {
+    async fn connection<St: Stream>(&self, c: &mut Client<St, R>, slot: &Slot<R>) -> Result<(), ConnError> {
         let theirs = timeout(&self.rt, self.config.io_timeout, c.conn.handshake_accept()).await??;
         c.info.claimed_id = crate::sanitize(&theirs.peer_id, crate::protocol::MAX_PEER_ID);
         if !c.info.claimed_id.is_empty() {
@@ -246,9 +240,19 @@ impl<R: Runtime> Tracker<R> {
                 }
             }
         }
+        if let Err(full) = slot.establish(c.standing == Standing::Known) {
+            tracing::warn!("refused {}: {full}", c.who);
+            let message = format!("the index is {full}");
+            return c.conn.send(&Message::Error { id: 0, code: ErrorCode::Busy, message }).await;
+        }
         let hello = Hello { peer_id: self.config.peer_id.clone(), agent: crate::AGENT.into(), capabilities: CAP_INDEX };
         c.conn.send(&Message::Hello(hello)).await?;
         loop {
+            // A joined peer's session keeps its place; an asker waiting for
+            // its next question may make room for others.
+            if c.joined.is_none() {
+                slot.idle();
+            }
             // A joined peer must say something within the TTL.
             let wait = if c.joined.is_some() { self.config.ttl } else { self.config.idle_timeout };
             let msg = match c.conn.read_message(Wait::Idle(wait)).await {
@@ -260,6 +264,7 @@ impl<R: Runtime> Tracker<R> {
                 }
                 Err(e) => return Err(e),
             };
+            slot.busy();
             self.request(c, msg).await?;
         }
     }

@@ -41,6 +41,8 @@ pub(super) struct Link<St, R> {
     pub(super) standing: super::Standing,
     pub(super) stats: ConnStats,
     pub(super) max_queued: usize,
+    /// The connection's number among the server's.
+    pub(super) id: super::admission::ConnId,
 }
 
 impl<St: Stream, R: Runtime> Link<St, R> {

@@ -9,6 +9,7 @@
 //! being received), so memory does not grow with the number of clients.
 
 pub(crate) mod accept;
+pub(crate) mod admission;
 mod fair;
 mod link;
 mod read;
@@ -16,7 +17,6 @@ mod upload;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -49,18 +49,25 @@ pub struct ServerConfig {
     pub io_timeout: Duration,
     /// Longest wait for the next request on an open connection.
     pub idle_timeout: Duration,
-    /// Connections served at once; more are told "busy" and closed.
+    /// Connections served at once. When all are taken, a new one takes
+    /// the place of the connection idle the longest (a stranger's first);
+    /// if every one is busy, it is told "busy" and closed. Strangers may
+    /// take at most three quarters of them, and one host a quarter.
     pub max_connections: usize,
-    /// Transport handshakes (TLS) in progress at once; further connections
-    /// wait to be accepted until one ends, so that clients that never
-    /// finish theirs cannot take every socket the server may open.
+    /// Connections accepted but not through their handshakes (TLS, then
+    /// p2p's) at once; one host may hold half. A new one takes the place of
+    /// the oldest of its host (or, when all are taken, of a host no known
+    /// peer connects from), so clients that never finish a handshake
+    /// cannot keep anyone out.
     pub max_handshakes: usize,
     /// Longest a transport handshake may take (capped by `io_timeout`).
     pub handshake_timeout: Duration,
     /// Requests a client may queue on one connection.
     pub max_queued: usize,
     /// Bytes of file data all connections together hold in memory while
-    /// sending.
+    /// sending. A connection whose client does not read what it sent gives
+    /// its share back after a moment; such connections may hold as much
+    /// again between them, and past that the one stalled longest is closed.
     pub read_budget: usize,
     /// Bytes all uploads in progress together may hold (manifests and
     /// buffers); an upload that does not fit is told "busy".
@@ -78,7 +85,7 @@ impl Default for ServerConfig {
             io_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
             max_connections: 512,
-            max_handshakes: 64,
+            max_handshakes: 256,
             handshake_timeout: Duration::from_secs(10),
             max_queued: 16,
             read_budget: 32 << 20,
@@ -134,6 +141,7 @@ pub struct Server<S, R> {
     rt: R,
     config: ServerConfig,
     shared: Arc<Shared>,
+    conns: Arc<accept::Connections>,
 }
 
 impl<S, R: Clone> Clone for Server<S, R>
@@ -146,6 +154,7 @@ where
             rt: self.rt.clone(),
             config: self.config.clone(),
             shared: self.shared.clone(),
+            conns: self.conns.clone(),
         }
     }
 }
@@ -159,7 +168,8 @@ struct Shared {
     buffers: Arc<fair::Fair>,
     /// Permits of one MiB each, for uploads being received.
     uploads: Arc<Semaphore>,
-    connections: AtomicUsize,
+    /// File data held by connections whose client stopped reading it.
+    stalled: Mutex<read::Stalled>,
     /// When a request for an unknown hash last made the catalog look at
     /// the whole store again.
     last_rescan: Mutex<Option<Time>>,
@@ -209,6 +219,10 @@ impl<S: Store, R: Runtime> Server<S, R> {
     pub fn new(store: S, rt: R, config: ServerConfig) -> Self {
         let read_permits = (config.read_budget / read::CHUNK).max(2);
         let upload_permits = (config.upload_budget >> 20).max(upload::MIN_PERMITS);
+        let limits =
+            admission::Limits::for_connections(config.max_connections, config.max_handshakes, config.gate.is_some());
+        let conns = accept::Connections::new(limits, config.handshake_timeout.min(config.io_timeout));
+        let stalled = Mutex::new(read::Stalled::new(config.read_budget));
         Self {
             catalog: Catalog::new(store),
             rt,
@@ -217,9 +231,10 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 uploading: Mutex::default(),
                 buffers: fair::Fair::new(read_permits),
                 uploads: Arc::new(Semaphore::new(upload_permits)),
-                connections: AtomicUsize::new(0),
+                stalled,
                 last_rescan: Mutex::default(),
             }),
+            conns,
         }
     }
 
@@ -240,29 +255,22 @@ impl<S: Store, R: Runtime> Server<S, R> {
     /// partial files removed. A failed accept (a connection reset early, a
     /// short shortage of file descriptors) is logged and retried.
     pub async fn run<L: Listener>(&self, listener: L, stop: impl Future<Output = ()>) {
-        let limits = accept::Limits {
-            max_handshakes: self.config.max_handshakes,
-            handshake_timeout: self.config.handshake_timeout.min(self.config.io_timeout),
-        };
         let this = self.clone();
-        let serve = move |connected, remote| {
+        let serve = move |connected, remote, slot| {
             let this = this.clone();
-            async move { this.serve_connection(connected, remote).await }
+            async move { this.serve_connection(connected, remote, slot).await }
         };
-        accept::run(&self.rt, listener, limits, stop, serve).await;
+        accept::run(&self.rt, &self.conns, listener, stop, serve).await;
+    }
+
+    /// Connections open now (through their handshakes or not).
+    pub fn connections_open(&self) -> usize {
+        self.conns.open()
     }
 
     /// Serves one established connection until it closes or fails.
-    pub async fn serve_connection<St: Stream>(&self, connected: Connected<St>, remote: String) {
-        let mut conn = Conn::new(connected.stream, self.rt.clone(), self.config.io_timeout);
-        let count = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
-        let _count = Decrement(&self.shared.connections);
-        if count > self.config.max_connections {
-            let max = self.config.max_connections;
-            conn.refuse(ErrorCode::Busy, format!("serving {max} connections already; try again later")).await;
-            tracing::warn!(%remote, "refused: too many connections");
-            return;
-        }
+    async fn serve_connection<St: Stream>(&self, connected: Connected<St>, remote: String, slot: accept::Slot<R>) {
+        let conn = Conn::new(connected.stream, self.rt.clone(), self.config.io_timeout);
         let started = self.rt.now();
         let who = match connected.peer {
             Some(fp) => format!("{remote}, cert {}", fp.short()),
@@ -277,8 +285,9 @@ impl<S: Store, R: Runtime> Server<S, R> {
             standing: Standing::Stranger,
             stats: ConnStats::default(),
             max_queued: self.config.max_queued,
+            id: slot.id(),
         };
-        if let Err(e) = self.connection(&mut link, &remote).await {
+        if let Err(e) = self.connection(&mut link, &remote, &slot).await {
             match e {
                 // A client that simply went away is not worth a warning.
                 ConnError::Closed => tracing::debug!(client = %link.who, "connection closed"),
@@ -298,7 +307,12 @@ impl<S: Store, R: Runtime> Server<S, R> {
     }
 
     /// The handshake, then the request loop.
-    async fn connection<St: Stream>(&self, link: &mut Link<St, R>, remote: &str) -> Result<(), ConnError> {
+    async fn connection<St: Stream>(
+        &self,
+        link: &mut Link<St, R>,
+        remote: &str,
+        slot: &accept::Slot<R>,
+    ) -> Result<(), ConnError> {
         let caps = CAP_SERVE | if self.config.uploads == UploadPolicy::Nobody { 0 } else { CAP_UPLOAD };
         let hello = Hello { peer_id: self.config.peer_id.clone(), agent: crate::AGENT.into(), capabilities: caps };
         let handshake = link.conn.handshake_accept();
@@ -318,11 +332,21 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 }
             }
         }
+        if let Err(full) = slot.establish(link.standing == Standing::Known) {
+            tracing::warn!("refused {}: {full}", link.who);
+            return link.conn.send(&Message::Error { id: 0, code: ErrorCode::Busy, message: full.to_string() }).await;
+        }
         link.conn.send(&Message::Hello(hello)).await?;
-        while let Some(msg) = link.next_request(self.config.idle_timeout).await? {
+        loop {
+            // Waiting for a request, the connection may be closed to make
+            // room for another; serving one, it keeps its place.
+            if link.queue.is_empty() {
+                slot.idle();
+            }
+            let Some(msg) = link.next_request(self.config.idle_timeout).await? else { return Ok(()) };
+            slot.busy();
             self.request(link, msg).await?;
         }
-        Ok(())
     }
 
     async fn request<St: Stream>(&self, link: &mut Link<St, R>, msg: Message) -> Result<(), ConnError> {
@@ -435,14 +459,5 @@ impl From<Refusal> for Failure {
 impl From<ConnError> for Failure {
     fn from(e: ConnError) -> Self {
         Failure::Conn(e)
-    }
-}
-
-/// Counts a connection down when it ends.
-pub(crate) struct Decrement<'a>(pub(crate) &'a AtomicUsize);
-
-impl Drop for Decrement<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

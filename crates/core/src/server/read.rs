@@ -1,20 +1,87 @@
 //! Serving a Read request: file bytes out, one data frame per chunk, with
 //! the next chunk read from the store while the current one is sent.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use super::admission::ConnId;
 use super::fair::Permit;
 use super::link::Link;
 use super::{Failure, Refusal, Server};
 use crate::hash::Hash;
 use crate::protocol::{ErrorCode, MAX_READ};
-use crate::runtime::{Runtime, Task, timeout};
+use crate::runtime::{Runtime, Task, Time, timeout};
 use crate::store::{ReadAt, Store};
 use crate::transport::Stream;
 
 /// Bytes read from the store and sent as one data frame. Small enough that
 /// the shared budget of file data in memory covers many clients at once.
 pub(super) const CHUNK: usize = 1024 * 1024;
+
+/// How long a send may make no progress at all before its client counts as
+/// not reading: longer than a link that delivers anything stays silent
+/// (a loss recovery, a long round trip), far shorter than a stall timeout.
+const STALL_AFTER: Duration = Duration::from_secs(1);
+
+/// File data held by connections whose client stopped reading: bounded,
+/// and the connection stalled the longest is closed to stay in bounds.
+#[derive(Debug)]
+pub(super) struct Stalled {
+    budget: usize,
+    bytes: usize,
+    /// Each stalled send: (since, connection, serial) → bytes.
+    held: BTreeMap<(Time, ConnId, u64), usize>,
+    next: u64,
+}
+
+impl Stalled {
+    pub(super) fn new(budget: usize) -> Self {
+        Self { budget, bytes: 0, held: BTreeMap::new(), next: 0 }
+    }
+
+    /// Charges `bytes` for connection `conn`; returns the key to give them
+    /// back with, and the connections to close to stay in bounds (never
+    /// `conn` itself).
+    fn charge(&mut self, conn: ConnId, bytes: usize, now: Time) -> ((Time, ConnId, u64), Vec<ConnId>) {
+        self.next += 1;
+        let key = (now, conn, self.next);
+        self.held.insert(key, bytes);
+        self.bytes += bytes;
+        // The closed connections' bytes count as given back at once: their
+        // tasks end soon, and must not be counted against the next one.
+        let mut close = Vec::new();
+        while self.bytes > self.budget {
+            let Some(victim) = self.held.keys().map(|k| k.1).find(|c| *c != conn) else { break };
+            close.push(victim);
+            let gone: Vec<_> = self.held.keys().filter(|k| k.1 == victim).copied().collect();
+            for k in gone {
+                self.release(&k);
+            }
+        }
+        (key, close)
+    }
+
+    fn release(&mut self, key: &(Time, ConnId, u64)) {
+        if let Some(b) = self.held.remove(key) {
+            self.bytes -= b;
+        }
+    }
+}
+
+/// Bytes of one stalled send, given back when dropped.
+pub(super) struct StalledSend<'a> {
+    stalled: &'a Mutex<Stalled>,
+    key: (Time, ConnId, u64),
+}
+
+impl Drop for StalledSend<'_> {
+    fn drop(&mut self) {
+        self.stalled.lock().unwrap_or_else(PoisonError::into_inner).release(&self.key);
+    }
+}
 
 pub(super) struct ReadRequest {
     pub(super) id: u32,
@@ -69,8 +136,37 @@ impl<S: Store, R: Runtime> Server<S, R> {
                     pending = Some(self.start_read(&file, next, end, Some(p), spare.take()).await?);
                 }
             }
-            link.conn.send_data(id, pos, &data).await?;
-            drop(permit);
+            // A client that does not read what it asked for gives its share
+            // of the budget back (and its read-ahead), so that it cannot
+            // hold up the others; its data waits in the stalled budget.
+            {
+                let conn_id = link.id;
+                let written = link.conn.written();
+                let mut send = pin!(link.conn.send_data(id, pos, &data));
+                // Slow is fine; not moving at all for STALL_AFTER is not.
+                let mut seen = written.load(Ordering::Relaxed);
+                let sent = loop {
+                    match timeout(&self.rt, STALL_AFTER, send.as_mut()).await {
+                        Ok(sent) => break Some(sent),
+                        Err(_) => {
+                            let now = written.load(Ordering::Relaxed);
+                            if now == seen {
+                                break None;
+                            }
+                            seen = now;
+                        }
+                    }
+                };
+                drop(permit);
+                match sent {
+                    Some(sent) => sent?,
+                    None => {
+                        drop(pending.take());
+                        let _stalled = self.stall(conn_id, data.len());
+                        send.await?;
+                    }
+                }
+            }
             let sent = link.stats.sent.entry(hash).or_insert_with(|| (entry.info.name.clone(), 0));
             sent.1 += data.len() as u64;
             spare = Some(data);
@@ -84,6 +180,21 @@ impl<S: Store, R: Runtime> Server<S, R> {
         }
         link.conn.flush().await?;
         Ok(())
+    }
+
+    /// Counts `bytes` of connection `conn` as held for a client that does
+    /// not read them; closes the connections stalled longest if that goes
+    /// over the budget.
+    fn stall(&self, conn: ConnId, bytes: usize) -> StalledSend<'_> {
+        let (key, close) = {
+            let mut s = self.shared.stalled.lock().unwrap_or_else(PoisonError::into_inner);
+            s.charge(conn, bytes, self.rt.now())
+        };
+        for c in close {
+            tracing::warn!("closing connection {c}: its client stopped reading and others need the memory");
+            self.conns.close_one(c);
+        }
+        StalledSend { stalled: &self.shared.stalled, key }
     }
 
     /// Starts reading the chunk at `pos` on its own task. Waits for room in
@@ -110,5 +221,31 @@ impl<S: Store, R: Runtime> Server<S, R> {
             let r = file.read_at(pos, len, buf).await;
             (r, permit)
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_connections_stalled_longest_are_closed_to_stay_in_the_budget() {
+        let t = |ms| Time::from_epoch(Duration::from_millis(ms));
+        let mut s = Stalled::new(3 << 20);
+        let (a, none) = s.charge(1, 1 << 20, t(0));
+        assert!(none.is_empty());
+        let (_, none) = s.charge(2, 1 << 20, t(1));
+        assert!(none.is_empty());
+        let (_, none) = s.charge(3, 1 << 20, t(2));
+        assert!(none.is_empty(), "exactly the budget");
+        // Over: the one stalled longest goes, never the one asking.
+        assert_eq!(s.charge(4, 1 << 20, t(3)).1, [1]);
+        assert_eq!(s.charge(1, 2 << 20, t(4)).1, [2, 3], "enough of them to fit, oldest first");
+        assert_eq!(s.bytes, 3 << 20, "4 and 1");
+        // Given back when the sends end (1's first, closed, is gone already).
+        s.release(&a);
+        assert_eq!(s.bytes, 3 << 20);
     }
 }

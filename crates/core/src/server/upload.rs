@@ -12,7 +12,7 @@ use crate::manifest::{MAX_FILE_SIZE, Manifest, block_count, block_size_for};
 use crate::name::FileName;
 use crate::protocol::codec::Frame;
 use crate::protocol::{ErrorCode, Message, StoreOutcome};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, timeout};
 use crate::store::{PartialFile, Store, StoreError, WriteAt};
 use crate::transport::Stream;
 use crate::verify::BlockWriter;
@@ -177,9 +177,20 @@ impl<S: Store, R: Runtime> Server<S, R> {
     ) -> Result<Arc<Manifest>, Stop> {
         let block_size = block_size_for(size);
         let want = block_count(size, block_size);
+        // The upload holds its name and its memory meanwhile: the manifest
+        // must come whole within the IO timeout plus its size at the
+        // minimum rate, however its pages trickle.
+        let deadline = self.rt.now() + self.config.io_timeout + rate_time(want as usize * 32);
         let mut cvs = Vec::new();
         loop {
-            let msg = link.conn.read_message(Wait::Busy).await?;
+            let left = deadline.saturating_since(self.rt.now());
+            let msg = match timeout(&self.rt, left, link.conn.read_message(Wait::Busy)).await {
+                Ok(m) => m?,
+                Err(_) => {
+                    tracing::info!("dropped upload of {name} from {}: the manifest did not come in time", link.who);
+                    return Err(ConnError::Stalled(self.config.io_timeout).into());
+                }
+            };
             let (info, bs, first, page, last) = match msg {
                 Message::ManifestPage { id: i, info, block_size, first_block, cvs, last } if i == id => {
                     (info, block_size, first_block, cvs, last)
@@ -207,6 +218,9 @@ impl<S: Store, R: Runtime> Server<S, R> {
             }
             if cvs.len() as u64 + page.len() as u64 > want {
                 return Err(Refusal::new(ErrorCode::BadRequest, "manifest has more blocks than the file").into());
+            }
+            if page.is_empty() && !last {
+                return Err(Refusal::new(ErrorCode::BadRequest, "an empty manifest page that is not the last").into());
             }
             cvs.extend(page);
             if last {
