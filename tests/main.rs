@@ -7,6 +7,7 @@ mod common;
 
 mod commands;
 mod failures;
+mod hostile_index;
 mod index;
 mod integrity;
 mod lockout;

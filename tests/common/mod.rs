@@ -9,6 +9,7 @@
 //! peers know it). Snapshots get a `@tcp` or `@tls` suffix.
 
 pub mod fake;
+pub mod hosts;
 pub mod proxy;
 pub mod raw;
 pub mod term;
@@ -185,6 +186,12 @@ impl Net {
     /// Runs `p2p ARGS...` in folder `id` (stopping the one running there
     /// before), its log in `id.log`, and waits for the address it prints.
     fn launch(&mut self, id: &str, args: &[&str]) {
+        self.launch_with(id, P2P, args);
+    }
+
+    /// Runs `program ARGS...` (which runs `p2p`, a shell setting limits
+    /// first, say) as [`launch`](Self::launch) does.
+    pub fn launch_with(&mut self, id: &str, program: &str, args: &[&str]) {
         if let Some(old) = self.peers.iter_mut().find(|p| p.id == id) {
             let _ = old.child.kill();
             let _ = old.child.wait();
@@ -193,7 +200,7 @@ impl Net {
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(self.root.path().join(format!("{id}.log"))).unwrap();
         let mut child =
-            Command::new(P2P).args(args).current_dir(&dir).stdout(Stdio::piped()).stderr(log).spawn().unwrap();
+            Command::new(program).args(args).current_dir(&dir).stdout(Stdio::piped()).stderr(log).spawn().unwrap();
         let addr = first_line_address(&mut child);
         self.peers.retain(|p| p.id != id);
         self.peers.push(Peer { id: id.to_string(), addr, child });
@@ -455,8 +462,50 @@ pub fn b3(data: &[u8]) -> String {
 /// Joins the index at `index` as a peer serving `name` on `port`, and
 /// keeps the session open (pinging) until the returned guard is dropped.
 pub fn announce(index: &str, port: u16, name: &str, data: &[u8]) -> impl Drop {
+    let info = p2p_core::protocol::FileInfo {
+        name: p2p_core::name::FileName::new(name).unwrap(),
+        size: data.len() as u64,
+        hash: p2p_core::hash::Hash::of(data),
+    };
+    announce_files(index, None, 1, port, vec![info])
+}
+
+/// How a test client reaches an index: from loopback host `127.0.0.N`,
+/// over TLS with a certificate of its own when the index's fingerprint is
+/// given.
+fn transport_to(index: &str, tls: Option<&str>, from: u8) -> Either {
+    let host = hosts::FromHost(from);
+    match tls {
+        None => Either::Tcp(host),
+        Some(fp) => {
+            let mut trust = p2p_transport_tls::Trust::new();
+            trust.pin(index, fp.parse().unwrap());
+            let me = p2p_transport_tls::Identity::generate("tester").unwrap();
+            Either::Tls(p2p_transport_tls::TlsTransport::new(host, Some(me), trust).unwrap())
+        }
+    }
+}
+
+enum Either {
+    Tcp(hosts::FromHost),
+    Tls(p2p_transport_tls::TlsTransport<hosts::FromHost>),
+}
+
+/// Joins the index at `index` (from `127.0.0.{from}`, over TLS with a
+/// certificate of its own when `tls` gives the index's fingerprint) as a
+/// peer serving `files` on `port`, and keeps the session open (pinging)
+/// until the returned guard is dropped. Panics if the index refuses the
+/// join.
+pub fn announce_files(
+    index: &str,
+    tls: Option<&str>,
+    from: u8,
+    port: u16,
+    files: Vec<p2p_core::protocol::FileInfo>,
+) -> impl Drop + use<> {
     use p2p_core::client::{ClientConfig, Session};
-    use p2p_core::protocol::FileInfo;
+    use p2p_core::runtime::Runtime;
+    use p2p_core::transport::Transport;
 
     struct Stop(Option<std::sync::mpsc::Sender<()>>);
     impl Drop for Stop {
@@ -464,26 +513,79 @@ pub fn announce(index: &str, port: u16, name: &str, data: &[u8]) -> impl Drop {
             self.0.take();
         }
     }
-    let info = FileInfo {
-        name: p2p_core::name::FileName::new(name).unwrap(),
-        size: data.len() as u64,
-        hash: p2p_core::hash::Hash::of(data),
-    };
+    async fn keep<T: Transport, R: Runtime>(
+        t: T,
+        rt: R,
+        index: String,
+        port: u16,
+        files: Vec<p2p_core::protocol::FileInfo>,
+        joined: std::sync::mpsc::Sender<()>,
+        stop: std::sync::mpsc::Receiver<()>,
+    ) {
+        let config = ClientConfig { peer_id: "liar".into(), ..ClientConfig::default() };
+        let mut s = Session::connect(&t, &rt, &index, &config).await.unwrap();
+        s.join(port).await.unwrap();
+        for page in files.chunks(p2p_core::protocol::LIST_PAGE) {
+            // Past a bound the index lists what fits: go on.
+            let _ = s.publish(page.to_vec(), vec![], false).await;
+        }
+        let _ = joined.send(());
+        while stop.recv_timeout(Duration::from_millis(200)) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            if s.ping().await.is_err() {
+                return;
+            }
+        }
+    }
     let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (joined_tx, joined) = std::sync::mpsc::channel::<()>();
+    let via = transport_to(index, tls, from);
     let index = index.to_string();
     std::thread::spawn(move || {
         let rt = p2p_host::SmolRuntime::new(1);
         rt.block_on(async {
-            let config = ClientConfig { peer_id: "liar".into(), ..ClientConfig::default() };
-            let mut s = Session::connect(&p2p_transport_tcp::TcpTransport, &rt, &index, &config).await.unwrap();
-            s.join(port).await.unwrap();
-            s.publish(vec![info], vec![], true).await.unwrap();
-            while rx.recv_timeout(Duration::from_millis(200)) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-                if s.ping().await.is_err() {
-                    return;
-                }
+            match via {
+                Either::Tcp(t) => keep(t, rt.clone(), index, port, files, joined_tx, rx).await,
+                Either::Tls(t) => keep(t, rt.clone(), index, port, files, joined_tx, rx).await,
             }
         });
     });
+    joined.recv_timeout(Duration::from_secs(30)).expect("joined the index");
     Stop(Some(tx))
+}
+
+/// Reports to the index at `index` (from `127.0.0.{from}`, over TLS with
+/// a certificate of its own when `tls` gives the index's fingerprint) that
+/// the peer at `addr` sent block `bad.block` of `hash` bad. The index's
+/// answer: `Ok` if it took the report, else its refusal.
+pub fn report(
+    index: &str,
+    tls: Option<&str>,
+    from: u8,
+    hash: p2p_core::hash::Hash,
+    addr: &str,
+    bad: p2p_core::protocol::BadBlock,
+) -> Result<(), String> {
+    use p2p_core::client::{ClientConfig, Session};
+    use p2p_core::transport::Transport;
+
+    async fn once<T: Transport>(
+        t: T,
+        index: &str,
+        hash: p2p_core::hash::Hash,
+        addr: &str,
+        bad: p2p_core::protocol::BadBlock,
+    ) -> Result<(), String> {
+        let rt = p2p_host::SmolRuntime::new(1);
+        let mut s = Session::connect(&t, &rt, index, &ClientConfig::default()).await.map_err(|e| e.to_string())?;
+        let r = s.report(hash, addr, bad).await.map_err(|e| e.to_string());
+        s.close().await;
+        r
+    }
+    let via = transport_to(index, tls, from);
+    p2p_host::SmolRuntime::new(1).block_on(async {
+        match via {
+            Either::Tcp(t) => once(t, index, hash, addr, bad).await,
+            Either::Tls(t) => once(t, index, hash, addr, bad).await,
+        }
+    })
 }

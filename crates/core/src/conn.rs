@@ -461,5 +461,6 @@ pub(crate) fn kind(m: &Message) -> &'static str {
         Message::PeerPage { .. } => "PeerPage",
         Message::Suspect { .. } => "Suspect",
         Message::Noted { .. } => "Noted",
+        Message::Report { .. } => "Report",
     }
 }

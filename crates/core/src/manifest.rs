@@ -151,15 +151,98 @@ impl Manifest {
 
     /// Whether `data` is exactly block `index` of this file.
     pub fn verify_block(&self, index: u64, data: &[u8]) -> bool {
-        let Some(want) = usize::try_from(index).ok().and_then(|i| self.cvs.get(i)) else {
-            return false;
-        };
-        let range = self.block_range(index);
-        if data.len() as u64 != range.end - range.start {
-            return false;
-        }
-        block_cv(self.cvs.len() == 1, range.start, data) == *want
+        let want = usize::try_from(index).ok().and_then(|i| self.cvs.get(i));
+        want.is_some_and(|want| self.value_of(index, data) == Some(*want))
     }
+
+    /// The value `data` has as block `index` of this file (what
+    /// [`verify_block`](Self::verify_block) compares with the manifest),
+    /// or `None` if it is not the block's length.
+    pub fn value_of(&self, index: u64, data: &[u8]) -> Option<ChainingValue> {
+        let range = self.block_range(index);
+        (index < self.block_count() && data.len() as u64 == range.end - range.start)
+            .then(|| block_cv(self.cvs.len() == 1, range.start, data))
+    }
+
+    /// The chaining values that, merged with block `index`'s own, give the
+    /// file's hash: one per level of BLAKE3's tree, from the top. With it,
+    /// anyone who knows only the file's hash and size can check that a
+    /// value is block `index`'s ([`verify_proof`]). Empty for a file of one
+    /// block.
+    pub fn proof(&self, index: u64) -> Option<Vec<ChainingValue>> {
+        if index >= self.block_count() {
+            return None;
+        }
+        let bs = u64::from(self.block_size);
+        let mut proof = Vec::new();
+        for step in path(self.size, bs, index) {
+            let sibling = if step.left {
+                merge_subtree(&self.cvs[step.split..step.hi], step.len - step.left_len, bs)
+            } else {
+                merge_subtree(&self.cvs[step.lo..step.split], step.left_len, bs)
+            };
+            proof.push(sibling);
+        }
+        Some(proof)
+    }
+}
+
+/// Whether `value` is the chaining value of block `index` of the file of
+/// `size` bytes whose hash is `root`, by `proof` (from
+/// [`Manifest::proof`]).
+pub fn verify_proof(size: u64, root: Hash, index: u64, value: &ChainingValue, proof: &[ChainingValue]) -> bool {
+    if size > MAX_FILE_SIZE || index >= block_count(size, block_size_for(size)) {
+        return false;
+    }
+    let steps = path(size, u64::from(block_size_for(size)), index);
+    if steps.len() != proof.len() {
+        return false;
+    }
+    if steps.is_empty() {
+        return Hash(*value) == root;
+    }
+    let mut acc = *value;
+    for (i, (step, sibling)) in steps.iter().zip(proof).enumerate().rev() {
+        let (l, r) = if step.left { (&acc, sibling) } else { (sibling, &acc) };
+        if i == 0 {
+            return Hash::from(merge_subtrees_root(l, r, Mode::Hash)) == root;
+        }
+        acc = merge_subtrees_non_root(l, r, Mode::Hash);
+    }
+    false
+}
+
+/// One level of the way from the root to a block: the node holds blocks
+/// `lo..hi` (`len` bytes), its left child `lo..split` (`left_len` bytes),
+/// and the way goes `left` or right.
+struct Step {
+    lo: usize,
+    split: usize,
+    hi: usize,
+    len: u64,
+    left_len: u64,
+    left: bool,
+}
+
+/// The way from the root of the tree of a file of `size` bytes (blocks of
+/// `bs`) down to block `index`: empty for a file of one block.
+fn path(size: u64, bs: u64, index: u64) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let (mut lo, mut hi, mut len) = (0usize, block_count(size, bs as u32) as usize, size);
+    while len > bs {
+        let left_len = blake3::hazmat::left_subtree_len(len);
+        let split = lo + (left_len / bs) as usize;
+        let left = (index as usize) < split;
+        steps.push(Step { lo, split, hi, len, left_len, left });
+        if left {
+            hi = split;
+            len = left_len;
+        } else {
+            lo = split;
+            len -= left_len;
+        }
+    }
+    steps
 }
 
 impl std::fmt::Debug for Manifest {
@@ -291,6 +374,28 @@ pub fn manifest_of(data: &[u8]) -> Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_value_is_proven_against_the_file_hash_alone() {
+        for size in [0u64, 100, 16 * 1024, 16 * 1024 + 1, 5 * 16 * 1024 + 7, 4096 * 16 * 1024 + 1] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 + i / 1000) as u8).collect();
+            let m = manifest_of(&data);
+            for index in [0, m.block_count() / 2, m.block_count() - 1] {
+                let proof = m.proof(index).unwrap();
+                let cv = m.cvs()[index as usize];
+                assert!(verify_proof(size, m.root(), index, &cv, &proof), "size {size} block {index}");
+                let mut wrong = cv;
+                wrong[0] ^= 1;
+                assert!(!verify_proof(size, m.root(), index, &wrong, &proof), "a wrong value");
+                if let Some(first) = proof.first() {
+                    let mut bad = proof.clone();
+                    bad[0] = [first[0] ^ 1; 32];
+                    assert!(!verify_proof(size, m.root(), index, &cv, &bad), "a wrong proof");
+                }
+            }
+            assert!(m.proof(m.block_count()).is_none());
+        }
+    }
     use proptest::prelude::*;
 
     fn data(len: usize, seed: u8) -> Vec<u8> {

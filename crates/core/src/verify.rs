@@ -36,6 +36,8 @@ pub enum VerifyError {
         start: u64,
         /// End of the block.
         end: u64,
+        /// The value the bad data had as that block (evidence for a report).
+        got: [u8; 32],
     },
 }
 
@@ -67,7 +69,8 @@ impl BlockWriter {
     /// block is checked here.
     pub fn new(manifest: Arc<Manifest>, range: Range<u64>) -> Result<Self, VerifyError> {
         if manifest.size() == 0 && !manifest.verify_block(0, &[]) {
-            return Err(VerifyError::Corrupt { block: 0, start: 0, end: 0 });
+            let got = manifest.value_of(0, &[]).unwrap_or_default();
+            return Err(VerifyError::Corrupt { block: 0, start: 0, end: 0, got });
         }
         let cap = (manifest.block_size() as usize).max(WRITE_RUN).min((range.end - range.start) as usize);
         Ok(Self {
@@ -119,8 +122,10 @@ impl BlockWriter {
             bytes = &bytes[take..];
             if self.next == block_end {
                 let start = self.buf_start + self.verified as u64;
-                if !self.manifest.verify_block(block, &self.buf[self.verified..]) {
-                    return Err(VerifyError::Corrupt { block, start, end: block_end });
+                let data = &self.buf[self.verified..];
+                if !self.manifest.verify_block(block, data) {
+                    let got = self.manifest.value_of(block, data).unwrap_or_default();
+                    return Err(VerifyError::Corrupt { block, start, end: block_end, got });
                 }
                 self.verified = self.buf.len();
                 if self.verified >= WRITE_RUN || self.next == self.end {
@@ -188,10 +193,12 @@ mod tests {
         let mut data = sample(3 * MIN_BLOCK as usize);
         let m = Arc::new(manifest_of(&data));
         data[MIN_BLOCK as usize + 5] ^= 1;
-        let mut w = BlockWriter::new(m, 0..data.len() as u64).unwrap();
+        let mut w = BlockWriter::new(m.clone(), 0..data.len() as u64).unwrap();
         assert_eq!(w.push(0, &data[..MIN_BLOCK as usize]).unwrap(), vec![]);
         let e = w.push(MIN_BLOCK as u64, &data[MIN_BLOCK as usize..]).unwrap_err();
-        assert_eq!(e, VerifyError::Corrupt { block: 1, start: MIN_BLOCK as u64, end: 2 * MIN_BLOCK as u64 });
+        let got = m.value_of(1, &data[MIN_BLOCK as usize..2 * MIN_BLOCK as usize]).unwrap();
+        assert_ne!(got, m.cvs()[1]);
+        assert_eq!(e, VerifyError::Corrupt { block: 1, start: MIN_BLOCK as u64, end: 2 * MIN_BLOCK as u64, got });
     }
 
     #[test]

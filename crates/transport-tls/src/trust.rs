@@ -13,11 +13,11 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::identity::IdentityError;
 
-/// What a client trusts when it connects: a pin per address, a file of
+/// What a client trusts when it connects: pins per address, a file of
 /// fingerprints seen before, and optionally a certificate authority.
 #[derive(Debug, Default, Clone)]
 pub struct Trust {
-    pub(crate) pins: HashMap<String, Fingerprint>,
+    pub(crate) pins: HashMap<String, Vec<Fingerprint>>,
     pub(crate) known: Option<Arc<KnownPeers>>,
     pub(crate) roots: Option<Arc<RootCertStore>>,
 }
@@ -28,9 +28,15 @@ impl Trust {
         Self::default()
     }
 
-    /// The peer at `addr` must present exactly this fingerprint.
+    /// The peer at `addr` must present this fingerprint, or another one
+    /// pinned for the same address. (Every pin is kept: where two peers
+    /// claim one address, as an index may say, the one really there is
+    /// accepted, and no later claim displaces an earlier one.)
     pub fn pin(&mut self, addr: &str, fingerprint: Fingerprint) {
-        self.pins.insert(addr.to_owned(), fingerprint);
+        let pins = self.pins.entry(addr.to_owned()).or_default();
+        if !pins.contains(&fingerprint) {
+            pins.push(fingerprint);
+        }
     }
 
     /// Peers without a pin are trusted on first use and remembered here;
@@ -57,20 +63,20 @@ impl Trust {
         Ok(())
     }
 
-    /// The pin for `addr`, if any.
-    pub fn pinned(&self, addr: &str) -> Option<Fingerprint> {
-        self.pins.get(addr).copied()
+    /// The pins for `addr` (none: not pinned).
+    pub fn pinned(&self, addr: &str) -> &[Fingerprint] {
+        self.pins.get(addr).map_or(&[], Vec::as_slice)
     }
 }
 
 /// A fingerprint that does not match what was pinned or seen before.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TrustError {
-    /// The presented fingerprint is not the pinned one.
-    #[error("certificate fingerprint {presented} does not match the pinned {expected}")]
+    /// The presented fingerprint is not a pinned one.
+    #[error("certificate fingerprint {presented} does not match the pinned {}", one_of(expected))]
     PinMismatch {
-        /// The pin.
-        expected: Fingerprint,
+        /// The pins.
+        expected: Vec<Fingerprint>,
         /// What the peer showed.
         presented: Fingerprint,
     },
@@ -106,6 +112,11 @@ pub enum TrustError {
         /// Why.
         why: String,
     },
+}
+
+/// "A" or "A or B".
+fn one_of(pins: &[Fingerprint]) -> String {
+    pins.iter().map(ToString::to_string).collect::<Vec<_>>().join(" or ")
 }
 
 /// "the peer at 10.0.0.5:5000" for "server 10.0.0.5:5000", "peer2" for

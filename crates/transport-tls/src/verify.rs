@@ -54,8 +54,10 @@ impl ServerCertVerifier for ServerVerifier {
             }
         };
         // A pin decides alone: a CA may not overrule it either way.
-        if let Some(expected) = self.trust.pinned(&self.addr) {
-            if expected != presented {
+        let pins = self.trust.pinned(&self.addr);
+        if !pins.is_empty() {
+            if !pins.contains(&presented) {
+                let expected = pins.to_vec();
                 return Err(self.refuse(TrustError::PinMismatch { expected, presented }.to_string()));
             }
             dates(self)?;

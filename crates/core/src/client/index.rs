@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{ClientError, Session, unexpected};
 use crate::hash::Hash;
 use crate::name::FileName;
-use crate::protocol::{CAP_INDEX, FileInfo, FileRef, IndexedFile, Message, PeerInfo, Sources};
+use crate::protocol::{BadBlock, CAP_INDEX, FileInfo, FileRef, IndexedFile, Message, PeerInfo, Sources};
 use crate::runtime::Runtime;
 use crate::transport::Stream;
 
@@ -86,11 +86,11 @@ impl<S: Stream, R: Runtime> Session<S, R> {
         .await
     }
 
-    /// Tells the index that the peer at `addr` served data of `hash` that
-    /// failed verification.
-    pub async fn suspect(&mut self, hash: Hash, addr: &str) -> Result<(), ClientError> {
+    /// Tells the index that the peer at `addr` sent a block of `hash` that
+    /// failed verification, with the evidence.
+    pub async fn report(&mut self, hash: Hash, addr: &str, bad: BadBlock) -> Result<(), ClientError> {
         let id = self.id();
-        self.conn.send(&Message::Suspect { id, hash, addr: addr.to_owned() }).await?;
+        self.conn.send(&Message::Report { id, hash, addr: addr.to_owned(), bad: Box::new(bad) }).await?;
         match self.response(id).await? {
             Message::Noted { .. } => Ok(()),
             other => Err(unexpected(&other)),

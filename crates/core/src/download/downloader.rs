@@ -17,11 +17,13 @@ use super::{DownloadConfig, SourceSpec, Wanted};
 use crate::catalog::{Catalog, Entry};
 use crate::client::{ClientError, Session};
 use crate::hash::Hash;
+use crate::manifest::Manifest;
 use crate::name::FileName;
-use crate::protocol::{ErrorCode, FileInfo};
+use crate::protocol::{BadBlock, ErrorCode, FileInfo};
 use crate::runtime::{Runtime, Task, Time, timeout};
 use crate::store::{FileMeta, PartialFile, Store, StoreError};
 use crate::transport::{Fingerprint, Transport};
+use crate::verify::VerifyError;
 
 /// Once one source has offered the file, how long the others have to
 /// answer before the download starts without them.
@@ -364,7 +366,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                 }
                 Event::Failed { source, error } => {
                     tracing::debug!(source = %sources[source].label, %error, "source dropped");
-                    reports[source].problem = Some(problem_of(&error));
+                    reports[source].problem = Some(problem_of(&error, &manifest));
                     schedule.gone(source);
                     alive.remove(&source);
                     commands[source] = None;
@@ -614,10 +616,20 @@ fn client_problem(e: &ClientError) -> Problem {
     Problem::new(kind, e.to_string())
 }
 
-fn problem_of(e: &SourceError) -> Problem {
+/// Why a source was dropped; for a corrupt block, with the evidence (the
+/// block's value proven against the file's hash from `manifest`).
+fn problem_of(e: &SourceError, manifest: &Manifest) -> Problem {
     match e {
         SourceError::Client(c) => client_problem(c),
-        SourceError::Corrupt(_) => Problem::new(ProblemKind::Corrupt, e.to_string()),
+        SourceError::Corrupt(v) => {
+            let mut p = Problem::new(ProblemKind::Corrupt, e.to_string());
+            if let VerifyError::Corrupt { block, got, .. } = v
+                && let (Some(want), Some(proof)) = (manifest.cvs().get(*block as usize), manifest.proof(*block))
+            {
+                p.evidence = Some(BadBlock { block: *block, got: *got, want: *want, proof });
+            }
+            p
+        }
         SourceError::TooSlow => Problem::new(ProblemKind::Slow, e.to_string()),
     }
 }

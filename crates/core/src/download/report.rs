@@ -3,7 +3,7 @@
 
 use crate::hash::Hash;
 use crate::name::FileName;
-use crate::protocol::FileInfo;
+use crate::protocol::{BadBlock, FileInfo};
 use crate::store::StoreError;
 use crate::transport::Fingerprint;
 
@@ -54,6 +54,9 @@ pub struct Problem {
     pub kind: ProblemKind,
     /// Details for people.
     pub detail: String,
+    /// For a block that failed verification: the evidence, which the
+    /// index can check before it believes a report.
+    pub evidence: Option<BadBlock>,
 }
 
 /// Kinds of [`Problem`], for scripts and tests.
@@ -99,7 +102,7 @@ impl ProblemKind {
 
 impl Problem {
     pub(super) fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
-        Self { kind, detail: detail.into() }
+        Self { kind, detail: detail.into(), evidence: None }
     }
 }
 

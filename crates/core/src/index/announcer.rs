@@ -71,8 +71,6 @@ pub struct Announcer<T, R, S> {
     seen: BTreeMap<FileName, (FileMeta, Time)>,
     /// What the index has from this session.
     published: BTreeMap<FileName, FileInfo>,
-    /// Whether the index's refusal of files past its bound was logged.
-    told_too_many: bool,
 }
 
 /// Why a session with the index ended.
@@ -97,7 +95,6 @@ impl<T: Transport, R: Runtime, S: Store> Announcer<T, R, S> {
             config,
             seen: BTreeMap::new(),
             published: BTreeMap::new(),
-            told_too_many: false,
         }
     }
 
@@ -225,6 +222,7 @@ impl<T: Transport, R: Runtime, S: Store> Announcer<T, R, S> {
             return Ok(());
         }
         let (added, gone) = (files.len(), removed.len());
+        let mut refused = None;
         let mut files = files.into_iter().peekable();
         let mut removed = removed.into_iter().peekable();
         loop {
@@ -235,14 +233,9 @@ impl<T: Transport, R: Runtime, S: Store> Announcer<T, R, S> {
             }
             match session.publish(page.clone(), gone_page, *reset).await {
                 Ok(listed) => tracing::debug!(listed, "published a page to the index"),
-                // Past the index's bound on files per peer: it lists what
-                // fits, said so once; the session goes on.
-                Err(e) if e.code() == Some(ErrorCode::TooLarge) => {
-                    if !self.told_too_many {
-                        tracing::warn!("index {}: {e}", self.index);
-                        self.told_too_many = true;
-                    }
-                }
+                // Past one of the index's bounds: it lists what fits, and
+                // the session goes on; the log says what was left out.
+                Err(e) if e.code() == Some(ErrorCode::TooLarge) => refused = Some(e),
                 Err(e) => return Err(e.into()),
             }
             *reset = false;
@@ -253,8 +246,13 @@ impl<T: Transport, R: Runtime, S: Store> Announcer<T, R, S> {
                 break;
             }
         }
-        if added + gone > 0 {
-            tracing::info!("published to the index: {added} new or changed, {gone} gone");
+        match refused {
+            Some(e) => tracing::warn!(
+                "index {}: published {added} new or changed and {gone} gone, but it did not list them all: {e}",
+                self.index
+            ),
+            None if added + gone > 0 => tracing::info!("published to the index: {added} new or changed, {gone} gone"),
+            None => {}
         }
         Ok(())
     }

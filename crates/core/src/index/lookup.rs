@@ -9,7 +9,7 @@ use async_lock::Mutex;
 use crate::client::{ClientConfig, ClientError, Session};
 use crate::download::{Problem, ProblemKind, SourceSpec, Wanted};
 use crate::hash::Hash;
-use crate::protocol::{ErrorCode, FileInfo, IndexedFile, PeerInfo, Sources};
+use crate::protocol::{BadBlock, ErrorCode, FileInfo, IndexedFile, PeerInfo, Sources};
 use crate::runtime::Runtime;
 use crate::transport::Transport;
 
@@ -135,13 +135,13 @@ impl<T: Transport, R: Runtime> IndexClient<T, R> {
         Ok(Found { info: one.info, sources, peers: one.peers })
     }
 
-    /// Tells the index that the peers at `addrs` sent data of `hash` that
-    /// failed verification.
-    pub async fn report_corrupt(&self, hash: Hash, addrs: &[String]) -> Result<(), LookupError> {
-        for addr in addrs {
+    /// Tells the index that peers sent blocks of `hash` that failed
+    /// verification: each peer's address, with the evidence.
+    pub async fn report_corrupt(&self, hash: Hash, reports: &[(String, BadBlock)]) -> Result<(), LookupError> {
+        for (addr, bad) in reports {
             self.ask(|s| {
-                let addr = addr.clone();
-                Box::pin(async move { s.suspect(hash, &addr).await })
+                let (addr, bad) = (addr.clone(), bad.clone());
+                Box::pin(async move { s.report(hash, &addr, bad).await })
             })
             .await?;
         }
@@ -208,19 +208,20 @@ impl<T: Transport, R: Runtime> IndexClient<T, R> {
     }
 }
 
-/// The addresses of the sources a download found sending corrupt data,
-/// from its per-source problems (labels as in `sources`).
+/// The sources a download found sending corrupt blocks, by address, with
+/// the evidence (labels as in `sources`), each once.
 pub fn corrupt_sources<'a>(
     sources: &'a [SourceSpec],
     problems: impl IntoIterator<Item = (&'a str, &'a Problem)>,
-) -> Vec<String> {
-    let mut out = Vec::new();
+) -> Vec<(String, BadBlock)> {
+    let mut out: Vec<(String, BadBlock)> = Vec::new();
     for (label, problem) in problems {
         if problem.kind == ProblemKind::Corrupt
+            && let Some(bad) = &problem.evidence
             && let Some(s) = sources.iter().find(|s| s.label == label)
-            && !out.contains(&s.addr)
+            && !out.iter().any(|(a, _)| *a == s.addr)
         {
-            out.push(s.addr.clone());
+            out.push((s.addr.clone(), bad.clone()));
         }
     }
     out

@@ -30,5 +30,5 @@ mod tracker;
 
 pub use announcer::{AnnounceConfig, Announcer};
 pub use lookup::{Found, IndexClient, LookupError, corrupt_sources, peer_labels};
-pub use state::{IndexError, IndexState, Limits, PeerKey};
+pub use state::{IndexError, IndexState, Limits};
 pub use tracker::{Tracker, TrackerConfig};

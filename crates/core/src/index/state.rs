@@ -1,6 +1,18 @@
 //! What the index knows: the peers online, what each serves, and which
 //! contents downloaders reported bad. A plain state machine, with the time
 //! as an argument; the server around it does the talking.
+//!
+//! Every announcing session is an entry of its own, and no session ever
+//! replaces another's: a client that joins with a victim's address adds an
+//! entry that lies about that address, and leaves the victim's untouched.
+//! (Over TLS, a session of the same certificate at the same address is the
+//! same peer come back, and does take its old entry's place.)
+//!
+//! Everything a peer can make the index hold is bounded by count and by
+//! bytes, per peer, per host and in all; the listing a client may ask for
+//! is kept within what a client accepts. Hosts, not entries, are what
+//! count where one machine could pose as many: reporters of bad data, and
+//! the ranking of the contents served under one name.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -11,7 +23,7 @@ use crate::manifest::MAX_FILE_SIZE;
 use crate::name::FileName;
 use crate::protocol::{FileInfo, FileRef, IndexedFile, MAX_SOURCES, PeerInfo, Sources};
 use crate::runtime::Time;
-use crate::transport::Fingerprint;
+use crate::transport::{Fingerprint, host_of};
 
 /// Bounds of an index.
 #[derive(Debug, Clone)]
@@ -21,17 +33,30 @@ pub struct Limits {
     /// Files listed for one peer.
     pub max_files_per_peer: usize,
     /// Contents named in one answer for a name served with different
-    /// contents (the most served first).
+    /// contents (those served from the most hosts first).
     pub max_contents: usize,
+    /// Contents of one name a host counts for: its first ones. A host
+    /// that serves more (squatting a name with made-up contents) gets no
+    /// further say in the ranking, and those contents are not named.
+    pub max_contents_per_host: usize,
     /// How long a content reported bad is left out of the answers for the
     /// peer that served it.
     pub suspect_for: Duration,
-    /// Files listed in all (the sum over peers).
+    /// Files listed in all (the sum over peers). Also bounds the network's
+    /// listing, which must stay within what a client accepts.
     pub max_files: usize,
     /// Peers listed from one host (one address without the port).
     pub max_peers_per_host: usize,
-    /// Reporters (told apart by certificate, else by host) after whose
-    /// reports a peer is left out for everyone; before, only for them.
+    /// Bytes of memory the index may spend on what peers published, in
+    /// all: a fixed cost per file plus its name, kept in a few places.
+    pub max_bytes: usize,
+    /// Of those, on what the peers of one host published.
+    pub max_bytes_per_host: usize,
+    /// Bytes of the network's listing as a client counts them (a fixed
+    /// cost per file plus its name): kept within what a client accepts.
+    pub max_listing_bytes: usize,
+    /// Reporters (told apart by host) after whose reports a peer is left
+    /// out for everyone; before, only for them.
     pub hide_after_reporters: usize,
     /// Reports kept in all.
     pub max_reports: usize,
@@ -43,27 +68,37 @@ impl Default for Limits {
             max_peers: 20_000,
             max_files_per_peer: 100_000,
             max_contents: 16,
+            max_contents_per_host: 2,
             suspect_for: Duration::from_secs(600),
-            max_files: 2_000_000,
+            max_files: 500_000,
             max_peers_per_host: 1024,
+            max_bytes: 512 << 20,
+            max_bytes_per_host: 64 << 20,
+            max_listing_bytes: 56 << 20,
             hide_after_reporters: 3,
             max_reports: 100_000,
         }
     }
 }
 
-/// How a peer is told apart: its certificate where its session was over
-/// TLS (so nobody else can announce for it), else its address.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PeerKey {
-    /// Proven by TLS.
-    Identity(Fingerprint),
-    /// Only an address.
-    Address(String),
+/// What a published file costs the index beyond its name: the entries of
+/// the maps that hold it (the name is kept four times).
+const FILE_COST: usize = 400;
+/// What a file of the listing costs a client beyond its name (as the
+/// client's bound counts it).
+const LISTED_COST: usize = 64;
+
+fn file_bytes(name: &FileName) -> usize {
+    FILE_COST + 4 * name.as_str().len()
+}
+
+fn listed_bytes(name: &FileName) -> usize {
+    LISTED_COST + name.as_str().len()
 }
 
 /// Why the index turned something down.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum IndexError {
     /// The index lists as many peers as it may.
     #[error("the index lists {0} peers already; try again later")]
@@ -77,7 +112,14 @@ pub enum IndexError {
     /// The peer announced more files than the index lists for one peer.
     #[error("more than {0} files announced; the rest are not listed")]
     TooManyFiles(usize),
-    /// Publishing before joining, or after another session took over.
+    /// The peers of this host published as much as the index keeps for one
+    /// host.
+    #[error("the peers of this host published {0} bytes of names already; the rest are not listed")]
+    HostBytesFull(usize),
+    /// The index keeps as much as it may.
+    #[error("the index holds {0} bytes of names already; the rest are not listed")]
+    BytesFull(usize),
+    /// Publishing before joining, or after the session's entry is gone.
     #[error("not joined: send Join first")]
     NotJoined,
     /// A file larger than any peer can serve.
@@ -89,32 +131,54 @@ pub enum IndexError {
 struct Peer {
     id: String,
     addr: String,
+    host: String,
     fingerprint: Option<Fingerprint>,
-    /// The session that announces for it now.
-    session: u64,
     files: BTreeMap<FileName, FileInfo>,
+    /// What its files cost the index.
+    bytes: usize,
+}
+
+/// A file of the network's listing.
+#[derive(Debug, Clone, Copy)]
+struct Listed {
+    size: u64,
+    /// Peers serving it.
+    sources: u32,
+    /// When it was first listed, in publish order: among contents served
+    /// from as many hosts, the one there first ranks first.
+    first: u64,
+}
+
+/// What the peers of one host hold.
+#[derive(Debug, Default, Clone, Copy)]
+struct HostUse {
+    peers: usize,
+    bytes: usize,
 }
 
 /// The index's knowledge.
 #[derive(Debug, Default)]
 pub struct IndexState {
     limits: Limits,
-    peers: BTreeMap<PeerKey, Peer>,
+    /// Each announcing session's entry, by session.
+    peers: BTreeMap<u64, Peer>,
     /// Who serves each content, and under which name.
-    by_hash: HashMap<Hash, BTreeSet<(PeerKey, FileName)>>,
-    /// The network's files: (name, content) → (size, peers serving it),
-    /// kept as peers come and go, so a listing is a copy, not a count.
-    listing: BTreeMap<(FileName, Hash), (u64, u32)>,
+    by_hash: HashMap<Hash, BTreeSet<(u64, FileName)>>,
+    /// The network's files: (name, content) → size, peers, first listed.
+    listing: BTreeMap<(FileName, Hash), Listed>,
+    listing_bytes: usize,
+    /// Publishes so far (the clock of `Listed::first`).
+    publishes: u64,
     /// The last listing made, shared by the queries until something
     /// changes.
     listed: Option<Arc<Vec<IndexedFile>>>,
     /// Who serves each name.
-    by_name: HashMap<FileName, BTreeSet<PeerKey>>,
-    /// Peers listed per host.
-    hosts: HashMap<String, usize>,
-    /// Files listed in all.
+    by_name: HashMap<FileName, BTreeSet<u64>>,
+    hosts: HashMap<String, HostUse>,
+    /// Files listed in all, and what they cost.
     files_total: usize,
-    /// Contents reported bad, per peer address, by whom and when.
+    bytes_total: usize,
+    /// Contents reported bad, per peer address, by which hosts and when.
     suspects: HashMap<Hash, Vec<Suspicion>>,
     reports: usize,
 }
@@ -123,7 +187,7 @@ pub struct IndexState {
 #[derive(Debug)]
 struct Suspicion {
     addr: String,
-    /// Who reported it (certificate, else host), and when.
+    /// Which hosts reported it, and when.
     reporters: Vec<(String, Time)>,
 }
 
@@ -133,108 +197,163 @@ impl IndexState {
         Self { limits, ..Self::default() }
     }
 
-    /// Peers online.
+    /// Peers online (announcing sessions).
     pub fn peer_count(&self) -> usize {
         self.peers.len()
     }
 
-    /// A peer joins (or joins again, from a new session: what it published
-    /// before is forgotten, it publishes a full list next).
+    /// Session `session` joins for a peer serving at `addr`. Over TLS
+    /// (`fingerprint`), an entry of the same certificate at the same
+    /// address is that peer's from before, and goes; no other entry is
+    /// ever touched.
     pub fn join(
         &mut self,
-        key: PeerKey,
+        session: u64,
         id: String,
         addr: String,
         fingerprint: Option<Fingerprint>,
-        session: u64,
     ) -> Result<(), IndexError> {
-        let known = self.peers.contains_key(&key);
-        if !known && self.peers.len() >= self.limits.max_peers {
+        if let Some(fp) = fingerprint {
+            let old: Vec<u64> = self
+                .peers
+                .iter()
+                .filter(|(s, p)| **s != session && p.fingerprint == Some(fp) && p.addr == addr)
+                .map(|(s, _)| *s)
+                .collect();
+            for s in old {
+                self.remove_peer(s);
+            }
+        }
+        self.remove_peer(session);
+        if self.peers.len() >= self.limits.max_peers {
             return Err(IndexError::Full(self.limits.max_peers));
         }
-        if !known && self.hosts.get(host_of(&addr)).copied().unwrap_or(0) >= self.limits.max_peers_per_host {
+        let host = host_of(&addr);
+        if self.hosts.get(&host).map_or(0, |h| h.peers) >= self.limits.max_peers_per_host {
             return Err(IndexError::HostFull(self.limits.max_peers_per_host));
         }
-        self.remove_peer(&key);
-        *self.hosts.entry(host_of(&addr).to_owned()).or_default() += 1;
-        self.peers.insert(key, Peer { id, addr, fingerprint, session, files: BTreeMap::new() });
+        self.hosts.entry(host.clone()).or_default().peers += 1;
+        self.peers.insert(session, Peer { id, addr, host, fingerprint, files: BTreeMap::new(), bytes: 0 });
         Ok(())
     }
 
-    /// The session of `key` ended: the peer leaves, unless a newer session
-    /// announces for it by now.
-    pub fn leave(&mut self, key: &PeerKey, session: u64) {
-        if self.peers.get(key).is_some_and(|p| p.session == session) {
-            self.remove_peer(key);
-        }
+    /// Session `session` ended: its entry goes.
+    pub fn leave(&mut self, session: u64) {
+        self.remove_peer(session);
     }
 
-    fn remove_peer(&mut self, key: &PeerKey) {
-        self.forget_files(key);
-        if let Some(peer) = self.peers.remove(key) {
-            let host = host_of(&peer.addr);
-            if let Some(n) = self.hosts.get_mut(host) {
-                *n -= 1;
-                if *n == 0 {
-                    self.hosts.remove(host);
-                }
+    /// Whether session `session` has an entry.
+    pub fn is_joined(&self, session: u64) -> bool {
+        self.peers.contains_key(&session)
+    }
+
+    fn remove_peer(&mut self, session: u64) {
+        self.forget_files(session);
+        if let Some(peer) = self.peers.remove(&session)
+            && let Some(h) = self.hosts.get_mut(&peer.host)
+        {
+            h.peers -= 1;
+            if h.peers == 0 {
+                self.hosts.remove(&peer.host);
             }
         }
     }
 
-    /// A page of the peer's files. Returns how many it now serves.
+    /// A page of session `session`'s files. Returns how many it now
+    /// serves. What does not fit in a bound is left out, and the error
+    /// says which bound.
     pub fn publish(
         &mut self,
-        key: &PeerKey,
         session: u64,
         files: Vec<FileInfo>,
         removed: Vec<FileName>,
         reset: bool,
     ) -> Result<usize, IndexError> {
-        if self.peers.get(key).is_none_or(|p| p.session != session) {
+        let Some(host) = self.peers.get(&session).map(|p| p.host.clone()) else {
             return Err(IndexError::NotJoined);
-        }
+        };
         if let Some(big) = files.iter().find(|f| f.size > MAX_FILE_SIZE) {
             return Err(IndexError::TooLarge(big.name.clone()));
         }
+        self.publishes += 1;
         if reset {
-            self.forget_files(key);
+            self.forget_files(session);
         }
         for name in removed {
-            self.unlist(key, &name);
+            self.unlist(session, &name);
         }
-        let max = self.limits.max_files_per_peer;
         let mut over = None;
         for info in files {
-            let Some(peer) = self.peers.get_mut(key) else { break };
-            let new = !peer.files.contains_key(&info.name);
-            if new && peer.files.len() >= max {
-                over = Some(IndexError::TooManyFiles(max));
-                continue;
+            if let Err(e) = self.add(session, &host, info) {
+                over = Some(e);
             }
-            if new && self.files_total >= self.limits.max_files {
-                over = Some(IndexError::FilesFull(self.limits.max_files));
-                continue;
-            }
-            if let Some(old) = peer.files.insert(info.name.clone(), info.clone()) {
-                self.unindex(key, &old);
-            }
-            self.files_total += 1;
-            self.listing.entry((info.name.clone(), info.hash)).or_insert((info.size, 0)).1 += 1;
-            self.listed = None;
-            self.by_name.entry(info.name.clone()).or_default().insert(key.clone());
-            self.by_hash.entry(info.hash).or_default().insert((key.clone(), info.name));
         }
         if let Some(e) = over {
             return Err(e);
         }
-        Ok(self.peers.get(key).map_or(0, |p| p.files.len()))
+        Ok(self.peers.get(&session).map_or(0, |p| p.files.len()))
     }
 
-    /// A downloader (`reporter`: its certificate, else its host) says the
-    /// peer at `addr` served bad data for `hash`. The peer is left out of
-    /// the reporter's own answers for that content at once, and of
-    /// everyone's once enough reporters agree: one client cannot hide an
+    /// Lists one file of `session`, if every bound allows.
+    fn add(&mut self, session: u64, host: &str, info: FileInfo) -> Result<(), IndexError> {
+        let l = &self.limits;
+        let cost = file_bytes(&info.name);
+        let Some(peer) = self.peers.get(&session) else { return Err(IndexError::NotJoined) };
+        let old = peer.files.get(&info.name).cloned();
+        if old.as_ref() == Some(&info) {
+            return Ok(());
+        }
+        if old.is_none() {
+            if peer.files.len() >= l.max_files_per_peer {
+                return Err(IndexError::TooManyFiles(l.max_files_per_peer));
+            }
+            if self.files_total >= l.max_files {
+                return Err(IndexError::FilesFull(l.max_files));
+            }
+            if self.hosts.get(host).map_or(0, |h| h.bytes) + cost > l.max_bytes_per_host {
+                return Err(IndexError::HostBytesFull(l.max_bytes_per_host));
+            }
+            if self.bytes_total + cost > l.max_bytes {
+                return Err(IndexError::BytesFull(l.max_bytes));
+            }
+        }
+        let key = (info.name.clone(), info.hash);
+        if !self.listing.contains_key(&key) && self.listing_bytes + listed_bytes(&info.name) > l.max_listing_bytes {
+            return Err(IndexError::FilesFull(self.listing.len()));
+        }
+        if let Some(old) = old {
+            self.unlist(session, &old.name);
+        }
+        self.files_total += 1;
+        self.bytes_total += cost;
+        self.hosts.entry(host.to_owned()).or_default().bytes += cost;
+        let publishes = self.publishes;
+        let listed =
+            self.listing.entry(key).or_insert_with(|| Listed { size: info.size, sources: 0, first: publishes });
+        if listed.sources == 0 {
+            self.listing_bytes += listed_bytes(&info.name);
+        }
+        listed.sources += 1;
+        self.listed = None;
+        self.by_name.entry(info.name.clone()).or_default().insert(session);
+        self.by_hash.entry(info.hash).or_default().insert((session, info.name.clone()));
+        if let Some(peer) = self.peers.get_mut(&session) {
+            peer.bytes += cost;
+            peer.files.insert(info.name.clone(), info);
+        }
+        Ok(())
+    }
+
+    /// The size of content `hash`, if a peer lists it.
+    pub fn size_of(&self, hash: &Hash) -> Option<u64> {
+        let (session, name) = self.by_hash.get(hash)?.iter().next()?;
+        self.peers.get(session)?.files.get(name).map(|f| f.size)
+    }
+
+    /// A downloader on host `reporter` says the peer at `addr` served bad
+    /// data for `hash` (the caller checked the evidence). The peer is left
+    /// out of the reporter's own answers for that content at once, and of
+    /// everyone's once enough hosts agree: no one machine can hide an
     /// honest peer from the others.
     pub fn suspect(&mut self, addr: &str, hash: Hash, reporter: &str, now: Time) {
         let forget_after = self.limits.suspect_for;
@@ -253,7 +372,7 @@ impl IndexState {
         let listed = self
             .by_hash
             .get(&hash)
-            .is_some_and(|holders| holders.iter().any(|(k, _)| self.peers.get(k).is_some_and(|p| p.addr == addr)));
+            .is_some_and(|holders| holders.iter().any(|(s, _)| self.peers.get(s).is_some_and(|p| p.addr == addr)));
         if !listed || self.reports >= self.limits.max_reports {
             return;
         }
@@ -284,9 +403,9 @@ impl IndexState {
                 Arc::new(
                     listing
                         .iter()
-                        .map(|((name, hash), (size, sources))| IndexedFile {
-                            info: FileInfo { name: name.clone(), size: *size, hash: *hash },
-                            sources: *sources,
+                        .map(|((name, hash), l)| IndexedFile {
+                            info: FileInfo { name: name.clone(), size: l.size, hash: *hash },
+                            sources: l.sources,
                         })
                         .collect(),
                 )
@@ -299,34 +418,61 @@ impl IndexState {
         self.listing.len()
     }
 
-    /// Who serves `file`: per content (the most served first, at most
-    /// [`Limits::max_contents`]), at most [`MAX_SOURCES`] peers each,
-    /// leaving out peers reported bad for it.
+    /// Who serves `file`: per content, at most [`MAX_SOURCES`] peers each
+    /// (one address once, hosts taken in turn so that no one host fills
+    /// the list), leaving out peers reported bad for it to `asker` (a
+    /// host). For a name served with several contents, those served from
+    /// the most hosts come first (the one listed first among equals), each
+    /// host counting for its first [`Limits::max_contents_per_host`]
+    /// contents of the name only, and at most [`Limits::max_contents`] are
+    /// named.
     pub fn locate(&self, file: &FileRef, now: Time, asker: &str) -> Vec<Sources> {
-        let holders: Vec<(&PeerKey, &FileName)> = match file {
-            FileRef::Hash(h) => self.by_hash.get(h).into_iter().flatten().map(|(k, n)| (k, n)).collect(),
+        let holders: Vec<(u64, &FileName)> = match file {
+            FileRef::Hash(h) => self.by_hash.get(h).into_iter().flatten().map(|(s, n)| (*s, n)).collect(),
             FileRef::Name(raw) => match FileName::new(raw).ok().and_then(|n| self.by_name.get_key_value(&n)) {
-                Some((name, keys)) => keys.iter().map(|k| (k, name)).collect(),
+                Some((name, sessions)) => sessions.iter().map(|s| (*s, name)).collect(),
                 None => Vec::new(),
             },
         };
-        let mut contents: BTreeMap<Hash, Sources> = BTreeMap::new();
-        for (key, name) in holders {
-            let Some(peer) = self.peers.get(key) else { continue };
+        // Each content's live holders.
+        let mut contents: BTreeMap<Hash, (FileInfo, Vec<&Peer>)> = BTreeMap::new();
+        for (session, name) in holders {
+            let Some(peer) = self.peers.get(&session) else { continue };
             let Some(info) = peer.files.get(name) else { continue };
             if self.is_suspect(&peer.addr, info.hash, asker, now) {
                 continue;
             }
-            let entry = contents.entry(info.hash).or_insert_with(|| Sources { info: info.clone(), peers: Vec::new() });
-            if entry.peers.len() < MAX_SOURCES {
-                entry.peers.push(info_of(peer));
+            contents.entry(info.hash).or_insert_with(|| (info.clone(), Vec::new())).1.push(peer);
+        }
+        let first = |info: &FileInfo| self.listing.get(&(info.name.clone(), info.hash)).map_or(u64::MAX, |l| l.first);
+        // Which contents each host counts for: its first ones.
+        let mut by_host: HashMap<&str, Vec<(u64, Hash)>> = HashMap::new();
+        for (hash, (info, peers)) in &contents {
+            let mut seen = BTreeSet::new();
+            for p in peers {
+                if seen.insert(p.host.as_str()) {
+                    by_host.entry(p.host.as_str()).or_default().push((first(info), *hash));
+                }
             }
         }
-        let mut found: Vec<Sources> = contents.into_values().collect();
-        // Most served first; ties by hash, so answers are stable.
-        found.sort_by(|a, b| b.peers.len().cmp(&a.peers.len()).then(a.info.hash.cmp(&b.info.hash)));
+        let mut votes: HashMap<Hash, usize> = HashMap::new();
+        for list in by_host.values_mut() {
+            list.sort();
+            for (_, hash) in list.iter().take(self.limits.max_contents_per_host) {
+                *votes.entry(*hash).or_default() += 1;
+            }
+        }
+        let mut found: Vec<(usize, u64, Sources)> = contents
+            .into_iter()
+            .filter_map(|(hash, (info, peers))| {
+                let hosts = votes.get(&hash).copied()?;
+                let order = first(&info);
+                Some((hosts, order, Sources { info, peers: spread(peers) }))
+            })
+            .collect();
+        found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.info.hash.cmp(&b.2.info.hash)));
         found.truncate(self.limits.max_contents);
-        found
+        found.into_iter().map(|(_, _, s)| s).collect()
     }
 
     /// The peers online, sorted by id then address.
@@ -346,49 +492,80 @@ impl IndexState {
         reporters >= self.limits.hide_after_reporters || s.reporters.iter().any(|(r, since)| r == asker && live(since))
     }
 
-    fn unlist(&mut self, key: &PeerKey, name: &FileName) {
-        let Some(peer) = self.peers.get_mut(key) else { return };
+    fn unlist(&mut self, session: u64, name: &FileName) {
+        let Some(peer) = self.peers.get_mut(&session) else { return };
         if let Some(old) = peer.files.remove(name) {
-            self.unindex(key, &old);
+            self.unindex(session, &old);
         }
     }
 
-    fn forget_files(&mut self, key: &PeerKey) {
-        let Some(peer) = self.peers.get_mut(key) else { return };
+    fn forget_files(&mut self, session: u64) {
+        let Some(peer) = self.peers.get_mut(&session) else { return };
         for old in std::mem::take(&mut peer.files).into_values() {
-            self.unindex(key, &old);
+            self.unindex(session, &old);
         }
     }
 
-    /// `key` no longer serves `old`.
-    fn unindex(&mut self, key: &PeerKey, old: &FileInfo) {
+    /// `session` no longer serves `old`.
+    fn unindex(&mut self, session: u64, old: &FileInfo) {
+        let cost = file_bytes(&old.name);
         self.files_total -= 1;
+        self.bytes_total -= cost;
+        if let Some(peer) = self.peers.get_mut(&session) {
+            peer.bytes -= cost;
+            if let Some(h) = self.hosts.get_mut(&peer.host) {
+                h.bytes -= cost;
+            }
+        }
         if let Some(set) = self.by_name.get_mut(&old.name) {
-            set.remove(key);
+            set.remove(&session);
             if set.is_empty() {
                 self.by_name.remove(&old.name);
             }
         }
         if let Some(set) = self.by_hash.get_mut(&old.hash) {
-            set.remove(&(key.clone(), old.name.clone()));
+            set.remove(&(session, old.name.clone()));
             if set.is_empty() {
                 self.by_hash.remove(&old.hash);
             }
         }
         let entry = (old.name.clone(), old.hash);
-        if let Some((_, n)) = self.listing.get_mut(&entry) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(l) = self.listing.get_mut(&entry) {
+            l.sources -= 1;
+            if l.sources == 0 {
                 self.listing.remove(&entry);
+                self.listing_bytes -= listed_bytes(&old.name);
             }
         }
         self.listed = None;
     }
 }
 
-/// The host part of `host:port`.
-fn host_of(addr: &str) -> &str {
-    addr.rsplit_once(':').map_or(addr, |(host, _)| host)
+/// At most [`MAX_SOURCES`] of `peers`, each address once, taking hosts in
+/// turn (the first peer of every host, then the second...).
+fn spread(peers: Vec<&Peer>) -> Vec<PeerInfo> {
+    let mut per_host: BTreeMap<&str, Vec<&Peer>> = BTreeMap::new();
+    for p in &peers {
+        per_host.entry(p.host.as_str()).or_default().push(p);
+    }
+    let mut out: Vec<PeerInfo> = Vec::new();
+    let mut round = 0;
+    while out.len() < MAX_SOURCES {
+        let mut any = false;
+        for list in per_host.values() {
+            if let Some(p) = list.get(round) {
+                any = true;
+                if out.len() < MAX_SOURCES && !out.iter().any(|o| o.addr == p.addr) {
+                    out.push(info_of(p));
+                }
+            }
+        }
+        if !any {
+            break;
+        }
+        round += 1;
+    }
+    out
 }
 
 fn info_of(p: &Peer) -> PeerInfo {
@@ -396,125 +573,4 @@ fn info_of(p: &Peer) -> PeerInfo {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn file(name: &str, content: &[u8]) -> FileInfo {
-        FileInfo { name: FileName::new(name).unwrap(), size: content.len() as u64, hash: Hash::of(content) }
-    }
-
-    fn key(addr: &str) -> PeerKey {
-        PeerKey::Address(addr.into())
-    }
-
-    fn join(s: &mut IndexState, addr: &str, session: u64) {
-        s.join(key(addr), format!("p{session}"), addr.into(), None, session).unwrap();
-    }
-
-    #[test]
-    fn peers_publish_change_and_leave() {
-        let mut s = IndexState::new(Limits::default());
-        join(&mut s, "10.0.0.1:5000", 1);
-        join(&mut s, "10.0.0.2:5000", 2);
-        assert_eq!(s.publish(&key("10.0.0.1:5000"), 1, vec![file("a", b"A"), file("b", b"B")], vec![], true), Ok(2));
-        assert_eq!(s.publish(&key("10.0.0.2:5000"), 2, vec![file("a", b"A")], vec![], true), Ok(1));
-        let files = s.files();
-        assert_eq!(files.len(), 2);
-        assert_eq!((files[0].info.name.as_str(), files[0].sources), ("a", 2));
-        // A change and a removal.
-        let n = s.publish(&key("10.0.0.1:5000"), 1, vec![file("a", b"A2")], vec![FileName::new("b").unwrap()], false);
-        assert_eq!(n, Ok(1));
-        let located = s.locate(&FileRef::Name("a".into()), Time::ZERO, "me");
-        assert_eq!(located.len(), 2, "two contents under one name: {located:?}");
-        assert!(s.locate(&FileRef::Hash(Hash::of(b"B")), Time::ZERO, "me").is_empty());
-        // Leaving forgets everything the peer served.
-        s.leave(&key("10.0.0.1:5000"), 1);
-        assert_eq!(s.peer_count(), 1);
-        assert!(s.locate(&FileRef::Hash(Hash::of(b"A2")), Time::ZERO, "me").is_empty());
-        assert_eq!(s.files().len(), 1);
-    }
-
-    #[test]
-    fn a_newer_session_keeps_the_peer_when_the_old_one_ends() {
-        let mut s = IndexState::new(Limits::default());
-        join(&mut s, "10.0.0.1:5000", 1);
-        s.publish(&key("10.0.0.1:5000"), 1, vec![file("a", b"A")], vec![], true).unwrap();
-        // The peer restarted and joined again before the index saw the
-        // old connection close.
-        join(&mut s, "10.0.0.1:5000", 7);
-        assert_eq!(
-            s.publish(&key("10.0.0.1:5000"), 1, vec![file("x", b"X")], vec![], false),
-            Err(IndexError::NotJoined)
-        );
-        s.publish(&key("10.0.0.1:5000"), 7, vec![file("a", b"A")], vec![], true).unwrap();
-        s.leave(&key("10.0.0.1:5000"), 1);
-        assert_eq!(s.peer_count(), 1);
-        assert_eq!(s.files().len(), 1);
-    }
-
-    #[test]
-    fn limits_hold() {
-        let limits = Limits { max_peers: 2, max_files_per_peer: 3, max_contents: 2, ..Limits::default() };
-        let mut s = IndexState::new(limits);
-        join(&mut s, "a:1", 1);
-        join(&mut s, "b:1", 2);
-        assert_eq!(s.join(key("c:1"), "c".into(), "c:1".into(), None, 3), Err(IndexError::Full(2)));
-        let many: Vec<FileInfo> = (0..5).map(|i| file(&format!("f{i}"), &[i])).collect();
-        assert_eq!(s.publish(&key("a:1"), 1, many, vec![], true), Err(IndexError::TooManyFiles(3)));
-        assert_eq!(s.files().len(), 3, "what fits is listed");
-        let huge = FileInfo { size: MAX_FILE_SIZE + 1, ..file("huge", b"h") };
-        assert!(matches!(s.publish(&key("b:1"), 2, vec![huge], vec![], false), Err(IndexError::TooLarge(_))));
-        // Three contents under one name: the two most served are named.
-        s.publish(&key("b:1"), 2, vec![file("f0", b"other")], vec![], false).unwrap();
-        let named = s.locate(&FileRef::Name("f0".into()), Time::ZERO, "me");
-        assert_eq!(named.len(), 2);
-        assert!(s.locate(&FileRef::Name("../etc".into()), Time::ZERO, "me").is_empty());
-    }
-
-    #[test]
-    fn a_content_reported_bad_is_left_out_for_the_reporter_and_then_for_all() {
-        let mut s = IndexState::new(Limits { suspect_for: Duration::from_secs(60), ..Limits::default() });
-        join(&mut s, "a:1", 1);
-        join(&mut s, "b:1", 2);
-        for (addr, session) in [("a:1", 1), ("b:1", 2)] {
-            s.publish(&key(addr), session, vec![file("x", b"X")], vec![], true).unwrap();
-        }
-        let t = |secs| Time::ZERO + Duration::from_secs(secs);
-        let x = FileRef::Hash(Hash::of(b"X"));
-        let addrs = |s: &IndexState, asker: &str, at| -> Vec<String> {
-            s.locate(&x, t(at), asker)[0].peers.iter().map(|p| p.addr.clone()).collect()
-        };
-        s.suspect("a:1", Hash::of(b"X"), "r1", t(10));
-        assert_eq!(addrs(&s, "r1", 20), ["b:1"], "left out for the reporter");
-        assert_eq!(addrs(&s, "someone", 20), ["a:1", "b:1"], "one report hides nobody from the others");
-        s.suspect("a:1", Hash::of(b"X"), "r2", t(11));
-        s.suspect("a:1", Hash::of(b"X"), "r2", t(12));
-        assert_eq!(addrs(&s, "someone", 20), ["a:1", "b:1"], "a reporter counts once");
-        s.suspect("a:1", Hash::of(b"X"), "r3", t(13));
-        assert_eq!(addrs(&s, "someone", 20), ["b:1"], "three reporters: left out for all");
-        assert_eq!(addrs(&s, "someone", 75), ["a:1", "b:1"], "forgiven after a while");
-        // A report about a peer or content the index does not list is dropped.
-        s.suspect("nobody:1", Hash::of(b"X"), "r1", t(80));
-        s.suspect("a:1", Hash::of(b"nothing"), "r1", t(80));
-        assert_eq!(s.reports, 0, "the old reports expired and no new one was kept");
-    }
-
-    #[test]
-    fn hosts_and_the_whole_index_are_bounded() {
-        let limits = Limits { max_peers_per_host: 2, max_files: 3, ..Limits::default() };
-        let mut s = IndexState::new(limits);
-        join(&mut s, "10.0.0.1:1", 1);
-        join(&mut s, "10.0.0.1:2", 2);
-        let third = s.join(key("10.0.0.1:3"), "x".into(), "10.0.0.1:3".into(), None, 3);
-        assert_eq!(third, Err(IndexError::HostFull(2)));
-        join(&mut s, "10.0.0.2:1", 4);
-        let two: Vec<FileInfo> = (0..2).map(|i| file(&format!("f{i}"), &[i])).collect();
-        s.publish(&key("10.0.0.1:1"), 1, two.clone(), vec![], true).unwrap();
-        assert_eq!(s.publish(&key("10.0.0.2:1"), 4, two, vec![], true), Err(IndexError::FilesFull(3)));
-        assert_eq!(s.files_total, 3);
-        // Leaving gives the room back.
-        s.leave(&key("10.0.0.1:1"), 1);
-        assert_eq!(s.files_total, 1);
-        join(&mut s, "10.0.0.1:3", 5);
-    }
-}
+mod tests;

@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use super::state::{IndexError, IndexState, Limits, PeerKey};
+use super::state::{IndexError, IndexState, Limits};
 use crate::conn::{Conn, ConnError, Wait, kind};
+use crate::manifest::verify_proof;
 use crate::protocol::{CAP_INDEX, ErrorCode, Hello, LIST_PAGE, Message, PEER_PAGE};
 use crate::runtime::{Runtime, Time, timeout};
 use crate::server::accept::{self, Connections, Slot};
 use crate::server::{ClientInfo, Gate, Standing};
+use crate::transport::host_of;
 use crate::transport::{Connected, Listener, Stream};
 
 /// Settings of an index.
@@ -100,8 +102,8 @@ struct Client<St, R> {
     who: String,
     info: ClientInfo,
     standing: Standing,
-    /// The peer this connection announces for, and its session.
-    joined: Option<(PeerKey, u64)>,
+    /// The session this connection announces for.
+    joined: Option<u64>,
     /// Publish pages and reports it may still send.
     publishes: Bucket,
     /// Queries it may still make.
@@ -209,8 +211,8 @@ impl<R: Runtime> Tracker<R> {
             queries: Bucket::new(self.config.query_burst, self.config.query_per_sec, self.rt.now()),
         };
         let result = self.connection(&mut client, &slot).await;
-        if let Some((key, session)) = client.joined.take() {
-            self.state().leave(&key, session);
+        if let Some(session) = client.joined.take() {
+            self.state().leave(session);
             tracing::info!("{} left", client.who);
         }
         match result {
@@ -279,7 +281,7 @@ impl<R: Runtime> Tracker<R> {
             }
             Message::Join { id, port } => self.join(c, id, port),
             Message::Publish { id, files, removed, reset } => {
-                let Some((key, session)) = c.joined.clone() else {
+                let Some(session) = c.joined else {
                     return c.conn.send(&refuse(id, ErrorCode::BadRequest, IndexError::NotJoined.to_string())).await;
                 };
                 if !c.publishes.take(1, self.rt.now()) {
@@ -289,17 +291,26 @@ impl<R: Runtime> Tracker<R> {
                     );
                     refuse(id, ErrorCode::Busy, message)
                 } else {
-                    match self.state().publish(&key, session, files, removed, reset) {
+                    match self.state().publish(session, files, removed, reset) {
                         Ok(n) => Message::Published { id, files: n as u32 },
-                        Err(e @ (IndexError::TooManyFiles(_) | IndexError::FilesFull(_))) => {
-                            refuse(id, ErrorCode::TooLarge, e.to_string())
+                        Err(e @ IndexError::NotJoined) => {
+                            // Its entry is gone: it must join again.
+                            c.joined = None;
+                            refuse(id, ErrorCode::BadRequest, e.to_string())
                         }
-                        Err(e @ IndexError::TooLarge(_)) => refuse(id, ErrorCode::TooLarge, e.to_string()),
-                        Err(e) => refuse(id, ErrorCode::BadRequest, e.to_string()),
+                        Err(e) => refuse(id, ErrorCode::TooLarge, e.to_string()),
                     }
                 }
             }
-            Message::Ping { id } => Message::Pong { id },
+            Message::Ping { id } => match c.joined {
+                // Its entry is gone (the same peer joined again from
+                // another session): it must join again to be listed.
+                Some(session) if !self.state().is_joined(session) => {
+                    c.joined = None;
+                    refuse(id, ErrorCode::BadRequest, IndexError::NotJoined.to_string())
+                }
+                _ => Message::Pong { id },
+            },
             Message::IndexList { id } => {
                 let files = self.state().files();
                 if !c.queries.take(files.len().div_ceil(LIST_PAGE).max(1), self.rt.now()) {
@@ -314,7 +325,8 @@ impl<R: Runtime> Tracker<R> {
                 if !c.queries.take(1, self.rt.now()) {
                     refuse(id, ErrorCode::Busy, ASKING_TOO_OFTEN.into())
                 } else {
-                    Message::Located { id, found: self.state().locate(&file, self.rt.now(), &asker(&c.info)) }
+                    let asker = host_of(&c.info.remote);
+                    Message::Located { id, found: self.state().locate(&file, self.rt.now(), &asker) }
                 }
             }
             Message::ListPeers { id } => {
@@ -324,7 +336,12 @@ impl<R: Runtime> Tracker<R> {
                 }
                 return c.conn.send_pages(&peers, PEER_PAGE, |peers, last| Message::PeerPage { id, peers, last }).await;
             }
-            Message::Suspect { id, hash, addr } => {
+            Message::Suspect { id, .. } => refuse(
+                id,
+                ErrorCode::BadRequest,
+                "a report must carry evidence (the bad block, proven against the file's hash): upgrade p2p".into(),
+            ),
+            Message::Report { id, hash, addr, bad } => {
                 if !c.publishes.take(1, self.rt.now()) {
                     refuse(
                         id,
@@ -333,9 +350,21 @@ impl<R: Runtime> Tracker<R> {
                     )
                 } else {
                     let addr = crate::sanitize(&addr, 300);
-                    tracing::info!("{} reports {addr} served bad data of {}", c.who, hash.short());
-                    self.state().suspect(&addr, hash, &asker(&c.info), self.rt.now());
-                    Message::Noted { id }
+                    let size = self.state().size_of(&hash);
+                    let proven = size.is_some_and(|size| {
+                        bad.got != bad.want && verify_proof(size, hash, bad.block, &bad.want, &bad.proof)
+                    });
+                    if proven {
+                        tracing::info!("{} reports {addr} served bad data of {}", c.who, hash.short());
+                        self.state().suspect(&addr, hash, &host_of(&c.info.remote), self.rt.now());
+                        Message::Noted { id }
+                    } else {
+                        let message = format!(
+                            "the report's evidence does not check out against blake3 {} (or no peer lists it)",
+                            hash.short()
+                        );
+                        refuse(id, ErrorCode::BadRequest, message)
+                    }
                 }
             }
             other => {
@@ -352,19 +381,15 @@ impl<R: Runtime> Tracker<R> {
         // The address is where the connection comes from: a peer can only
         // announce itself.
         let addr = with_port(&c.info.remote, port);
-        let key = match c.info.identity {
-            Some(fp) => PeerKey::Identity(fp),
-            None => PeerKey::Address(addr.clone()),
-        };
         // A session joins once; joining again starts over.
-        if let Some((old, session)) = c.joined.take() {
-            self.state().leave(&old, session);
+        if let Some(session) = c.joined.take() {
+            self.state().leave(session);
         }
         let session = self.shared.sessions.fetch_add(1, Ordering::Relaxed) + 1;
         let id_text = c.info.claimed_id.clone();
-        match self.state().join(key.clone(), id_text, addr.clone(), c.info.identity, session) {
+        match self.state().join(session, id_text, addr.clone(), c.info.identity) {
             Ok(()) => {
-                c.joined = Some((key, session));
+                c.joined = Some(session);
                 tracing::info!("{} joined, serving on {addr}", c.who);
                 Message::Joined { id, ttl_secs: self.config.ttl.as_secs().max(1) as u32 }
             }
@@ -376,15 +401,6 @@ impl<R: Runtime> Tracker<R> {
         // Every change of the state is one call that leaves it whole: a
         // panic elsewhere leaves nothing half-done behind.
         self.shared.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Who asks or reports: its certificate, else its host (not its port,
-/// which a client changes at will).
-fn asker(info: &ClientInfo) -> String {
-    match info.identity {
-        Some(fp) => fp.to_string(),
-        None => info.remote.rsplit_once(':').map_or(info.remote.as_str(), |(host, _)| host).to_owned(),
     }
 }
 
@@ -411,7 +427,8 @@ fn request_id(m: &Message) -> Option<u32> {
         | Message::IndexList { id }
         | Message::Locate { id, .. }
         | Message::ListPeers { id }
-        | Message::Suspect { id, .. } => Some(*id),
+        | Message::Suspect { id, .. }
+        | Message::Report { id, .. } => Some(*id),
         _ => None,
     }
 }

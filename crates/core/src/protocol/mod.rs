@@ -67,7 +67,8 @@
 //! | [`Message::IndexList`] | one or more [`Message::IndexFiles`] pages, the last with `last: true` |
 //! | [`Message::Locate`] | [`Message::Located`] |
 //! | [`Message::ListPeers`] | one or more [`Message::PeerPage`]s |
-//! | [`Message::Suspect`] | [`Message::Noted`] |
+//! | [`Message::Report`] | [`Message::Noted`] |
+//! | [`Message::Suspect`] (kept so that older clients get an answer) | [`Message::Error`]: a report needs evidence |
 //!
 //! A joined peer's session must carry a request at least every TTL, or the
 //! index forgets the peer; so does closing the connection.
@@ -326,9 +327,39 @@ pub enum Message {
     },
     /// The index took a report.
     Noted {
-        /// The Suspect answered.
+        /// The Report answered.
         id: u32,
     },
+    /// A downloader tells the index that the peer at `addr` sent a block of
+    /// `hash` that failed verification, with the evidence: which block,
+    /// the value the bad data had, and the value the block should have
+    /// had, proven against `hash` (see [`crate::manifest::verify_proof`]).
+    Report {
+        /// Request id.
+        id: u32,
+        /// The content.
+        hash: Hash,
+        /// The peer's address, as the index gave it.
+        addr: String,
+        /// What was wrong (boxed: the largest message by far).
+        bad: Box<BadBlock>,
+    },
+}
+
+/// A block that failed verification, as evidence anyone who knows the
+/// file's hash and size can check: the block's true value is proven
+/// against the hash, and the value the data had differs from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadBlock {
+    /// The block's index.
+    pub block: u64,
+    /// The value the received data had as that block.
+    pub got: [u8; 32],
+    /// The value the block has in the file's manifest.
+    pub want: [u8; 32],
+    /// The values that merge with `want` into the file's hash, one per
+    /// level of the tree, from the top.
+    pub proof: Vec<[u8; 32]>,
 }
 
 /// A file on the network, as the index lists it.

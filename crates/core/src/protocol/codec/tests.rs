@@ -4,8 +4,8 @@ use super::*;
 use crate::hash::Hash;
 use crate::name::FileName;
 use crate::protocol::{
-    ErrorCode, FileInfo, FileRef, Hello, IndexedFile, LIST_PAGE, MANIFEST_PAGE, MAX_PEER_ID, PeerInfo, Sources,
-    StoreOutcome, VERSION,
+    BadBlock, ErrorCode, FileInfo, FileRef, Hello, IndexedFile, LIST_PAGE, MANIFEST_PAGE, MAX_PEER_ID, PeerInfo,
+    Sources, StoreOutcome, VERSION,
 };
 use crate::transport::Fingerprint;
 
@@ -79,6 +79,20 @@ fn index_message() -> impl Strategy<Value = Message> {
             .prop_map(|(id, peers, last)| Message::PeerPage { id, peers, last }),
         (any::<u32>(), hash(), ".{0,24}").prop_map(|(id, hash, addr)| Message::Suspect { id, hash, addr }),
         any::<u32>().prop_map(|id| Message::Noted { id }),
+        (
+            any::<u32>(),
+            hash(),
+            ".{0,24}",
+            any::<u64>(),
+            any::<[u8; 32]>(),
+            prop::collection::vec(any::<[u8; 32]>(), 0..3)
+        )
+            .prop_map(|(id, hash, addr, block, got, proof)| Message::Report {
+                id,
+                hash,
+                addr,
+                bad: Box::new(BadBlock { block, got, want: [9; 32], proof })
+            }),
     ]
 }
 
@@ -335,6 +349,15 @@ fn wire_snapshots() {
         ),
         ("Suspect", Message::Suspect { id: 13, hash, addr: "10.0.0.1:5000".into() }),
         ("Noted", Message::Noted { id: 13 }),
+        (
+            "Report",
+            Message::Report {
+                id: 14,
+                hash,
+                addr: "10.0.0.1:5000".into(),
+                bad: Box::new(BadBlock { block: 3, got: [1; 32], want: [2; 32], proof: vec![[3; 32]] }),
+            },
+        ),
     ];
     let mut out = String::new();
     for (label, msg) in samples {
