@@ -10,6 +10,7 @@ mod failures;
 mod hostile_index;
 mod index;
 mod integrity;
+mod local;
 mod lockout;
 mod serve;
 mod shell;

@@ -83,6 +83,10 @@ fn expired_and_not_yet_valid_certificates_are_refused_by_both_sides() {
     assert_eq!(run.code, 1);
     insta::assert_snapshot!("server_certificate_dates", net.redact(&run.stderr));
 
+    // A peer that starts with a certificate out of its dates says so.
+    assert!(net.log("peer1").contains("this peer's certificate expired on 2002-01-01"), "{}", net.log("peer1"));
+    assert!(net.log("peer2").contains("not valid until 2200-01-01"), "{}", net.log("peer2"));
+
     // A client whose certificate expired is turned away by the server.
     let good = Net::start(Mode::Tls, &["peer3"]);
     dated_identity(&good.root.path().join("client"), "client", (2001, 1, 1), (2002, 1, 1));
@@ -90,6 +94,13 @@ fn expired_and_not_yet_valid_certificates_are_refused_by_both_sides() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("the peer refused the TLS handshake"), "{}", run.stderr);
     assert!(eventually(LOG_WAIT, || good.log("peer3").contains("expired")), "{}", good.log("peer3"));
+    // One that is not valid yet hears that either could be the case, not
+    // only 'expired' (TLS has one alert for both), and its own warning.
+    dated_identity(&good.root.path().join("client"), "client", (2200, 1, 1), (2201, 1, 1));
+    let run = good.p2p(&["filelist", "peer3"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("expired or not valid yet"), "{}", run.stderr);
+    assert!(run.stderr.contains("not valid until 2200-01-01"), "{}", run.stderr);
 }
 
 #[test]

@@ -42,6 +42,8 @@ pub enum Fault {
     KeepaliveOnRead,
     /// Answers a listing with `count` files of 255-byte names.
     HugeListing { count: usize },
+    /// Refuses every manifest request with this text.
+    Says(&'static str),
 }
 
 pub struct FakePeer {
@@ -218,6 +220,10 @@ fn serve(
                     last: true,
                 };
                 codec::encode_control(&page, &mut out).unwrap();
+            }
+            Message::GetManifest { id, .. } if let Fault::Says(text) = fault => {
+                let e = Message::Error { id, code: ErrorCode::Forbidden, message: text.into() };
+                codec::encode_control(&e, &mut out).unwrap();
             }
             Message::GetManifest { id, .. } => {
                 let e = Message::Error { id, code: ErrorCode::NotFound, message: "not found".into() };

@@ -114,7 +114,13 @@ impl Loaded {
     /// The peer's identity.
     pub(crate) fn identity(&self) -> anyhow::Result<Identity> {
         let (cert, key) = (self.resolve(&self.config.cert), self.resolve(&self.config.key));
-        Identity::load(&cert, &key).with_context(|| format!("cannot load the identity of {}", self.path.display()))
+        let identity = Identity::load(&cert, &key)
+            .with_context(|| format!("cannot load the identity of {}", self.path.display()))?;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if let Some(problem) = identity.dates_problem(now) {
+            tracing::warn!("{}: {problem}", cert.display());
+        }
+        Ok(identity)
     }
 
     /// The known-peers file.

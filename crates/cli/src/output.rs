@@ -143,6 +143,9 @@ pub(crate) fn describe(e: &ClientError) -> String {
             // Over TLS 1.3 a client learns that the server refused its
             // certificate only at its first read, as a bare alert.
             match text.find("received fatal alert: ") {
+                Some(i) if text.contains("CertificateExpired") => {
+                    format!("the peer refused the TLS handshake ({}): {}", &text[i..], p2p_transport_tls::CERT_DATES)
+                }
                 Some(i) => format!("the peer refused the TLS handshake ({}); see its log for why", &text[i..]),
                 None => text,
             }

@@ -48,6 +48,10 @@ struct Cache {
     by_name: HashMap<FileName, Slot>,
     /// Every name known to have each content (several files may).
     by_hash: HashMap<Hash, BTreeSet<FileName>>,
+    /// The names of the last scan and of files written since, by their
+    /// folded form ([`FileName::folded`]), and the store's stamp at that
+    /// scan; `None` before the first scan.
+    folds: Option<(HashMap<String, FileName>, Option<u64>)>,
 }
 
 struct Slot {
@@ -81,16 +85,40 @@ impl<S: Store> Catalog<S> {
     /// Every whole file, sorted by name, without hashing anything. Forgets
     /// cached manifests of files that are gone.
     pub async fn scan(&self) -> Result<Vec<FileMeta>, StoreError> {
+        let stamp = self.store.stamp().await;
         let mut metas = self.store.list().await?;
         metas.sort_by(|a, b| a.name.cmp(&b.name));
+        let folds = metas.iter().map(|m| (m.name.folded(), m.name.clone())).collect();
         let mut cache = self.lock();
-        let Cache { by_name, by_hash } = &mut *cache;
+        let Cache { by_name, by_hash, folds: kept } = &mut *cache;
         by_name.retain(|name, _| metas.binary_search_by(|m| m.name.cmp(name)).is_ok());
         by_hash.retain(|_, names| {
             names.retain(|n| by_name.contains_key(n));
             !names.is_empty()
         });
+        *kept = Some((folds, stamp));
         Ok(metas)
+    }
+
+    /// Another file of the store whose name would be the same file as
+    /// `name` on a case-insensitive or normalizing file system (`README.md`
+    /// and `readme.md`; `café` composed and decomposed): a name received
+    /// beside it would make the folder impossible to copy to Windows or
+    /// macOS whole. As of the last scan (made now if there was none) and
+    /// the files written since.
+    pub async fn collision(&self, name: &FileName) -> Result<Option<FileName>, StoreError> {
+        let stamp = self.store.stamp().await;
+        let stale = match &self.lock().folds {
+            None => true,
+            // Something outside p2p changed the folder since.
+            Some((_, seen)) => stamp.is_some() && stamp != *seen,
+        };
+        if stale {
+            self.scan().await?;
+        }
+        let cache = self.lock();
+        let other = cache.folds.as_ref().and_then(|(f, _)| f.get(&name.folded()));
+        Ok(other.filter(|other| *other != name).cloned())
     }
 
     /// Every whole file with its hash, sorted by name. Forgets cached
@@ -155,9 +183,15 @@ impl<S: Store> Catalog<S> {
     /// hashed again.
     pub async fn insert(&self, meta: FileMeta, manifest: Arc<Manifest>) {
         let cell = Arc::new(OnceCell::from(manifest.clone()));
+        // The folder changed by this file only: its names stay current.
+        let stamp = self.store.stamp().await;
         {
             let mut cache = self.lock();
             cache.by_hash.entry(manifest.root()).or_default().insert(meta.name.clone());
+            if let Some((folds, seen)) = cache.folds.as_mut() {
+                folds.insert(meta.name.folded(), meta.name.clone());
+                *seen = stamp;
+            }
             cache.by_name.insert(meta.name.clone(), Slot { size: meta.size, modified: meta.modified, manifest: cell });
         }
         self.save(&meta, &manifest).await;

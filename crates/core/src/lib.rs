@@ -49,11 +49,24 @@ pub use conn::ConnError;
 pub const AGENT: &str = concat!("p2p/", env!("CARGO_PKG_VERSION"));
 
 /// Text from a peer, made safe to print: control characters (which could
-/// drive a terminal) become `?`, and the length is bounded.
+/// drive a terminal) and invisible or direction-changing ones (which could
+/// make it read as something else) become `?`, and the length is bounded.
 pub fn sanitize(text: &str, max_chars: usize) -> String {
-    let mut out: String = text.chars().take(max_chars).map(|c| if c.is_control() { '?' } else { c }).collect();
+    let safe = |c: char| if c.is_control() || name::is_invisible(c) { '?' } else { c };
+    let mut out: String = text.chars().take(max_chars).map(safe).collect();
     if text.chars().count() > max_chars {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn peer_text_cannot_drive_or_reorder_a_terminal() {
+        assert_eq!(super::sanitize("ok \u{1b}[2Jwiped", 100), "ok ?[2Jwiped");
+        assert_eq!(super::sanitize("evil\u{202E}gpj.exe", 100), "evil?gpj.exe");
+        assert_eq!(super::sanitize("\u{2066}x\u{2069}", 100), "?x?");
+        assert_eq!(super::sanitize("long", 2), "lo…");
+    }
 }

@@ -44,6 +44,10 @@ pub enum NameError {
     /// look like another in a listing.
     #[error("the name contains the invisible character U+{0:04X}")]
     Invisible(u32),
+    /// A character that looks like a path separator or a dot (`∕`, `／`,
+    /// `․`...): `..∕..∕etc∕passwd` would read as a path that escapes.
+    #[error("the name contains U+{0:04X}, which looks like a path separator or a dot")]
+    LookAlike(u32),
     /// A character Windows does not allow in names (`<>:"|?*`); `:` also
     /// covers drive prefixes such as `C:` and alternate data streams.
     #[error("the name contains {0:?}, which Windows does not allow in file names")]
@@ -70,6 +74,25 @@ impl FileName {
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The name in Unicode's composed form (NFC): how a name that arrives
+    /// from elsewhere is written, so that it is one file on every file
+    /// system (macOS composes names, Linux keeps them as given).
+    pub fn to_nfc(&self) -> FileName {
+        use unicode_normalization::UnicodeNormalization;
+        // Composing keeps every rule here, but may change the length in
+        // bytes: it is checked again (and the name kept as given if not).
+        let nfc: String = self.0.nfc().collect();
+        FileName::new(&nfc).unwrap_or_else(|_| self.clone())
+    }
+
+    /// What two names that would collide on a case-insensitive or
+    /// normalizing file system (Windows, macOS) have in common: composed,
+    /// then in lower case.
+    pub fn folded(&self) -> String {
+        use unicode_normalization::UnicodeNormalization;
+        self.0.nfc().flat_map(char::to_lowercase).collect::<String>().nfc().collect()
     }
 }
 
@@ -109,8 +132,33 @@ const RESERVED: &[&str] = &[
 /// Format characters that change how text displays without showing:
 /// bidirectional overrides and isolates, zero-width characters, the byte
 /// order mark. (`a\u{202E}txt.exe` displays as `aexe.txt`.)
-fn is_invisible(c: char) -> bool {
+pub(crate) fn is_invisible(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// Characters that look like a path separator or a dot: division slash,
+/// fraction slash, fullwidth and big solidus, set minus and the reverse
+/// solidus look-alikes; one- and two-dot leaders, ellipsis, small and
+/// fullwidth full stops.
+fn is_look_alike(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2215}'
+            | '\u{2044}'
+            | '\u{FF0F}'
+            | '\u{29F8}'
+            | '\u{2571}'
+            | '\u{FF3C}'
+            | '\u{2216}'
+            | '\u{29F9}'
+            | '\u{FE68}'
+            | '\u{2572}'
+            | '\u{2024}'
+            | '\u{2025}'
+            | '\u{2026}'
+            | '\u{FE52}'
+            | '\u{FF0E}'
+    )
 }
 
 fn check(name: &str) -> Result<(), NameError> {
@@ -131,6 +179,7 @@ fn check(name: &str) -> Result<(), NameError> {
             '<' | '>' | ':' | '"' | '|' | '?' | '*' => return Err(NameError::WindowsChar(c)),
             c if c.is_control() => return Err(NameError::Control(c as u32)),
             c if is_invisible(c) => return Err(NameError::Invisible(c as u32)),
+            c if is_look_alike(c) => return Err(NameError::LookAlike(c as u32)),
             _ => {}
         }
     }
@@ -212,10 +261,34 @@ mod tests {
             ("...", Err(TrailingDotOrSpace)),
             (".p2p", Err(StateDir)),
             (".P2P", Err(StateDir)),
+            // Look-alikes of separators and dots.
+            ("..\u{2215}..\u{2215}etc\u{2215}passwd", Err(LookAlike(0x2215))),
+            ("a\u{FF0F}b", Err(LookAlike(0xFF0F))),
+            ("1\u{2044}2", Err(LookAlike(0x2044))),
+            ("a\u{FF3C}b", Err(LookAlike(0xFF3C))),
+            ("\u{2025}", Err(LookAlike(0x2025))),
+            ("x\u{2024}\u{2024}y", Err(LookAlike(0x2024))),
+            ("\u{FF0E}\u{FF0E}", Err(LookAlike(0xFF0E))),
+            ("wait\u{2026}", Err(LookAlike(0x2026))),
+            // Composed and decomposed forms are both names; they fold alike.
+            ("cafe\u{301}.txt", Ok(())),
+            ("caf\u{e9}.txt", Ok(())),
         ];
         for (name, want) in cases {
             assert_eq!(FileName::new(name).map(|_| ()), *want, "name {name:?} should give {want:?}");
         }
+    }
+
+    #[test]
+    fn names_that_collide_elsewhere_fold_alike() {
+        let n = |s: &str| FileName::new(s).unwrap();
+        assert_eq!(n("cafe\u{301}.txt").to_nfc().as_str(), "caf\u{e9}.txt");
+        assert_eq!(n("caf\u{e9}.txt").to_nfc().as_str(), "caf\u{e9}.txt");
+        assert_eq!(n("Cafe\u{301}.TXT").folded(), n("caf\u{e9}.txt").folded());
+        assert_eq!(n("README.md").folded(), n("readme.md").folded());
+        assert_ne!(n("a.txt").folded(), n("b.txt").folded());
+        // The German sharp s lowercases to itself, ẞ to ß.
+        assert_eq!(n("STRA\u{1E9E}E").folded(), n("stra\u{df}e").folded());
     }
 
     #[test]

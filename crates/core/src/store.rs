@@ -41,6 +41,18 @@ pub enum StoreError {
     /// The file is larger than the protocol moves.
     #[error("{0} is larger than the 4 TiB limit")]
     TooLarge(FileName),
+    /// Not enough free space for the file.
+    #[error("{name} needs {} more, and {location} has {} free", crate::units::bytes(*.needed), crate::units::bytes(*.free))]
+    NoSpace {
+        /// The file.
+        name: FileName,
+        /// Where it would go.
+        location: String,
+        /// Bytes still to write.
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+    },
     /// An IO error, with what was being done.
     #[error("{what}: {source}")]
     Io {
@@ -58,6 +70,10 @@ impl StoreError {
         Self::Io { what: what.into(), source }
     }
 }
+
+/// Characters at the start of a resume key that name the file (see
+/// [`Store::resume_partial`]).
+pub const NAME_KEY: usize = 16;
 
 /// A folder of files. Implementations are cheap handles: clone them freely.
 pub trait Store: Clone + Send + Sync + 'static {
@@ -90,13 +106,15 @@ pub trait Store: Clone + Send + Sync + 'static {
         size: u64,
     ) -> impl Future<Output = Result<Self::Partial, StoreError>> + Send;
 
-    /// Continues the resumable content `key` (the file's hash in hex) for
-    /// `name`, `size` bytes long, or starts it. Unlike
+    /// Continues the resumable content `key` (letters and digits; its first
+    /// [`NAME_KEY`] name the file, the rest its content) for `name`, `size`
+    /// bytes long, or starts it. Unlike
     /// [`create_partial`](Self::create_partial), dropping it keeps the
     /// content and its [resume record](PartialFile::save_record) for the
     /// next try; only [`commit`](PartialFile::commit) and
-    /// [`discard`](PartialFile::discard) end it. Fails if another download
-    /// holds the same content open.
+    /// [`discard`](PartialFile::discard) end it, and a commit also drops
+    /// what is kept of other contents of the same name (stale now). Fails
+    /// if another download holds the same content open.
     fn resume_partial(
         &self,
         name: &FileName,
@@ -109,6 +127,20 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Writes a state record atomically.
     fn save_state(&self, key: &str, data: Vec<u8>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A stamp that changes whenever files are added to the folder or
+    /// removed or renamed in it (on disk: the folder's modification and
+    /// change times), if there is one.
+    fn stamp(&self) -> impl Future<Output = Option<u64>> + Send {
+        std::future::ready(None)
+    }
+
+    /// Bytes that may still be written to the store (the free space of its
+    /// disk), if known. Offers and downloads larger than this are refused
+    /// before they start.
+    fn available(&self) -> impl Future<Output = Option<u64>> + Send {
+        std::future::ready(None)
+    }
 }
 
 /// Positional writes.

@@ -869,3 +869,115 @@ fn one_downloader_connects_to_each_peer_once_for_many_files() {
         assert_eq!(leftover_partials(out.path()), 0);
     });
 }
+
+/// A store whose disk fills up: writes past `room` bytes fail as a full
+/// disk does.
+#[derive(Clone)]
+struct FillsUp(FsStore, Arc<AtomicU64>);
+
+struct FillingPartial(<FsStore as Store>::Partial, Arc<AtomicU64>);
+
+#[derive(Clone)]
+struct FillingWriter(p2p_host::FsWriter, Arc<AtomicU64>);
+
+impl p2p_core::store::WriteAt for FillingWriter {
+    async fn write_at(&self, offset: u64, data: Vec<u8>) -> io::Result<Vec<u8>> {
+        let len = data.len() as u64;
+        if self.1.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(len)).is_err() {
+            return Err(io::ErrorKind::StorageFull.into());
+        }
+        p2p_core::store::WriteAt::write_at(&self.0, offset, data).await
+    }
+}
+
+impl ReadAt for FillingWriter {
+    async fn read_at(&self, offset: u64, len: usize, buf: Vec<u8>) -> io::Result<Vec<u8>> {
+        self.0.read_at(offset, len, buf).await
+    }
+}
+
+impl p2p_core::store::PartialFile for FillingPartial {
+    type Writer = FillingWriter;
+    fn writer(&self) -> FillingWriter {
+        FillingWriter(self.0.writer(), self.1.clone())
+    }
+    async fn sync(&self) -> io::Result<()> {
+        self.0.sync().await
+    }
+    async fn record(&self) -> io::Result<Option<Vec<u8>>> {
+        self.0.record().await
+    }
+    async fn save_record(&self, data: Vec<u8>) -> io::Result<()> {
+        self.0.save_record(data).await
+    }
+    async fn discard(self) {
+        self.0.discard().await
+    }
+    async fn commit(self, overwrite: bool) -> Result<FileMeta, StoreError> {
+        self.0.commit(overwrite).await
+    }
+}
+
+impl Store for FillsUp {
+    type File = FsFile;
+    type Partial = FillingPartial;
+
+    fn location(&self) -> String {
+        self.0.location()
+    }
+    async fn list(&self) -> Result<Vec<FileMeta>, StoreError> {
+        self.0.list().await
+    }
+    async fn stat(&self, name: &FileName) -> Result<Option<FileMeta>, StoreError> {
+        self.0.stat(name).await
+    }
+    async fn open(&self, name: &FileName) -> Result<(FsFile, FileMeta), StoreError> {
+        self.0.open(name).await
+    }
+    async fn hash(&self, name: &FileName) -> Result<(FileMeta, Manifest), StoreError> {
+        self.0.hash(name).await
+    }
+    async fn create_partial(&self, name: &FileName, size: u64) -> Result<FillingPartial, StoreError> {
+        Ok(FillingPartial(self.0.create_partial(name, size).await?, self.1.clone()))
+    }
+    async fn resume_partial(&self, name: &FileName, key: &str, size: u64) -> Result<FillingPartial, StoreError> {
+        Ok(FillingPartial(self.0.resume_partial(name, key, size).await?, self.1.clone()))
+    }
+    async fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.load_state(key).await
+    }
+    async fn save_state(&self, key: &str, data: Vec<u8>) -> Result<(), StoreError> {
+        self.0.save_state(key, data).await
+    }
+}
+
+/// A disk that fills up half way: the download fails saying so, on which
+/// side, and what it kept for the next try; nothing half-written is left
+/// beside the kept state. (Before, the error did not say that bytes were
+/// kept, and the resume record's temporary file was left behind.)
+#[test]
+fn a_full_disk_says_what_was_kept() {
+    let rt = SmolRuntime::new(2);
+    let content = data(6 << 20, 17);
+    let remote = folder_with(&[("big.bin", &content)]);
+    let out = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let peer = start(&rt, FsStore::new(remote.path()), ServerConfig::default()).await;
+        let room = Arc::new(AtomicU64::new(3 << 20));
+        let catalog = Catalog::new(FillsUp(FsStore::new(out.path()), room));
+        let sources = [SourceSpec { label: "peer".into(), addr: peer.addr.clone() }];
+        let config = DownloadConfig { client: fast(), ..Default::default() };
+        let name = FileName::new("big.bin").unwrap();
+        let err = download(&TcpTransport, &rt, &catalog, &name, &sources, &config, |_| {}).await.unwrap_err();
+        let DownloadError::Write { kept, .. } = &err else { panic!("{err:?}") };
+        let text = err.to_string();
+        assert!(text.contains("writing big.bin") && text.contains("verified so far are kept in"), "{text}");
+        assert!(*kept > 0 && *kept <= 3 << 20, "{kept}");
+        let state: Vec<String> = std::fs::read_dir(out.path().join(".p2p/resume"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(state.len(), 2, "the partial file and its record, nothing else: {state:?}");
+        assert!(!out.path().join("big.bin").exists());
+    });
+}

@@ -5,16 +5,18 @@
 //! ```text
 //! served_files/
 //!   notes.txt                 whole, verified files: what is listed and served
-//!   .p2p/partial/<rand>.part  content on its way in (never listed)
-//!   .p2p/resume/<hash>.part   a download to resume, and its record in
-//!   .p2p/resume/<hash>.resume   (kept when interrupted, never listed)
-//!   .p2p/manifests/<key>      cached manifests
+//!   .p2p/partial/<pid><rand>.part   content on its way in (never listed)
+//!   .p2p/resume/<key>.<rand>.part   a download to resume, and its record
+//!   .p2p/resume/<key>.resume          (kept when interrupted, never listed)
+//!   .p2p/manifests/<key>            cached manifests
 //! ```
 //!
 //! Partial files live in the same folder tree as their final names, so the
-//! final rename is atomic. Every blocking call runs on the blocking pool.
+//! final rename is atomic. p2p's own state is reached through directory
+//! handles that follow no link ([`StateDir`]). Every blocking call runs on
+//! the blocking pool.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +25,9 @@ use std::time::UNIX_EPOCH;
 
 use p2p_core::manifest::{MAX_FILE_SIZE, Manifest, ManifestBuilder};
 use p2p_core::name::{FileName, STATE_DIR};
-use p2p_core::store::{FileMeta, PartialFile, ReadAt, Store, StoreError, WriteAt};
+use p2p_core::store::{FileMeta, NAME_KEY, PartialFile, ReadAt, Store, StoreError, WriteAt};
+
+use crate::state_dir::{Root, StateDir, random_tag};
 
 /// How much of a file is read at a time while hashing it.
 const HASH_READ: usize = 1 << 20;
@@ -65,13 +69,19 @@ struct Writeback {
 pub struct FsPartial {
     file: Arc<File>,
     flush: Arc<Writeback>,
-    path: PathBuf,
+    /// Its folder, and its name there.
+    dir: Arc<StateDir>,
+    file_name: String,
     name: FileName,
     root: Arc<PathBuf>,
     committed: bool,
-    /// Where the resume record goes, for a resumable partial file.
-    record: Option<PathBuf>,
+    /// The resume record's name in `dir`, for a resumable partial file.
+    record: Option<String>,
 }
+
+/// How long an interrupted download's state is kept: the next try within
+/// this long resumes it; after, it is removed.
+const RESUME_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 impl FsStore {
     /// A store on the folder `root`, which should exist.
@@ -105,31 +115,32 @@ impl FsStore {
     }
 
     /// Removes partial files left by transfers that died with their process
-    /// (SIGKILL, power loss). A partial file is named after the process
-    /// that wrote it; one whose process is gone is removed (where that
-    /// cannot be told, one untouched for a day). Returns how many went.
+    /// (SIGKILL, power loss), and the state of downloads interrupted more
+    /// than a week ago. A partial file is named after the process that
+    /// wrote it; one whose process is gone is removed (where that cannot be
+    /// told, one untouched for a day). Returns how many files went.
     pub fn sweep_partials(&self) -> usize {
-        let dir = self.root.join(STATE_DIR).join("partial");
-        let Ok(entries) = fs::read_dir(&dir) else { return 0 };
         let mut removed = 0;
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let pid = name.get(..8).and_then(|p| u32::from_str_radix(p, 16).ok());
-            if pid == Some(std::process::id()) {
-                continue;
+        if let Ok(dir) = StateDir::open(&self.root, "partial") {
+            for name in dir.names().unwrap_or_default() {
+                let pid = name.get(..8).and_then(|p| u32::from_str_radix(p, 16).ok());
+                if pid == Some(std::process::id()) {
+                    continue;
+                }
+                let abandoned = match pid {
+                    Some(pid) if Path::new("/proc/self").exists() => !Path::new(&format!("/proc/{pid}")).exists(),
+                    _ => dir.age(&name).is_some_and(|age| age.as_secs() > 24 * 3600),
+                };
+                if abandoned && dir.remove(&name).is_ok() {
+                    removed += 1;
+                }
             }
-            let abandoned = match pid {
-                Some(pid) if Path::new("/proc/self").exists() => !Path::new(&format!("/proc/{pid}")).exists(),
-                _ => entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age.as_secs() > 24 * 3600),
-            };
-            if abandoned && fs::remove_file(entry.path()).is_ok() {
-                removed += 1;
+        }
+        if let Ok(dir) = StateDir::open(&self.root, "resume") {
+            for name in dir.names().unwrap_or_default() {
+                if dir.age(&name).is_some_and(|age| age > RESUME_FOR) && dir.remove(&name).is_ok() {
+                    removed += 1;
+                }
             }
         }
         removed
@@ -139,16 +150,16 @@ impl FsStore {
         self.root.join(name.as_str())
     }
 
-    fn state_path(&self, key: &str) -> io::Result<PathBuf> {
-        let ok = !key.is_empty()
-            && key.split('/').all(|part| {
-                !part.is_empty()
-                    && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-            });
-        if !ok {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad state key {key:?}")));
+    /// The state folder and file name of state record `key`
+    /// (`[a-z0-9_-]` words joined by `/`: a folder and a name).
+    fn state_place(&self, key: &str) -> io::Result<(String, String)> {
+        let word = |w: &str| {
+            !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        };
+        match key.split_once('/') {
+            Some((dir, name)) if word(dir) && word(name) => Ok((dir.to_owned(), name.to_owned())),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad state key {key:?}"))),
         }
-        Ok(self.root.join(STATE_DIR).join(key))
     }
 }
 
@@ -235,22 +246,18 @@ impl Store for FsStore {
     async fn create_partial(&self, name: &FileName, size: u64) -> Result<FsPartial, StoreError> {
         let root = self.root.clone();
         let name = name.clone();
-        let tag = unique_tag();
         blocking::unblock(move || {
-            let dir = root.join(STATE_DIR).join("partial");
-            let what = || format!("creating a partial file in {}", dir.display());
-            fs::create_dir_all(&dir).map_err(|e| StoreError::io(what(), e))?;
-            let path = dir.join(format!("{tag}.part"));
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(|e| StoreError::io(what(), e))?;
+            let place = root.join(STATE_DIR).join("partial");
+            let what = || format!("creating a partial file in {}", place.display());
+            let dir = StateDir::open(&root, "partial").map_err(|e| StoreError::io(what(), e))?;
+            // Named after this process (for the sweep), unpredictably.
+            let file_name = format!("{:08x}{}.part", std::process::id(), random_tag());
+            let file = dir.create_new(&file_name).map_err(|e| StoreError::io(what(), e))?;
             let partial = FsPartial {
                 file: Arc::new(file),
                 flush: Arc::default(),
-                path,
+                dir: Arc::new(dir),
+                file_name,
                 name,
                 root,
                 committed: false,
@@ -271,18 +278,28 @@ impl Store for FsStore {
         let name = name.clone();
         let key = key.to_owned();
         blocking::unblock(move || {
-            let dir = root.join(STATE_DIR).join("resume");
-            let what = || format!("opening a partial file in {}", dir.display());
-            fs::create_dir_all(&dir).map_err(|e| StoreError::io(what(), e))?;
-            let path = dir.join(format!("{key}.part"));
-            let record = dir.join(format!("{key}.resume"));
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(|e| StoreError::io(what(), e))?;
+            let place = root.join(STATE_DIR).join("resume");
+            let what = || format!("opening a partial file in {}", place.display());
+            let dir = StateDir::open(&root, "resume").map_err(|e| StoreError::io(what(), e))?;
+            let record = format!("{key}.resume");
+            // The partial file of an earlier try has an unpredictable name
+            // after the key; a new one gets one.
+            let prefix = format!("{key}.");
+            let earlier = dir.names().map_err(|e| StoreError::io(what(), e))?.into_iter().find(|n| {
+                n.starts_with(&prefix) && n.ends_with(".part") && !n[prefix.len()..n.len() - 5].contains('.')
+            });
+            let (file_name, file) = match earlier {
+                Some(n) => match dir.open_existing(&n).map_err(|e| StoreError::io(what(), e))? {
+                    Some(f) => (n, f),
+                    None => return Err(StoreError::io(what(), io::ErrorKind::NotFound.into())),
+                },
+                None => {
+                    let n = format!("{key}.{}.part", random_tag());
+                    let f = dir.create_new(&n).map_err(|e| StoreError::io(what(), e))?;
+                    let _ = dir.remove(&record);
+                    (n, f)
+                }
+            };
             match file.try_lock() {
                 Ok(()) => {}
                 Err(fs::TryLockError::WouldBlock) => {
@@ -294,14 +311,15 @@ impl Store for FsStore {
             let len = file.metadata().map_err(|e| StoreError::io(what(), e))?.len();
             if len != size {
                 // New (or not this content after all): nothing to resume.
-                let _ = fs::remove_file(&record);
+                let _ = dir.remove(&record);
                 file.set_len(0).map_err(|e| StoreError::io(what(), e))?;
                 file.set_len(size).map_err(|e| StoreError::io(what(), e))?;
             }
             Ok(FsPartial {
                 file: Arc::new(file),
                 flush: Arc::default(),
-                path,
+                dir: Arc::new(dir),
+                file_name,
                 name,
                 root,
                 committed: false,
@@ -312,31 +330,48 @@ impl Store for FsStore {
     }
 
     async fn load_state(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let path = self.state_path(key).map_err(|e| StoreError::io("reading state", e))?;
-        blocking::unblock(move || match fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io(format!("reading {}", path.display()), e)),
+        let (sub, name) = self.state_place(key).map_err(|e| StoreError::io("reading state", e))?;
+        let root = self.root.clone();
+        blocking::unblock(move || {
+            let what = || format!("reading {}", root.join(STATE_DIR).join(&sub).join(&name).display());
+            let dir = StateDir::open(&root, &sub).map_err(|e| StoreError::io(what(), e))?;
+            dir.read(&name).map_err(|e| StoreError::io(what(), e))
         })
         .await
     }
 
     async fn save_state(&self, key: &str, data: Vec<u8>) -> Result<(), StoreError> {
-        let path = self.state_path(key).map_err(|e| StoreError::io("writing state", e))?;
-        let tmp = path.with_extension(format!("{}.tmp", unique_tag()));
+        let (sub, name) = self.state_place(key).map_err(|e| StoreError::io("writing state", e))?;
+        let root = self.root.clone();
         blocking::unblock(move || {
-            let what = || format!("writing {}", path.display());
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir).map_err(|e| StoreError::io(what(), e))?;
-            }
-            fs::write(&tmp, &data).map_err(|e| StoreError::io(what(), e))?;
-            fs::rename(&tmp, &path).map_err(|e| {
-                let _ = fs::remove_file(&tmp);
-                StoreError::io(what(), e)
-            })
+            let what = || format!("writing {}", root.join(STATE_DIR).join(&sub).join(&name).display());
+            let dir = StateDir::open(&root, &sub).map_err(|e| StoreError::io(what(), e))?;
+            dir.write_atomic(&name, &data, false).map_err(|e| StoreError::io(what(), e))
         })
         .await
     }
+
+    async fn stamp(&self) -> Option<u64> {
+        let root = self.root.clone();
+        blocking::unblock(move || fs::metadata(&*root).ok().map(|m| stamp(&m))).await
+    }
+
+    async fn available(&self) -> Option<u64> {
+        let root = self.root.clone();
+        blocking::unblock(move || free_space(&root)).await
+    }
+}
+
+/// Bytes free for this user on the disk of `path`.
+#[cfg(unix)]
+fn free_space(path: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn free_space(_: &Path) -> Option<u64> {
+    None
 }
 
 impl ReadAt for FsFile {
@@ -365,39 +400,25 @@ impl PartialFile for FsPartial {
     }
 
     async fn record(&self) -> io::Result<Option<Vec<u8>>> {
-        let Some(path) = self.record.clone() else { return Ok(None) };
-        blocking::unblock(move || match fs::read(&path) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        })
-        .await
+        let Some(record) = self.record.clone() else { return Ok(None) };
+        let dir = self.dir.clone();
+        blocking::unblock(move || dir.read(&record)).await
     }
 
     async fn save_record(&self, data: Vec<u8>) -> io::Result<()> {
-        let Some(path) = self.record.clone() else { return Ok(()) };
-        blocking::unblock(move || {
-            let tmp = path.with_extension("resume.tmp");
-            let mut f = File::create(&tmp)?;
-            io::Write::write_all(&mut f, &data)?;
-            f.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            if let Some(dir) = path.parent() {
-                sync_dir(dir);
-            }
-            Ok(())
-        })
-        .await
+        let Some(record) = self.record.clone() else { return Ok(()) };
+        let dir = self.dir.clone();
+        blocking::unblock(move || dir.write_atomic(&record, &data, true)).await
     }
 
     async fn discard(mut self) {
-        let (path, record) = (self.path.clone(), self.record.take());
+        let (dir, file_name, record) = (self.dir.clone(), self.file_name.clone(), self.record.take());
         // Marked done first, so that Drop does not race the removal.
         self.committed = true;
         blocking::unblock(move || {
-            let _ = fs::remove_file(&path);
+            let _ = dir.remove(&file_name);
             if let Some(r) = record {
-                let _ = fs::remove_file(r);
+                let _ = dir.remove(&r);
             }
         })
         .await;
@@ -408,39 +429,28 @@ impl PartialFile for FsPartial {
             let target = self.root.join(self.name.as_str());
             let what = |verb: &str| format!("{verb} {}", target.display());
             self.file.sync_all().map_err(|e| StoreError::io(what("syncing"), e))?;
-            if overwrite {
-                fs::rename(&self.path, &target).map_err(|e| StoreError::io(what("writing"), e))?;
-            } else {
-                // A hard link fails if the name is taken, atomically; a
-                // rename would silently replace.
-                match fs::hard_link(&self.path, &target) {
-                    Ok(()) => {
-                        if let Err(e) = fs::remove_file(&self.path) {
-                            // The file is in place; only a second name for
-                            // it is left in .p2p/partial.
-                            tracing::warn!("cannot remove {}: {e}", self.path.display());
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        return Err(StoreError::Exists(self.name.clone()));
-                    }
-                    // File systems without hard links (FAT, some network
-                    // mounts): check, then rename. Not atomic, but the best
-                    // such a file system allows.
-                    Err(e) if matches!(e.kind(), io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied) => {
-                        if fs::symlink_metadata(&target).is_ok() {
-                            return Err(StoreError::Exists(self.name.clone()));
-                        }
-                        fs::rename(&self.path, &target).map_err(|e| StoreError::io(what("writing"), e))?;
-                    }
-                    Err(e) => return Err(StoreError::io(what("writing"), e)),
+            let root = Root::open(&self.root).map_err(|e| StoreError::io(what("writing"), e))?;
+            match self.dir.move_into(&self.file_name, &root, self.name.as_str(), overwrite) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Err(StoreError::Exists(self.name.clone()));
                 }
+                Err(e) => return Err(StoreError::io(what("writing"), e)),
             }
             self.committed = true;
             if let Some(record) = &self.record {
-                let _ = fs::remove_file(record);
+                let _ = self.dir.remove(record);
+                // Whatever is left of an older content of the same name is
+                // stale now.
+                if let Some(of_name) = record.get(..NAME_KEY) {
+                    for other in self.dir.names().unwrap_or_default() {
+                        if other.starts_with(of_name) && other != self.file_name {
+                            let _ = self.dir.remove(&other);
+                        }
+                    }
+                }
             }
-            sync_dir(&self.root);
+            root.sync();
             let m = fs::metadata(&target).map_err(|e| StoreError::io(what("reading"), e))?;
             Ok(meta_of(self.name.clone(), &m))
         })
@@ -482,7 +492,7 @@ impl Drop for FsPartial {
         if !self.committed && self.record.is_none() {
             // Nothing partial is left behind, even on cancellation; only a
             // resumable download keeps its content for the next try.
-            let _ = fs::remove_file(&self.path);
+            let _ = self.dir.remove(&self.file_name);
         }
     }
 }
@@ -543,25 +553,6 @@ fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-/// A name for temporary files that no other writer picks.
-fn unique_tag() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    format!("{:08x}{:016x}{n:x}", std::process::id(), t)
-}
-
-/// Makes a rename in `dir` durable (Unix; elsewhere the rename is).
-fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
 }
 
 #[cfg(unix)]

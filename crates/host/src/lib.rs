@@ -21,6 +21,7 @@
 mod fs_store;
 mod limits;
 mod runtime;
+mod state_dir;
 
 pub use fs_store::{FsFile, FsPartial, FsStore, FsWriter};
 pub use limits::{connection_caps, open_files_limit};

@@ -143,6 +143,29 @@ impl Identity {
         fingerprint(&self.chain[0])
     }
 
+    /// Why peers would refuse the certificate at `now` (seconds since
+    /// 1970): expired, or not valid yet. `None` while it is valid.
+    pub fn dates_problem(&self, now: u64) -> Option<String> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(self.chain[0].as_ref()).ok()?;
+        let validity = parsed.validity();
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let day = |t: &x509_parser::time::ASN1Time| t.to_datetime().date().to_string();
+        if now < validity.not_before.timestamp() {
+            Some(format!(
+                "this peer's certificate is not valid until {} (is this machine's clock wrong?): peers will refuse it",
+                day(&validity.not_before)
+            ))
+        } else if now > validity.not_after.timestamp() {
+            Some(format!(
+                "this peer's certificate expired on {}: peers will refuse it (`p2p init --force` makes a new one, \
+                 which peers must pin again)",
+                day(&validity.not_after)
+            ))
+        } else {
+            None
+        }
+    }
+
     /// Checks that rustls can sign with the key and that it matches the
     /// certificate.
     fn check(&self, cert: &Path, key: &Path) -> Result<(), IdentityError> {

@@ -285,6 +285,10 @@ enum Side {
     Server,
 }
 
+/// What a `CertificateExpired` alert means: TLS has one alert for both.
+pub const CERT_DATES: &str = "it found this peer's certificate expired or not valid yet (TLS says both the same \
+                              way): check both machines' clocks and the certificate's dates";
+
 /// Rewords a failed handshake when the cause is recognisable: the other
 /// side speaking plain p2p (no TLS), or refusing our certificate.
 fn explain(e: io::Error, first: &[u8], side: Side) -> io::Error {
@@ -304,7 +308,9 @@ fn explain(e: io::Error, first: &[u8], side: Side) -> io::Error {
         }
         _ => {
             let inner = e.get_ref().map(ToString::to_string).unwrap_or_else(|| e.to_string());
-            if inner.contains("received fatal alert") {
+            if inner.contains("CertificateExpired") {
+                format!("the peer refused the TLS handshake ({inner}): {CERT_DATES}")
+            } else if inner.contains("received fatal alert") {
                 format!("the peer refused the TLS handshake ({inner}); see its log for why")
             } else {
                 format!("TLS handshake failed: {inner}")

@@ -84,7 +84,12 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
     let mut config =
         DownloadConfig { client: client_config(args.timeout, &id), overwrite: args.overwrite, ..Default::default() };
     config.schedule.request = chunk;
-    let downloader = Downloader::new(net.clone(), rt.clone(), Catalog::new(FsStore::new(&dir)), config);
+    let store = FsStore::new(&dir);
+    let swept = store.sweep_partials();
+    if swept > 0 {
+        tracing::info!("removed {swept} files of transfers killed or interrupted over a week ago");
+    }
+    let downloader = Downloader::new(net.clone(), rt.clone(), Catalog::new(store), config);
     let job = Job {
         ctx,
         targets: &targets,

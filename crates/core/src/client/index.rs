@@ -70,7 +70,12 @@ impl<S: Stream, R: Runtime> Session<S, R> {
         let id = self.id();
         self.conn.send(&Message::Locate { id, file }).await?;
         match self.response(id).await? {
-            Message::Located { found, .. } => Ok(found),
+            Message::Located { mut found, .. } => {
+                for sources in &mut found {
+                    sources.peers.iter_mut().for_each(clean);
+                }
+                Ok(found)
+            }
             other => Err(unexpected(&other)),
         }
     }
@@ -79,11 +84,14 @@ impl<S: Stream, R: Runtime> Session<S, R> {
     pub async fn peers(&mut self) -> Result<Vec<PeerInfo>, ClientError> {
         let id = self.id();
         self.conn.send(&Message::ListPeers { id }).await?;
-        self.pages(id, "the index", "peers", |m| match m {
-            Message::PeerPage { peers, last, .. } => Ok((peers, last)),
-            other => Err(other),
-        })
-        .await
+        let mut peers = self
+            .pages(id, "the index", "peers", |m| match m {
+                Message::PeerPage { peers, last, .. } => Ok((peers, last)),
+                other => Err(other),
+            })
+            .await?;
+        peers.iter_mut().for_each(clean);
+        Ok(peers)
     }
 
     /// Tells the index that the peer at `addr` sent a block of `hash` that
@@ -96,4 +104,11 @@ impl<S: Stream, R: Runtime> Session<S, R> {
             other => Err(unexpected(&other)),
         }
     }
+}
+
+/// A peer as a (possibly hostile) index describes it, made safe to print:
+/// its id and address go to terminals and logs.
+fn clean(p: &mut PeerInfo) {
+    p.id = crate::sanitize(&p.id, crate::protocol::MAX_PEER_ID);
+    p.addr = crate::sanitize(&p.addr, 300);
 }

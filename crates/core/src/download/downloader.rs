@@ -194,7 +194,8 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         // Saved under the requested name; by hash alone, under the name the
         // first source with that content gives (checked by `FileName`),
         // which never replaces a local file.
-        let name = wanted.name().cloned().unwrap_or_else(|| entry.info.name.clone());
+        // Written as it will be on every file system: composed (NFC).
+        let name = wanted.name().cloned().unwrap_or_else(|| entry.info.name.clone()).to_nfc();
         let overwrite = config.overwrite && wanted.name().is_some();
         let info = FileInfo { name: name.clone(), ..entry.info.clone() };
         let finished = |outcome, resumed, reports| DownloadReport {
@@ -205,6 +206,9 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             transport: self.transport.name(),
         };
 
+        if let Some(other) = catalog.collision(&name).await? {
+            return Err(DownloadError::Collides { name, other, location: catalog.store().location() });
+        }
         match catalog.by_name(&name).await {
             Ok(local) if local.info.hash == hash => {
                 let answered = |i: usize| entries[i].is_some() || reports[i].problem.is_some();
@@ -254,6 +258,14 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         };
         if resumed > 0 {
             tracing::info!(file = %name, bytes = resumed, "resuming");
+        }
+        // Refused before a byte is fetched, rather than at a full disk
+        // half way (what was resumed stays for the next try).
+        if let Some(free) = catalog.store().available().await
+            && size - resumed > free
+        {
+            let location = catalog.store().location();
+            return Err(StoreError::NoSpace { name, location, needed: size - resumed, free }.into());
         }
 
         let active: Vec<usize> =
@@ -419,8 +431,8 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             } else {
                 partial.discard().await;
             }
-            if let Some(local) = failure {
-                return Err(local.into());
+            if let Some(error) = failure {
+                return Err(DownloadError::Write { error, kept, location: catalog.store().location() });
             }
             let reasons = reports.iter().filter_map(|r| r.problem.clone().map(|p| (r.label.clone(), p))).collect();
             return Err(DownloadError::SourcesFailed { name, done, size, kept, reasons });
@@ -545,9 +557,11 @@ async fn settle<R: Runtime, C>(
 
 /// Where a download keeps its partial file: per content and name, so that
 /// two names with the same content (empty files, say) download at once.
+/// The name first ([`NAME_KEY`] characters), so that the state of an older
+/// content of the same name can be found and dropped.
 fn resume_key(hash: &Hash, name: &FileName) -> String {
     let of_name = Hash::of(name.as_str().as_bytes()).to_string();
-    format!("{}{}", hash, &of_name[..16])
+    format!("{}{}", &of_name[..crate::store::NAME_KEY], hash)
 }
 
 fn send<P>(commands: &[Option<async_channel::Sender<Command<P>>>], action: Action) {

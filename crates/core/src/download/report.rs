@@ -152,6 +152,30 @@ pub enum DownloadError {
         /// which never replaces anything.
         named_by_peer: bool,
     },
+    /// A name already in the local folder would be the same file as this
+    /// one on Windows and macOS (they differ only in case or Unicode form).
+    #[error(
+        "{name} would be the same file as {other} (in {location}) on Windows and macOS: the names differ only \
+         in case or Unicode form; not downloaded"
+    )]
+    Collides {
+        /// The file.
+        name: FileName,
+        /// The file already there.
+        other: FileName,
+        /// The local folder.
+        location: String,
+    },
+    /// Writing the file here failed (a full disk, say).
+    #[error("{error}{}", kept_in(*.kept, location))]
+    Write {
+        /// What failed.
+        error: StoreError,
+        /// Verified bytes kept for the next try.
+        kept: u64,
+        /// The local folder.
+        location: String,
+    },
     /// The local folder failed.
     #[error("{0}")]
     Local(#[from] StoreError),
@@ -161,6 +185,17 @@ fn exists_note(local: &Option<Hash>) -> String {
     match local {
         Some(h) => format!("with different content (blake3 {h})"),
         None => "and is not a readable file (a folder, or a link to nothing?)".into(),
+    }
+}
+
+fn kept_in(kept: u64, location: &str) -> String {
+    match kept {
+        0 => "; nothing was kept".into(),
+        n => format!(
+            "; the {} verified so far are kept in {location}/.p2p/resume: run it again to resume (delete that \
+             folder to free the space)",
+            crate::units::bytes(n)
+        ),
     }
 }
 

@@ -199,11 +199,33 @@ impl From<StoreError> for Refusal {
             StoreError::Exists(n) => Refusal::new(ErrorCode::Exists, format!("{n} already exists")),
             StoreError::Changed(n) => Refusal::new(ErrorCode::Changed, format!("{n} changed while being read")),
             StoreError::TooLarge(n) => Refusal::new(ErrorCode::TooLarge, format!("{n} is over the 4 TiB limit")),
-            StoreError::Io { .. } => {
+            StoreError::NoSpace { name, needed, free, .. } => Refusal::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "{name} needs {}, and the receiving peer has {} free",
+                    crate::units::bytes(needed),
+                    crate::units::bytes(free)
+                ),
+            ),
+            StoreError::Io { ref source, .. } => {
                 tracing::warn!(error = %e, "storage error");
-                Refusal::new(ErrorCode::Internal, "storage error on the serving peer (see its log)")
+                Refusal::new(ErrorCode::Internal, io_words(source))
             }
         }
+    }
+}
+
+/// A storage error on this peer, in words for the client: what kind of
+/// trouble, never the paths (those go to this peer's log).
+fn io_words(e: &std::io::Error) -> String {
+    // EMFILE and ENFILE have these numbers on Linux, macOS and the BSDs.
+    const TOO_MANY_OPEN_FILES: [i32; 2] = [23, 24];
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        "the serving peer's disk is full".into()
+    } else if cfg!(unix) && e.raw_os_error().is_some_and(|n| TOO_MANY_OPEN_FILES.contains(&n)) {
+        "the serving peer has too many files open; try again later".into()
+    } else {
+        "storage error on the serving peer (see its log)".into()
     }
 }
 

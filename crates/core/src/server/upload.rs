@@ -17,6 +17,9 @@ use crate::store::{PartialFile, Store, StoreError, WriteAt};
 use crate::transport::Stream;
 use crate::verify::BlockWriter;
 
+/// Free space an upload must leave on the receiving disk.
+pub(super) const FREE_MARGIN: u64 = 16 << 20;
+
 /// Upload budget permits (of one MiB) every upload holds for its buffers:
 /// the read buffer, the block being verified and the run being written.
 pub(super) const MIN_PERMITS: usize = 4;
@@ -56,8 +59,10 @@ impl<E: Into<Failure>> From<E> for Stop {
 impl<S: Store, R: Runtime> Server<S, R> {
     pub(super) async fn upload<St: Stream>(&self, link: &mut Link<St, R>, offer: Offer) -> Result<(), Failure> {
         let Offer { id, name, size, hash } = offer;
+        // Written as it will be on every file system: composed (NFC).
         let name = FileName::new(&name)
-            .map_err(|e| Refusal::new(ErrorCode::InvalidName, format!("{:?}: {e}", crate::sanitize(&name, 300))))?;
+            .map_err(|e| Refusal::new(ErrorCode::InvalidName, format!("{:?}: {e}", crate::sanitize(&name, 300))))?
+            .to_nfc();
         match (self.config.uploads, link.standing) {
             (UploadPolicy::Nobody, _) => {
                 return Err(Refusal::new(ErrorCode::Forbidden, "this peer does not accept uploads").into());
@@ -82,6 +87,21 @@ impl<S: Store, R: Runtime> Server<S, R> {
             return Err(Refusal::new(ErrorCode::AlreadyUploading, format!("{name} is already being uploaded")).into());
         }
         let _claim = Claim { server: self, name: name.clone() };
+        if let Some(other) = link.working(id, self.catalog.collision(&name)).await?.map_err(Refusal::from)? {
+            tracing::info!("refused upload of {name} from {who}: collides with {other}");
+            let message = format!(
+                "{name} would be the same file as {other} on Windows and macOS (the names differ only in case or \
+                 Unicode form); rename one"
+            );
+            return Err(Refusal::new(ErrorCode::InvalidName, message).into());
+        }
+        if let Some(free) = self.catalog.store().available().await
+            && size.saturating_add(FREE_MARGIN) > free
+        {
+            tracing::info!("refused upload of {name} from {who}: {size} bytes, {free} free");
+            let location = self.catalog.store().location();
+            return Err(Refusal::from(StoreError::NoSpace { name, location, needed: size, free }).into());
+        }
         match link.working(id, self.catalog.by_name(&name)).await? {
             Ok(e) if e.info.hash == hash => {
                 link.conn.send(&Message::Stored { id, outcome: StoreOutcome::Unchanged }).await?;
@@ -206,7 +226,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
                     continue;
                 }
             };
-            if info.name != *name || info.size != size || info.hash != hash {
+            if info.name.to_nfc() != *name || info.size != size || info.hash != hash {
                 return Err(Refusal::new(ErrorCode::BadRequest, "manifest is for another file than offered").into());
             }
             if bs != block_size {
