@@ -121,6 +121,11 @@ pub struct PeerGroup {
     /// Announces its files to this peer, which runs the index.
     #[serde(default)]
     pub tracker: Option<String>,
+    /// The machine it runs on: peers that name the same host share its
+    /// address, each on a port of its own (5000, 5001...), as processes on
+    /// one machine do. Without it, a peer is a machine of its own.
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// A generated file: the same name, size and seed give the same bytes on
@@ -180,6 +185,10 @@ pub enum Action {
         from: Vec<String>,
         #[serde(default)]
         index: Option<String>,
+        /// Pins the content to the one this peer has under `name` (as a
+        /// user who knows the hash gives `--hash`).
+        #[serde(default)]
+        hash_of: Option<String>,
     },
     /// `by` asks the index `index` for the network's files.
     IndexList { by: String, index: String },
@@ -372,6 +381,26 @@ impl Scenario {
         names
     }
 
+    /// Each peer's host and address (`host:port`), in the order of
+    /// [`peer_names`](Self::peer_names).
+    pub fn addresses(&self) -> Vec<(String, String)> {
+        let mut ports: BTreeMap<String, u16> = BTreeMap::new();
+        let mut out = Vec::new();
+        for g in &self.peers {
+            let names: Vec<String> = match g.count {
+                Some(n) => (1..=n).map(|i| format!("{}{i}", g.name)).collect(),
+                None => vec![g.name.clone()],
+            };
+            for name in names {
+                let host = g.host.clone().unwrap_or(name);
+                let port = ports.entry(host.clone()).or_insert(crate::net::PORT);
+                out.push((host.clone(), format!("{host}:{port}")));
+                *port += 1;
+            }
+        }
+        out
+    }
+
     /// The id of step `i` (0-based).
     pub fn step_id(&self, i: usize) -> String {
         self.timeline[i].id.clone().unwrap_or_else(|| (i + 1).to_string())
@@ -439,9 +468,10 @@ impl Scenario {
                     peer(by)?;
                     ps.iter().try_for_each(|p| peer(p))?;
                 }
-                Action::Download { by, name, from, index } => {
+                Action::Download { by, name, from, index, hash_of } => {
                     peer(by)?;
                     from.iter().try_for_each(|p| peer(p))?;
+                    hash_of.iter().try_for_each(|p| peer(p))?;
                     match index {
                         Some(ix) => index_peer(ix)?,
                         None if from.is_empty() => {

@@ -10,14 +10,20 @@ use p2p_core::server::{ClientInfo, Gate, Standing};
 use p2p_core::transport::Fingerprint;
 use p2p_transport_tls::{Identity, TlsTransport, Trust};
 
-use crate::net::{Network, PORT, SimTransport};
+use crate::net::{Network, SimTransport};
 
 /// Each peer's TLS transport, and the gate servers share.
 type Setup = (Vec<TlsTransport<SimTransport>>, Arc<dyn Gate>);
 
 /// Every peer's TLS transport (each pinning all the others) and the gate
 /// that knows them all.
-pub(crate) fn transports(net: &Arc<Network>, names: &[String], seed: u64) -> Result<Setup, String> {
+pub(crate) fn transports(
+    net: &Arc<Network>,
+    names: &[String],
+    hosts: &[String],
+    addrs: &crate::run::Addresses,
+    seed: u64,
+) -> Result<Setup, String> {
     let identities: Vec<Identity> = names
         .iter()
         .enumerate()
@@ -26,15 +32,15 @@ pub(crate) fn transports(net: &Arc<Network>, names: &[String], seed: u64) -> Res
     let mut trust = Trust::new();
     let mut known = BTreeMap::new();
     for (name, id) in names.iter().zip(&identities) {
-        trust.pin(&format!("{name}:{PORT}"), id.fingerprint());
+        trust.pin(&addrs.of(name), id.fingerprint());
         known.insert(name.clone(), id.fingerprint());
     }
-    let transports = names
+    let transports = hosts
         .iter()
         .zip(identities)
         .enumerate()
-        .map(|(i, (name, id))| {
-            TlsTransport::new(net.transport(i, name), Some(id), trust.clone()).map_err(|e| e.to_string())
+        .map(|(i, (host, id))| {
+            TlsTransport::new(net.transport(i, host), Some(id), trust.clone()).map_err(|e| e.to_string())
         })
         .collect::<Result<_, _>>()?;
     Ok((transports, Arc::new(Known(known))))

@@ -73,12 +73,13 @@ pub(super) async fn file_list<T: Transport>(
     transport: &T,
     rt: &SimRuntime,
     client: &ClientConfig,
+    addrs: &Addresses,
     peers: &[String],
 ) -> Ended {
     let tasks: Vec<_> = peers
         .iter()
         .map(|p| {
-            let (t, rt2, c, addr) = (transport.clone(), rt.clone(), client.clone(), addr_of(p));
+            let (t, rt2, c, addr) = (transport.clone(), rt.clone(), client.clone(), addrs.of(p));
             rt.spawn(async move {
                 let mut s = Session::connect(&t, &rt2, &addr, &c).await?;
                 let files = s.list().await?;
@@ -144,12 +145,15 @@ pub(super) enum Sources {
     Index(String),
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn fetch<T: Transport>(
     transport: &T,
     rt: &SimRuntime,
     catalog: &Catalog<MemStore>,
     client: &ClientConfig,
+    addrs: &Addresses,
     name: &str,
+    pin: Option<Hash>,
     from: Sources,
 ) -> Ended {
     let Ok(file) = FileName::new(name) else {
@@ -158,7 +162,7 @@ pub(super) async fn fetch<T: Transport>(
     let wanted = Wanted::Name(file.clone());
     let (sources, index) = match from {
         Sources::Named(peers) => {
-            (peers.iter().map(|p| SourceSpec { label: p.clone(), addr: addr_of(p) }).collect::<Vec<_>>(), None)
+            (peers.iter().map(|p| SourceSpec { label: p.clone(), addr: addrs.of(p) }).collect::<Vec<_>>(), None)
         }
         Sources::Index(addr) => {
             let ix = IndexClient::new(transport.clone(), rt.clone(), &addr, client.clone());
@@ -176,9 +180,9 @@ pub(super) async fn fetch<T: Transport>(
             }
         }
     };
-    // Through the index, the download is pinned to the content it named.
-    let wanted = match &index {
-        Some((_, hash)) => Wanted::Exact { name: file.clone(), hash: *hash },
+    // Pinned to the content asked for, or else to the one the index named.
+    let wanted = match pin.or(index.as_ref().map(|(_, hash)| *hash)) {
+        Some(hash) => Wanted::Exact { name: file.clone(), hash },
         None => wanted,
     };
     let config = DownloadConfig { client: client.clone(), ..DownloadConfig::default() };
@@ -236,10 +240,11 @@ pub(super) async fn index_list<T: Transport>(
     transport: &T,
     rt: &SimRuntime,
     client: &ClientConfig,
+    addrs: &Addresses,
     index: &str,
 ) -> Ended {
     let asked = async {
-        let mut s = Session::connect(transport, rt, &addr_of(index), client).await?;
+        let mut s = Session::connect(transport, rt, &addrs.of(index), client).await?;
         let files = s.index_files().await?;
         s.close().await;
         Ok::<_, ClientError>(files)
@@ -259,6 +264,7 @@ pub(super) async fn push<T: Transport>(
     rt: &SimRuntime,
     catalog: &Catalog<MemStore>,
     client: &ClientConfig,
+    addrs: &Addresses,
     name: &str,
     to: &[String],
 ) -> Ended {
@@ -272,7 +278,7 @@ pub(super) async fn push<T: Transport>(
     let tasks: Vec<_> = to
         .iter()
         .map(|p| {
-            let (t, rt2, c, addr) = (transport.clone(), rt.clone(), client.clone(), addr_of(p));
+            let (t, rt2, c, addr) = (transport.clone(), rt.clone(), client.clone(), addrs.of(p));
             let (store, entry, file) = (catalog.store().clone(), entry.clone(), file.clone());
             rt.spawn(async move {
                 let (handle, _) = store.open(&file).await.map_err(ClientError::Local)?;

@@ -93,9 +93,16 @@ struct Running {
     signal: Option<async_channel::Sender<()>>,
 }
 
-/// Where a peer listens.
-fn addr_of(name: &str) -> String {
-    format!("{name}:{PORT}")
+/// Where each peer listens (`host:port`), by name.
+#[derive(Debug, Default)]
+pub(super) struct Addresses(BTreeMap<String, String>);
+
+impl Addresses {
+    /// Where peer `name` listens (a name no peer has gets the address it
+    /// would have alone on its host: nobody listens there).
+    pub(super) fn of(&self, name: &str) -> String {
+        self.0.get(name).cloned().unwrap_or_else(|| format!("{name}:{PORT}"))
+    }
 }
 
 /// Starts a peer's services (at creation, or after a restart): its file
@@ -104,13 +111,14 @@ fn addr_of(name: &str) -> String {
 /// real machine.
 fn start<T: Transport>(
     name: &str,
+    addrs: &Addresses,
     rt: &SimRuntime,
     store: &MemStore,
     config: &ServerConfig,
     transport: &T,
     role: &Role,
 ) -> Running {
-    let (transport2, addr) = (transport.clone(), addr_of(name));
+    let (transport2, addr) = (transport.clone(), addrs.of(name));
     if let Role::Index = role {
         let tracker_config =
             TrackerConfig { peer_id: name.to_owned(), gate: config.gate.clone(), ..TrackerConfig::default() };
@@ -126,8 +134,9 @@ fn start<T: Transport>(
     }
     let server = Server::new(store.clone(), rt.clone(), config.clone());
     let catalog = server.catalog().clone();
+    let bound = addr.clone();
     rt.spawn(async move {
-        if let Ok(listener) = transport2.bind(&addr).await {
+        if let Ok(listener) = transport2.bind(&bound).await {
             server.run(listener, std::future::pending()).await;
         }
     })
@@ -135,8 +144,9 @@ fn start<T: Transport>(
     let mut signal = None;
     if let Role::Serve { tracker: Some(index) } = role {
         let (tx, rx) = async_channel::bounded(1);
-        let announce = AnnounceConfig { client: client_config(name), port: PORT, ..AnnounceConfig::default() };
-        let announcer = Announcer::new(transport.clone(), rt.clone(), catalog.clone(), &addr_of(index), announce);
+        let port = addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(PORT);
+        let announce = AnnounceConfig { client: client_config(name), port, ..AnnounceConfig::default() };
+        let announcer = Announcer::new(transport.clone(), rt.clone(), catalog.clone(), &addrs.of(index), announce);
         rt.spawn(announcer.run(rx)).detach();
         signal = Some(tx);
     }
@@ -185,6 +195,7 @@ enum Verdict {
 
 struct Sim<'a, T> {
     scenario: &'a Scenario,
+    addrs: Arc<Addresses>,
     clock: Arc<Clock>,
     net: Arc<Network>,
     peers: Vec<Peer<T>>,
@@ -206,13 +217,17 @@ pub fn run(scenario: &Scenario, options: Options) -> Run {
     let clock = Arc::new(Clock::default());
     let net = Network::new(clock.clone(), seed);
     let names = scenario.peer_names();
+    let places = scenario.addresses();
+    let addrs = Arc::new(Addresses(names.iter().cloned().zip(places.iter().map(|(_, a)| a.clone())).collect()));
+    // A peer's connections come from its host's address.
+    let hosts: Vec<String> = places.into_iter().map(|(h, _)| h).collect();
     match scenario.transport {
         Wire::Plain => {
-            let transports = names.iter().enumerate().map(|(i, n)| net.transport(i, n)).collect();
-            play(scenario, seed, clock, net, transports, None)
+            let transports = hosts.iter().enumerate().map(|(i, h)| net.transport(i, h)).collect();
+            play(scenario, seed, clock, net, addrs, transports, None)
         }
-        Wire::Tls => match crate::tls::transports(&net, &names, seed) {
-            Ok((transports, gate)) => play(scenario, seed, clock, net, transports, Some(gate)),
+        Wire::Tls => match crate::tls::transports(&net, &names, &hosts, &addrs, seed) {
+            Ok((transports, gate)) => play(scenario, seed, clock, net, addrs, transports, Some(gate)),
             Err(e) => Run::failed_setup(scenario, seed, format!("cannot set up TLS: {e}")),
         },
     }
@@ -225,11 +240,13 @@ fn play<T: Transport>(
     seed: u64,
     clock: Arc<Clock>,
     net: Arc<Network>,
+    addrs: Arc<Addresses>,
     transports: Vec<T>,
     gate: Option<Arc<dyn Gate>>,
 ) -> Run {
     let mut sim = Sim {
         scenario,
+        addrs,
         clock: clock.clone(),
         net: net.clone(),
         peers: Vec::new(),
@@ -278,7 +295,7 @@ fn play<T: Transport>(
                 ..ServerConfig::default()
             };
             let role = if group.index { Role::Index } else { Role::Serve { tracker: group.tracker.clone() } };
-            let running = start(&name, &rt, &store, &config, &transport, &role);
+            let running = start(&name, &sim.addrs, &rt, &store, &config, &transport, &role);
             let peer = Peer { name: name.clone(), host, rt, store, transport, config, paused: false, role, running };
             sim.index.insert(name, i);
             sim.peers.push(peer);
@@ -550,6 +567,16 @@ impl<T: Transport> Sim<'_, T> {
     }
 
     fn spawn_command(&mut self, by: usize, action: &Action, slot: Slot) -> Option<Task<()>> {
+        // The content a download is pinned to, as its holder has it now.
+        let pin = match action {
+            Action::Download { name, hash_of: Some(holder), .. } => {
+                let holder = self.peer(holder);
+                let hash = FileName::new(name).ok().and_then(|n| self.file_hash(holder, &n));
+                hash.and_then(|h| h.parse::<Hash>().ok())
+            }
+            _ => None,
+        };
+        let addrs = self.addrs.clone();
         let p = &self.peers[by];
         if !p.host.is_up() {
             *lock(&slot) = Some((p.rt.now(), failed(ErrorKind::Other, format!("{} is down", p.name))));
@@ -562,16 +589,16 @@ impl<T: Transport> Sim<'_, T> {
         let clock = rt.clone();
         let fut = async move {
             let ended = match action {
-                Action::FileList { peers, .. } => file_list(&transport, &rt, &client, &peers).await,
+                Action::FileList { peers, .. } => file_list(&transport, &rt, &client, &addrs, &peers).await,
                 Action::Download { name, from, index, .. } => {
                     let sources = match index {
-                        Some(ix) if from.is_empty() => Sources::Index(addr_of(&ix)),
+                        Some(ix) if from.is_empty() => Sources::Index(addrs.of(&ix)),
                         _ => Sources::Named(from),
                     };
-                    fetch(&transport, &rt, &catalog, &client, &name, sources).await
+                    fetch(&transport, &rt, &catalog, &client, &addrs, &name, pin, sources).await
                 }
-                Action::IndexList { index, .. } => index_list(&transport, &rt, &client, &index).await,
-                Action::Upload { name, to, .. } => push(&transport, &rt, &catalog, &client, &name, &to).await,
+                Action::IndexList { index, .. } => index_list(&transport, &rt, &client, &addrs, &index).await,
+                Action::Upload { name, to, .. } => push(&transport, &rt, &catalog, &client, &addrs, &name, &to).await,
                 _ => return,
             };
             *lock(&slot) = Some((clock.now(), ended));
@@ -604,7 +631,7 @@ impl<T: Transport> Sim<'_, T> {
                 if !self.peers[i].host.is_up() {
                     self.peers[i].host.restart();
                     let p = &self.peers[i];
-                    let running = start(&p.name, &p.rt, &p.store, &p.config, &p.transport, &p.role);
+                    let running = start(&p.name, &self.addrs, &p.rt, &p.store, &p.config, &p.transport, &p.role);
                     self.peers[i].running = running;
                 }
             }
@@ -757,10 +784,16 @@ impl<T: Transport> Sim<'_, T> {
 pub fn describe(action: &Action) -> String {
     match action {
         Action::FileList { by, peers } => format!("{by} lists {}", peers.join(", ")),
-        Action::Download { by, name, from, index } => match index {
-            Some(ix) if from.is_empty() => format!("{by} downloads {name} from the peers {ix} names"),
-            _ => format!("{by} downloads {name} from {}", from.join(", ")),
-        },
+        Action::Download { by, name, from, index, hash_of } => {
+            let what = match hash_of {
+                Some(p) => format!("{name} (the content {p} has)"),
+                None => name.clone(),
+            };
+            match index {
+                Some(ix) if from.is_empty() => format!("{by} downloads {what} from the peers {ix} names"),
+                _ => format!("{by} downloads {what} from {}", from.join(", ")),
+            }
+        }
         Action::IndexList { by, index } => format!("{by} lists the network at {index}"),
         Action::AddFile { peer, name, size, .. } => format!("{name} ({} bytes) appears in {peer}'s folder", size.0),
         Action::RemoveFile { peer, name } => format!("{name} is deleted from {peer}'s folder"),
