@@ -100,14 +100,29 @@ impl<S: Store> Catalog<S> {
         Ok(metas)
     }
 
+    /// The folder changed by files this catalog was told of
+    /// ([`insert`](Self::insert)) only: the names it knows are current, and
+    /// [`collision`](Self::collision) need not scan again for that change.
+    pub async fn written_by_us(&self) {
+        let stamp = self.store.stamp().await;
+        if let Some((_, seen)) = self.lock().folds.as_mut() {
+            *seen = stamp;
+        }
+    }
+
     /// Another file of the store whose name would be the same file as
     /// `name` on a case-insensitive or normalizing file system (`README.md`
     /// and `readme.md`; `café` composed and decomposed): a name received
     /// beside it would make the folder impossible to copy to Windows or
     /// macOS whole. As of the last scan (made now if there was none) and
-    /// the files written since.
-    pub async fn collision(&self, name: &FileName) -> Result<Option<FileName>, StoreError> {
-        let stamp = self.store.stamp().await;
+    /// the files written since; with `current`, scanned again if the folder
+    /// changed since in a way p2p does not know of. (A downloader writing
+    /// many files at once passes `false`: its own files change the folder
+    /// between a commit and the [`insert`](Self::insert) that records it,
+    /// and a scan of a large folder per file would cost more than the
+    /// files.)
+    pub async fn collision(&self, name: &FileName, current: bool) -> Result<Option<FileName>, StoreError> {
+        let stamp = if current { self.store.stamp().await } else { None };
         let stale = match &self.lock().folds {
             None => true,
             // Something outside p2p changed the folder since.
@@ -183,14 +198,11 @@ impl<S: Store> Catalog<S> {
     /// hashed again.
     pub async fn insert(&self, meta: FileMeta, manifest: Arc<Manifest>) {
         let cell = Arc::new(OnceCell::from(manifest.clone()));
-        // The folder changed by this file only: its names stay current.
-        let stamp = self.store.stamp().await;
         {
             let mut cache = self.lock();
             cache.by_hash.entry(manifest.root()).or_default().insert(meta.name.clone());
-            if let Some((folds, seen)) = cache.folds.as_mut() {
+            if let Some((folds, _)) = cache.folds.as_mut() {
                 folds.insert(meta.name.folded(), meta.name.clone());
-                *seen = stamp;
             }
             cache.by_name.insert(meta.name.clone(), Slot { size: meta.size, modified: meta.modified, manifest: cell });
         }

@@ -134,7 +134,7 @@ impl StateDir {
             if st.st_nlink != 1 {
                 return Err(refused(&path, "has another name (a hard link)"));
             }
-            if st.st_uid != rustix::process::geteuid().as_raw() {
+            if st.st_uid != me() {
                 return Err(refused(&path, "belongs to another user"));
             }
             Ok(Some(File::from(fd)))
@@ -298,12 +298,16 @@ impl StateDir {
 #[cfg(unix)]
 fn subdir(parent: &std::os::fd::OwnedFd, name: &str, path: &Path) -> io::Result<std::os::fd::OwnedFd> {
     use rustix::fs::{FileType, Mode, OFlags, fstat, mkdirat, openat};
-    match mkdirat(parent, name, Mode::from_bits_truncate(0o700)) {
-        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-        Err(e) => return Err(e.into()),
-    }
     let flags = OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC;
-    let fd = match openat(parent, name, flags, Mode::empty()) {
+    let open = || openat(parent, name, flags, Mode::empty());
+    let opened = match open() {
+        Err(rustix::io::Errno::NOENT) => match mkdirat(parent, name, Mode::from_bits_truncate(0o700)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => open(),
+            Err(e) => Err(e),
+        },
+        other => other,
+    };
+    let fd = match opened {
         Ok(fd) => fd,
         Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
             return Err(refused(path, "is a link or not a folder"));
@@ -314,13 +318,20 @@ fn subdir(parent: &std::os::fd::OwnedFd, name: &str, path: &Path) -> io::Result<
     if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
         return Err(refused(path, "is not a folder"));
     }
-    if st.st_uid != rustix::process::geteuid().as_raw() {
+    if st.st_uid != me() {
         return Err(refused(path, "belongs to another user"));
     }
     if st.st_mode & 0o002 != 0 {
         return Err(refused(path, "may be written by anyone"));
     }
     Ok(fd)
+}
+
+/// This process's user.
+#[cfg(unix)]
+fn me() -> u32 {
+    static ME: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *ME.get_or_init(|| rustix::process::geteuid().as_raw())
 }
 
 #[cfg(all(test, unix))]

@@ -206,7 +206,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             transport: self.transport.name(),
         };
 
-        if let Some(other) = catalog.collision(&name).await? {
+        if let Some(other) = catalog.collision(&name, false).await? {
             return Err(DownloadError::Collides { name, other, location: catalog.store().location() });
         }
         match catalog.by_name(&name).await {
@@ -260,8 +260,10 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             tracing::info!(file = %name, bytes = resumed, "resuming");
         }
         // Refused before a byte is fetched, rather than at a full disk
-        // half way (what was resumed stays for the next try).
-        if let Some(free) = catalog.store().available().await
+        // half way (what was resumed stays for the next try). Small files
+        // are not worth the look: they fail at once if they must.
+        if resumable
+            && let Some(free) = catalog.store().available().await
             && size - resumed > free
         {
             let location = catalog.store().location();

@@ -87,7 +87,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
             return Err(Refusal::new(ErrorCode::AlreadyUploading, format!("{name} is already being uploaded")).into());
         }
         let _claim = Claim { server: self, name: name.clone() };
-        if let Some(other) = link.working(id, self.catalog.collision(&name)).await?.map_err(Refusal::from)? {
+        if let Some(other) = link.working(id, self.catalog.collision(&name, true)).await?.map_err(Refusal::from)? {
             tracing::info!("refused upload of {name} from {who}: collides with {other}");
             let message = format!(
                 "{name} would be the same file as {other} on Windows and macOS (the names differ only in case or \
@@ -171,6 +171,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
         let commit = partial.commit(self.config.allow_overwrite);
         let meta = link.working(id, commit).await?.map_err(Refusal::from)?;
         self.catalog.insert(meta, manifest).await;
+        self.catalog.written_by_us().await;
         link.conn.send(&Message::Stored { id, outcome: StoreOutcome::Stored }).await?;
         let secs = (self.rt.now() - started).as_secs_f64();
         tracing::info!("stored {name}: {} from {who} in {secs:.2}s", crate::units::bytes(size));
