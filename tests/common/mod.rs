@@ -21,7 +21,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-pub const P2P: &str = env!("CARGO_BIN_EXE_p2p");
+/// The binary under test: this build's, or another given at build time in
+/// `P2P_BIN_OVERRIDE` (to show that a test fails on an earlier version).
+pub const P2P: &str = match option_env!("P2P_BIN_OVERRIDE") {
+    Some(bin) => bin,
+    None => env!("CARGO_BIN_EXE_p2p"),
+};
 
 /// Longest a command may run before the test fails.
 const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
@@ -522,7 +527,8 @@ pub fn announce_files(
         joined: std::sync::mpsc::Sender<()>,
         stop: std::sync::mpsc::Receiver<()>,
     ) {
-        let config = ClientConfig { peer_id: "liar".into(), ..ClientConfig::default() };
+        // Listed after the peers it lies about (ids sort by name).
+        let config = ClientConfig { peer_id: "zz-liar".into(), ..ClientConfig::default() };
         let mut s = Session::connect(&t, &rt, &index, &config).await.unwrap();
         s.join(port).await.unwrap();
         for page in files.chunks(p2p_core::protocol::LIST_PAGE) {
