@@ -668,6 +668,31 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_download_drops_what_was_kept_of_an_older_content_of_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FsStore::new(dir.path());
+        let resume = dir.path().join(".p2p/resume");
+        let count = || fs::read_dir(&resume).unwrap().count();
+        futures_lite::future::block_on(async {
+            // Interrupted: an older content of a.bin, and another file's.
+            let old = store.resume_partial(&name("a.bin"), "aaaaaaaaaaaaaaaaOLD", 4).await.unwrap();
+            old.save_record(b"r".to_vec()).await.unwrap();
+            drop(old);
+            let other = store.resume_partial(&name("b.bin"), "bbbbbbbbbbbbbbbbX", 4).await.unwrap();
+            drop(other);
+            assert_eq!(count(), 3);
+            // The new content of a.bin arrives whole.
+            let new = store.resume_partial(&name("a.bin"), "aaaaaaaaaaaaaaaaNEW", 3).await.unwrap();
+            new.writer().write_at(0, b"new".to_vec()).await.unwrap();
+            new.commit(false).await.unwrap();
+            let left: Vec<String> =
+                fs::read_dir(&resume).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            assert_eq!(left.len(), 1, "{left:?}");
+            assert!(left[0].starts_with("bbbbbbbbbbbbbbbbX."), "{left:?}");
+        });
+    }
+
+    #[test]
     fn state_keys_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let store = FsStore::new(dir.path());

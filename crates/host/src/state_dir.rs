@@ -361,7 +361,10 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), dir2.path().join(".p2p/resume")).unwrap();
         let e = StateDir::open(dir2.path(), "resume").unwrap_err();
         assert!(e.to_string().contains("is a link or not a folder"), "{e}");
-        // Writes are atomic and leave nothing behind.
+        // Writes are atomic and leave nothing behind, even when they fail.
+        std::fs::create_dir(state.path().join("d.resume")).unwrap();
+        assert!(state.write_atomic("d.resume", b"record", true).is_err());
+        std::fs::remove_dir(state.path().join("d.resume")).unwrap();
         state.write_atomic("r.resume", b"record", true).unwrap();
         assert_eq!(state.read("r.resume").unwrap().unwrap(), b"record");
         let mut names = state.names().unwrap();

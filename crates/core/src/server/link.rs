@@ -43,6 +43,8 @@ pub(super) struct Link<St, R> {
     pub(super) max_queued: usize,
     /// The connection's number among the server's.
     pub(super) id: super::admission::ConnId,
+    /// The host it comes from (its share of the send budget is per host).
+    pub(super) host: std::sync::Arc<str>,
 }
 
 impl<St: Stream, R: Runtime> Link<St, R> {

@@ -65,7 +65,8 @@ pub struct ServerConfig {
     /// Requests a client may queue on one connection.
     pub max_queued: usize,
     /// Bytes of file data all connections together hold in memory while
-    /// sending. A connection whose client does not read what it sent gives
+    /// sending; the connections of one host at most half of it. A
+    /// connection whose client does not read what it sent gives
     /// its share back after a moment; such connections may hold as much
     /// again between them, and past that the one stalled longest is closed.
     pub read_budget: usize,
@@ -251,7 +252,8 @@ impl<S: Store, R: Runtime> Server<S, R> {
             config,
             shared: Arc::new(Shared {
                 uploading: Mutex::default(),
-                buffers: fair::Fair::new(read_permits),
+                // One host may hold half the budget: others always find room.
+                buffers: fair::Fair::new(read_permits, read_permits / 2),
                 uploads: Arc::new(Semaphore::new(upload_permits)),
                 stalled,
                 last_rescan: Mutex::default(),
@@ -308,6 +310,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
             stats: ConnStats::default(),
             max_queued: self.config.max_queued,
             id: slot.id(),
+            host: Arc::from(crate::transport::host_of(&remote)),
         };
         if let Err(e) = self.connection(&mut link, &remote, &slot).await {
             match e {
@@ -481,5 +484,21 @@ impl From<Refusal> for Failure {
 impl From<ConnError> for Failure {
     fn from(e: ConnError) -> Self {
         Failure::Conn(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    #[test]
+    fn storage_errors_are_told_to_the_client_by_kind_without_paths() {
+        assert_eq!(super::io_words(&io::ErrorKind::StorageFull.into()), "the serving peer's disk is full");
+        if cfg!(unix) {
+            let emfile = io::Error::from_raw_os_error(24);
+            assert_eq!(super::io_words(&emfile), "the serving peer has too many files open; try again later");
+        }
+        let other = io::Error::other("/home/secret/path: boom");
+        assert_eq!(super::io_words(&other), "storage error on the serving peer (see its log)");
     }
 }

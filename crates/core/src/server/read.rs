@@ -116,11 +116,12 @@ impl<S: Store, R: Runtime> Server<S, R> {
             return Err(Refusal::new(ErrorCode::Changed, message).into());
         }
         let file = Arc::new(file);
+        let host = link.host.clone();
         let mut pos = offset;
         // A sent chunk's buffer is read into again: no fresh allocation
         // (and its page faults) per chunk.
         let mut spare = None;
-        let mut pending = Some(self.start_read(&file, pos, end, None, None).await?);
+        let mut pending = Some(self.start_read(&host, &file, pos, end, None, None).await?);
         while let Some(task) = pending.take() {
             let (data, permit) = task.await;
             let data = data.map_err(|e| {
@@ -132,8 +133,8 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 // Read ahead while this chunk goes out, if the budget has
                 // room; never wait for a second permit while holding one,
                 // so connections cannot starve each other into a deadlock.
-                if let Some(p) = self.shared.buffers.try_acquire() {
-                    pending = Some(self.start_read(&file, next, end, Some(p), spare.take()).await?);
+                if let Some(p) = self.shared.buffers.try_acquire(&host) {
+                    pending = Some(self.start_read(&host, &file, next, end, Some(p), spare.take()).await?);
                 }
             }
             // A client that does not read what it asked for gives its share
@@ -175,7 +176,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 break;
             }
             if pending.is_none() && pos < end {
-                pending = Some(self.start_read(&file, pos, end, None, spare.take()).await?);
+                pending = Some(self.start_read(&host, &file, pos, end, None, spare.take()).await?);
             }
         }
         link.conn.flush().await?;
@@ -202,6 +203,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
     /// than left waiting behind slow readers.
     async fn start_read(
         &self,
+        host: &Arc<str>,
         file: &Arc<S::File>,
         pos: u64,
         end: u64,
@@ -210,7 +212,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
     ) -> Result<Pending, Refusal> {
         let permit = match permit {
             Some(p) => p,
-            None => timeout(&self.rt, self.config.io_timeout, self.shared.buffers.acquire())
+            None => timeout(&self.rt, self.config.io_timeout, self.shared.buffers.acquire(host))
                 .await
                 .map_err(|_| Refusal::new(ErrorCode::Busy, "serving too many clients at once; try again later"))?,
         };
