@@ -255,7 +255,11 @@ pub(crate) struct Upload {
 #[argh(
     subcommand,
     name = "download",
-    note = "Ranges of the file come from every peer that has it at once, as many from each as its speed \
+    note = "A download is for one content: the --hash given, the hash the index named, or else the content \
+            offered from the most distinct hosts (peers on one machine are one vote; among equals the \
+            first-named peer's). A peer offering other content is dropped and named, and the file is saved \
+            under the name asked for (with --hash alone, the first peer's name, which never replaces a local \
+            file). Ranges of the file come from every peer that has it at once, as many from each as its speed \
             deserves; near the end fast peers take over what slow ones still hold. Every block is verified \
             against the file's BLAKE3 hash before it is written, and the file appears under its name only \
             when complete. A peer that fails or sends bad data is dropped and the others finish the file. \
@@ -289,7 +293,7 @@ pub(crate) struct Download {
     /// every file the peers serve
     #[argh(switch)]
     pub(crate) all: bool,
-    /// the file with this BLAKE3 hash, whatever its name (repeat for more)
+    /// the file with this BLAKE3 hash, whatever its name; no other content is taken (repeat for more)
     #[argh(option, arg_name = "HEX")]
     pub(crate) hash: Vec<String>,
     /// bytes per request, e.g. 100 or 1MiB (default: adapts to each peer's speed)
