@@ -462,5 +462,8 @@ pub(crate) fn kind(m: &Message) -> &'static str {
         Message::Suspect { .. } => "Suspect",
         Message::Noted { .. } => "Noted",
         Message::Report { .. } => "Report",
+        Message::Subscribe { .. } => "Subscribe",
+        Message::Holding { .. } => "Holding",
+        Message::Have { .. } => "Have",
     }
 }

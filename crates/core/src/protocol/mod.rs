@@ -56,6 +56,14 @@
 //! | [`Message::Read`] | data frames covering the range in order, nothing after |
 //! | [`Message::Offer`] (upload) | [`Message::Stored`] at once if unchanged; else [`Message::Accept`], then the uploader sends the manifest pages and the data frames, and the receiver answers [`Message::Stored`] once the file is verified, synced and in place |
 //! | [`Message::Cancel`] | nothing; the named request stops at the next frame |
+//! | [`Message::Subscribe`] (a peer with [`CAP_SWARM`]) | [`Message::Holding`], then [`Message::Have`] as it gets blocks or hears of peers, until cancelled or it has every block |
+//!
+//! A peer with [`CAP_SWARM`] serves the contents it is still downloading,
+//! block by block as each is verified and written: [`Message::GetManifest`]
+//! by hash and [`Message::Read`] work for them, and a read of blocks it
+//! does not have yet is answered [`ErrorCode::NotYet`]. Such contents are
+//! never listed. A subscription's [`Message::Have`]s come between the
+//! answers to other requests.
 //!
 //! An index (its Hello has [`CAP_INDEX`]) answers these instead:
 //!
@@ -120,8 +128,21 @@ pub const CAP_SERVE: u32 = 1;
 /// Capability bit: this side may accept uploads (policy still applies).
 pub const CAP_UPLOAD: u32 = 2;
 /// Capability bit: this side is an index (Join, Publish, IndexList,
-/// Locate, ListPeers, Suspect).
+/// Locate, ListPeers, Report).
 pub const CAP_INDEX: u32 = 4;
+/// Capability bit: this side swarms. It answers [`Message::Subscribe`]
+/// (which blocks of a content it has, as it gets more, and who else
+/// fetches it), serves the verified blocks of contents it is still
+/// downloading, and answers a read of blocks it does not have yet with
+/// [`ErrorCode::NotYet`].
+pub const CAP_SWARM: u32 = 8;
+/// Most bytes of a [`Message::Holding`] bitfield: one bit per block of the
+/// largest file.
+pub const MAX_BITFIELD: usize = 1 << 17;
+/// Most blocks in one [`Message::Have`].
+pub const MAX_HAVE: usize = 4096;
+/// Most peer addresses in one [`Message::Holding`] or [`Message::Have`].
+pub const MAX_EXCHANGE: usize = 50;
 
 /// A control message.
 ///
@@ -344,6 +365,45 @@ pub enum Message {
         /// What was wrong (boxed: the largest message by far).
         bad: Box<BadBlock>,
     },
+    /// Asks which blocks of `hash` the peer has, now and as it gets more,
+    /// and which other peers fetch `hash` from it. The asker fetches `hash`
+    /// too, and serves what it has of it on `port` (0: it serves nothing).
+    /// Answered by [`Message::Holding`], then [`Message::Have`] as the peer
+    /// gets blocks or learns of peers, until [`Message::Cancel`] or the
+    /// peer has every block.
+    Subscribe {
+        /// Request id.
+        id: u32,
+        /// The content.
+        hash: Hash,
+        /// Where the asker serves it; 0 for nowhere.
+        port: u16,
+    },
+    /// What the peer has of a content: every block, or those whose bits
+    /// are set (bit `i % 8` of byte `i / 8` for block `i`, at most
+    /// [`MAX_BITFIELD`] bytes); and up to [`MAX_EXCHANGE`] other peers that
+    /// fetch it (`host:port`, as the peer sees them).
+    Holding {
+        /// The Subscribe answered.
+        id: u32,
+        /// It has every block (`bits` is then empty).
+        complete: bool,
+        /// The blocks it has, if not every one.
+        bits: Vec<u8>,
+        /// Others that fetch the content and serve it.
+        peers: Vec<String>,
+    },
+    /// More for a [`Message::Subscribe`]: blocks the peer got since (at
+    /// most [`MAX_HAVE`]), and peers it learned of (at most
+    /// [`MAX_EXCHANGE`]).
+    Have {
+        /// The Subscribe answered.
+        id: u32,
+        /// Blocks it has now.
+        blocks: Vec<u32>,
+        /// Others that fetch the content and serve it.
+        peers: Vec<String>,
+    },
 }
 
 /// A block that failed verification, as evidence anyone who knows the
@@ -461,6 +521,9 @@ pub enum ErrorCode {
     UnsupportedVersion,
     /// The peer failed on its side (disk error...).
     Internal,
+    /// The peer is still downloading the content and does not have these
+    /// blocks yet (see [`CAP_SWARM`]): ask again later, or another peer.
+    NotYet,
 }
 
 impl ErrorCode {
@@ -479,6 +542,7 @@ impl ErrorCode {
             Self::BadRequest => "bad request",
             Self::UnsupportedVersion => "unsupported protocol version",
             Self::Internal => "internal error",
+            Self::NotYet => "not there yet",
         }
     }
 }
