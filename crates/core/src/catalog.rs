@@ -12,11 +12,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_lock::OnceCell;
 use serde::{Deserialize, Serialize};
 
+use crate::bitfield::Bitfield;
 use crate::hash::Hash;
+use crate::live::{Going, Live};
 use crate::manifest::Manifest;
 use crate::name::FileName;
 use crate::protocol::FileInfo;
-use crate::store::{FileMeta, Store, StoreError};
+use crate::store::{FileMeta, PartialFile, Store, StoreError};
 
 /// Files smaller than this are hashed again after a restart rather than
 /// cached on disk: reading them is as quick as reading a cache record, and
@@ -26,12 +28,24 @@ const CACHE_FROM: u64 = 1 << 20;
 /// How often a file that keeps changing under the hasher is retried.
 const HASH_ATTEMPTS: usize = 3;
 
-/// A store's files and their manifests. Cheap to clone; clones share the
-/// cache.
-#[derive(Clone)]
-pub struct Catalog<S> {
+/// A store's files and their manifests, and the contents being
+/// downloaded into it ([live](crate::live)). Cheap to clone; clones share
+/// the cache.
+pub struct Catalog<S: Store> {
     store: S,
     cache: Arc<Mutex<Cache>>,
+    live: LiveSet<S>,
+}
+
+/// The partial files of a store's downloads, as read from.
+pub type PartialReader<S> = <<S as Store>::Partial as PartialFile>::Writer;
+
+type LiveSet<S> = Arc<Mutex<HashMap<Hash, Arc<Live<PartialReader<S>>>>>>;
+
+impl<S: Store> Clone for Catalog<S> {
+    fn clone(&self) -> Self {
+        Self { store: self.store.clone(), cache: self.cache.clone(), live: self.live.clone() }
+    }
 }
 
 /// A file and its manifest.
@@ -74,7 +88,27 @@ struct Record {
 impl<S: Store> Catalog<S> {
     /// A catalog of `store`.
     pub fn new(store: S) -> Self {
-        Self { store, cache: Arc::default() }
+        Self { store, cache: Arc::default(), live: Arc::default() }
+    }
+
+    /// Serves a download's content as it arrives: `have` is what is in
+    /// place already. While the returned handle lives, the content is
+    /// [`live`](Self::live) here (never listed).
+    pub fn go_live(
+        &self,
+        name: FileName,
+        manifest: Arc<Manifest>,
+        reader: PartialReader<S>,
+        have: Bitfield,
+    ) -> Going<PartialReader<S>> {
+        let live = Arc::new(Live::new(name, manifest.clone(), reader, have));
+        self.live.lock().unwrap_or_else(PoisonError::into_inner).insert(manifest.root(), live.clone());
+        Going::new(live, self.live.clone())
+    }
+
+    /// A content being downloaded here, if `hash` is one.
+    pub fn live(&self, hash: &Hash) -> Option<Arc<Live<PartialReader<S>>>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner).get(hash).cloned()
     }
 
     /// The store.
@@ -285,7 +319,7 @@ impl<S: Store> Catalog<S> {
     }
 }
 
-impl<S> std::fmt::Debug for Catalog<S> {
+impl<S: Store> std::fmt::Debug for Catalog<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Catalog").finish_non_exhaustive()
     }

@@ -27,12 +27,14 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod bitfield;
 pub mod catalog;
 pub mod client;
 mod conn;
 pub mod download;
 pub mod hash;
 pub mod index;
+pub mod live;
 pub mod manifest;
 pub mod name;
 pub mod protocol;

@@ -146,6 +146,22 @@ pub fn host_of(addr: &str) -> String {
     }
 }
 
+/// `remote` (an address as the transport reports it) with `port`: where a
+/// peer whose connection comes from `remote` serves, on `port`.
+pub fn with_port(remote: &str, port: u16) -> String {
+    match remote.parse::<std::net::SocketAddr>() {
+        Ok(mut a) => {
+            a.set_port(port);
+            a.to_string()
+        }
+        // Not an IP address (simnet's hosts): keep the host part.
+        Err(_) => match remote.rsplit_once(':') {
+            Some((host, _)) => format!("{host}:{port}"),
+            None => format!("{remote}:{port}"),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,7 +56,7 @@ enum Wake {
 /// Runs downloads into one store; they share sessions with their peers and
 /// a cap on bytes in flight. Cheap to share by reference between
 /// concurrent downloads.
-pub struct Downloader<T: Transport, R, S> {
+pub struct Downloader<T: Transport, R, S: Store> {
     transport: T,
     rt: R,
     catalog: Catalog<S>,
@@ -68,7 +68,7 @@ pub struct Downloader<T: Transport, R, S> {
     down: Mutex<HashMap<String, (Time, Problem)>>,
 }
 
-impl<T: Transport, R, S> std::fmt::Debug for Downloader<T, R, S> {
+impl<T: Transport, R, S: Store> std::fmt::Debug for Downloader<T, R, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Downloader").field("config", &self.config).finish_non_exhaustive()
     }

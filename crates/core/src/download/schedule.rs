@@ -20,11 +20,18 @@
 //!   [`MAX_STRIKES`] such strikes in a row the source is given up.
 //! * Bytes in flight are capped per download; the caller may lower the cap
 //!   at each poll (a budget shared by the downloads of a process).
+//! * Swarming: a source may hold only some blocks ([`Schedule::holding`],
+//!   [`Schedule::has`]). Then each source is asked for blocks it has, the
+//!   rarest first among the sources known (random among equals, so that
+//!   downloaders fetch different blocks and have something to trade), and
+//!   the first few blocks at random. Requests are then at most
+//!   [`SWARM_REQUEST`], so that blocks spread while the file arrives.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
 use std::time::Duration;
 
+use crate::bitfield::Bitfield;
 use crate::runtime::Time;
 
 /// Largest request: 8 MiB.
@@ -40,6 +47,12 @@ const STEAL_FACTOR: f64 = 3.0;
 const STEAL_MIN: Duration = Duration::from_millis(100);
 /// Longest rest of a source after a request timed out.
 const MAX_REST: Duration = Duration::from_secs(30);
+/// Largest request while swarming: small enough that a block is passed on
+/// soon after it arrives.
+pub const SWARM_REQUEST: u64 = 256 << 10;
+/// Blocks a downloader takes at random before rarest first: something to
+/// trade at once, whatever everyone else has.
+const RANDOM_FIRST: u64 = 4;
 /// Strikes in a row (requests late or refused, with nothing delivered in
 /// between) after which a source is given up: it is not asked forever.
 pub const MAX_STRIKES: u32 = 5;
@@ -58,6 +71,9 @@ pub struct ScheduleConfig {
     pub request: Option<u64>,
     /// The least time any request is given before it counts as late.
     pub request_timeout: Duration,
+    /// Seeds the random choices among equally rare blocks (the same seed
+    /// plays the same way; downloaders of one swarm should differ).
+    pub seed: u64,
 }
 
 impl Default for ScheduleConfig {
@@ -68,6 +84,7 @@ impl Default for ScheduleConfig {
             download_cap: 128 << 20,
             request: None,
             request_timeout: Duration::from_secs(30),
+            seed: 0,
         }
     }
 }
@@ -123,6 +140,8 @@ struct Peer {
     last_done: Option<Time>,
     rest_until: Option<Time>,
     strikes: u32,
+    /// The blocks it has, if not all (swarming).
+    holds: Option<Bitfield>,
 }
 
 /// Hands out the ranges of a file to sources.
@@ -138,12 +157,22 @@ pub struct Schedule {
     peers: Vec<Peer>,
     remaining: u64,
     in_flight: u64,
+    /// Whether some source holds only part of the file: blocks are then
+    /// chosen by rarity.
+    swarm: bool,
+    /// For each block, how many active sources that hold only part of
+    /// the file have it (those with all of it add the same to each).
+    counts: Vec<u32>,
+    /// Blocks delivered (for the random first few).
+    delivered_blocks: u64,
+    rng: fastrand::Rng,
 }
 
 impl Schedule {
     /// A schedule for `size` bytes in blocks of `block_size`, of which
     /// `have` (block-aligned ranges) are already in place.
     pub fn new(size: u64, block_size: u32, config: ScheduleConfig, have: &[Range<u64>]) -> Self {
+        let config_seed = config.seed;
         let mut missing = BTreeMap::new();
         let mut have: Vec<Range<u64>> = have.iter().filter(|r| r.start < r.end && r.end <= size).cloned().collect();
         have.sort_by_key(|r| r.start);
@@ -166,7 +195,94 @@ impl Schedule {
             peers: Vec::new(),
             remaining,
             in_flight: 0,
+            swarm: false,
+            counts: Vec::new(),
+            delivered_blocks: 0,
+            rng: fastrand::Rng::with_seed(config_seed),
         }
+    }
+
+    /// Source `peer` holds only `blocks` (a [`Bitfield`] of the file's
+    /// blocks), or every block (`None`). It takes requests once it
+    /// [joined](Self::join). Replaces what it said before.
+    pub fn holding(&mut self, peer: usize, blocks: Option<Bitfield>) {
+        if self.peers.len() <= peer {
+            self.peers.resize_with(peer + 1, Peer::default);
+        }
+        self.uncount(peer);
+        if blocks.is_some() {
+            self.swarm = true;
+        }
+        self.peers[peer].holds = blocks;
+        self.count(peer);
+    }
+
+    /// Source `peer` has `block` now.
+    pub fn has(&mut self, peer: usize, block: u64) {
+        let Some(p) = self.peers.get_mut(peer) else { return };
+        let Some(holds) = p.holds.as_mut() else { return };
+        if holds.set(block) && p.active {
+            self.counts_mut()[block as usize] += 1;
+        }
+    }
+
+    /// Whether source `peer` has every block of `range` (as far as known).
+    pub fn holds(&self, peer: usize, range: &Range<u64>) -> bool {
+        let Some(p) = self.peers.get(peer) else { return false };
+        match &p.holds {
+            None => true,
+            Some(h) => self.blocks_of(range).all(|b| h.get(b)),
+        }
+    }
+
+    /// Whether a source has something this download still needs (missing
+    /// and not asked of anyone).
+    pub fn wants_from(&self, peer: usize) -> bool {
+        let Some(p) = self.peers.get(peer) else { return false };
+        match &p.holds {
+            None => !self.missing.is_empty(),
+            Some(h) => self.missing.iter().any(|(&s, &e)| self.blocks_of(&(s..e)).any(|b| h.get(b))),
+        }
+    }
+
+    fn blocks_of(&self, range: &Range<u64>) -> Range<u64> {
+        range.start / self.block..range.end.div_ceil(self.block)
+    }
+
+    fn counts_mut(&mut self) -> &mut Vec<u32> {
+        if self.counts.is_empty() {
+            self.counts = vec![0; self.size.div_ceil(self.block).max(1) as usize];
+        }
+        &mut self.counts
+    }
+
+    /// Adds an active source's blocks to the counts.
+    fn count(&mut self, peer: usize) {
+        if !self.peers[peer].active {
+            return;
+        }
+        let Some(holds) = self.peers[peer].holds.take() else { return };
+        let counts = self.counts_mut();
+        for b in holds.iter() {
+            if let Some(c) = counts.get_mut(b as usize) {
+                *c += 1;
+            }
+        }
+        self.peers[peer].holds = Some(holds);
+    }
+
+    /// Takes a source's blocks out of the counts.
+    fn uncount(&mut self, peer: usize) {
+        if !self.peers[peer].active {
+            return;
+        }
+        let Some(holds) = self.peers[peer].holds.take() else { return };
+        for b in holds.iter() {
+            if let Some(c) = self.counts.get_mut(b as usize) {
+                *c = c.saturating_sub(1);
+            }
+        }
+        self.peers[peer].holds = Some(holds);
     }
 
     /// Source `peer` can take requests from now on.
@@ -177,7 +293,9 @@ impl Schedule {
         let first = self.first_request();
         let p = &mut self.peers[peer];
         if !p.active {
-            *p = Peer { active: true, window: 4 * first, slow_start: true, ..Peer::default() };
+            let holds = p.holds.take();
+            *p = Peer { active: true, window: 4 * first, slow_start: true, holds, ..Peer::default() };
+            self.count(peer);
         }
     }
 
@@ -213,6 +331,7 @@ impl Schedule {
         let Some(id) = self.find(peer, range) else { return Vec::new() };
         let Some(flight) = self.remove_flight(id) else { return Vec::new() };
         self.remaining -= range.end - range.start;
+        self.delivered_blocks += self.blocks_of(range).count() as u64;
         let len = (range.end - range.start) as f64;
         let p = &mut self.peers[peer];
         let start = p.last_done.map_or(flight.sent, |d| d.max(flight.sent));
@@ -256,9 +375,33 @@ impl Schedule {
         }
     }
 
+    /// `peer` does not have `range` after all (it said it had, and its
+    /// download there stopped, say): the range goes back, without a
+    /// strike, and is not asked of it again.
+    pub fn not_yet(&mut self, peer: usize, range: &Range<u64>) {
+        if let Some(id) = self.find(peer, range) {
+            self.give_back(id);
+        }
+        if peer >= self.peers.len() {
+            return;
+        }
+        let (blocks, count) = (self.blocks_of(range), self.size.div_ceil(self.block).max(1));
+        self.uncount(peer);
+        let holds = self.peers[peer].holds.get_or_insert_with(|| Bitfield::full(count));
+        for b in blocks {
+            holds.unset(b);
+        }
+        self.swarm = true;
+        self.count(peer);
+    }
+
     /// `peer` is gone: its unfinished ranges go to the others.
     pub fn gone(&mut self, peer: usize) {
-        let Some(p) = self.peers.get_mut(peer) else { return };
+        if peer >= self.peers.len() {
+            return;
+        }
+        self.uncount(peer);
+        let p = &mut self.peers[peer];
         p.active = false;
         let ids: Vec<u64> = p.queue.iter().copied().collect();
         for id in ids {
@@ -293,7 +436,7 @@ impl Schedule {
                     return false;
                 }
                 let want = self.request_size(peer);
-                if let Some(range) = self.cut(want) {
+                if let Some(range) = self.cut_for(peer, want) {
                     self.add_flight(peer, range.clone(), now, None);
                     actions.push(Action::Fetch { peer, range });
                     true
@@ -370,11 +513,63 @@ impl Schedule {
             return self.round(r);
         }
         let p = &self.peers[peer];
-        match p.rate {
+        let cap = if self.swarm { self.round(SWARM_REQUEST) } else { u64::MAX };
+        let size = match p.rate {
             // Small enough that every source gets a share of a small file.
             None => self.first_request().min(self.round(self.size / (4 * self.active() as u64).max(1))),
             Some(_) => self.round((p.window / 4).clamp(self.block, MAX_REQUEST)).min(MAX_REQUEST.max(self.block)),
+        };
+        size.min(cap)
+    }
+
+    /// Up to `want` bytes for `peer`: the front of what is missing, or
+    /// while swarming, a run of blocks it has, starting at the rarest.
+    fn cut_for(&mut self, peer: usize, want: u64) -> Option<Range<u64>> {
+        if !self.swarm {
+            return self.cut(want);
         }
+        let random = self.delivered_blocks < RANDOM_FIRST;
+        let holds = self.peers[peer].holds.as_ref();
+        // The rarest block it has, random among equals (reservoir
+        // sampling: the n-th equal replaces the pick with chance 1/n).
+        let mut best: Option<(u32, u64, u64)> = None;
+        let mut equals = 0u64;
+        for (&start, &end) in &self.missing {
+            for b in start / self.block..end.div_ceil(self.block) {
+                if holds.is_some_and(|h| !h.get(b)) {
+                    continue;
+                }
+                let rarity = if random { 0 } else { self.counts.get(b as usize).copied().unwrap_or(0) };
+                match best {
+                    Some((r, _, _)) if rarity > r => continue,
+                    Some((r, _, _)) if rarity == r => {
+                        equals += 1;
+                        if self.rng.u64(..equals) != 0 {
+                            continue;
+                        }
+                    }
+                    _ => equals = 1,
+                }
+                best = Some((rarity, b, start));
+            }
+        }
+        let (_, first, start) = best?;
+        let end = self.missing[&start];
+        let from = (first * self.block).max(start);
+        let mut to = from;
+        let mut b = first;
+        while to < end && to - from < want && holds.is_none_or(|h| h.get(b)) {
+            to = ((b + 1) * self.block).min(end);
+            b += 1;
+        }
+        self.missing.remove(&start);
+        if start < from {
+            self.missing.insert(start, from);
+        }
+        if to < end {
+            self.missing.insert(to, end);
+        }
+        Some(from..to)
     }
 
     /// Takes up to `want` bytes off the front of the first missing range.
@@ -408,7 +603,7 @@ impl Schedule {
                 let f = &self.flights[&id];
                 let len = f.range.end - f.range.start;
                 ahead += len;
-                if f.twin.is_some() {
+                if f.twin.is_some() || !self.holds(peer, &f.range) {
                     continue;
                 }
                 let theirs = match p.rate {

@@ -61,7 +61,7 @@ impl Default for AnnounceConfig {
 
 /// Keeps a peer's files published at an index.
 #[derive(Debug)]
-pub struct Announcer<T, R, S> {
+pub struct Announcer<T, R, S: Store> {
     transport: T,
     rt: R,
     catalog: Catalog<S>,

@@ -2,7 +2,6 @@
 //! what they serve, and clients that ask what is on the network and who
 //! serves a file. It never carries file data.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -14,8 +13,8 @@ use crate::protocol::{CAP_INDEX, ErrorCode, Hello, LIST_PAGE, Message, PEER_PAGE
 use crate::runtime::{Runtime, Time, timeout};
 use crate::server::accept::{self, Connections, Slot};
 use crate::server::{ClientInfo, Gate, Standing};
-use crate::transport::host_of;
 use crate::transport::{Connected, Listener, Stream};
+use crate::transport::{host_of, with_port};
 
 /// Settings of an index.
 #[derive(Debug, Clone)]
@@ -404,21 +403,6 @@ impl<R: Runtime> Tracker<R> {
     }
 }
 
-/// `remote` (an address as the transport reports it) with `port`.
-fn with_port(remote: &str, port: u16) -> String {
-    match remote.parse::<SocketAddr>() {
-        Ok(mut a) => {
-            a.set_port(port);
-            a.to_string()
-        }
-        // Not an IP address (simnet's hosts): keep the host part.
-        Err(_) => match remote.rsplit_once(':') {
-            Some((host, _)) => format!("{host}:{port}"),
-            None => format!("{remote}:{port}"),
-        },
-    }
-}
-
 fn request_id(m: &Message) -> Option<u32> {
     match m {
         Message::Join { id, .. }
@@ -437,8 +421,9 @@ fn request_id(m: &Message) -> Option<u32> {
 mod tests {
     use std::time::Duration;
 
-    use super::{Bucket, with_port};
+    use super::Bucket;
     use crate::runtime::Time;
+    use crate::transport::with_port;
 
     #[test]
     fn a_bucket_refills_at_its_rate_and_serves_a_request_dearer_than_its_burst() {

@@ -45,6 +45,8 @@ pub(super) struct Link<St, R> {
     pub(super) id: super::admission::ConnId,
     /// The host it comes from (its share of the send budget is per host).
     pub(super) host: std::sync::Arc<str>,
+    /// Where it comes from (`host:port`).
+    pub(super) remote: String,
 }
 
 impl<St: Stream, R: Runtime> Link<St, R> {
@@ -101,7 +103,13 @@ impl<St: Stream, R: Runtime> Link<St, R> {
         match m {
             Message::Cancel { id: c } if c == id => Ok(true),
             Message::Cancel { id: c } => {
+                let queued = self.queue.len();
                 self.queue.retain(|q| request_id(q) != Some(c));
+                // Not a queued request: perhaps a subscription, which the
+                // request loop ends.
+                if self.queue.len() == queued && self.queue.len() < self.max_queued {
+                    self.queue.push_back(Message::Cancel { id: c });
+                }
                 Ok(false)
             }
             m => {
@@ -143,7 +151,7 @@ impl<St: Stream, R: Runtime> Link<St, R> {
 fn check_request(m: &Message) -> Result<(), ConnError> {
     let too_long = |name: &str| name.len() > MAX_RAW_NAME;
     match m {
-        Message::List { .. } | Message::Read { .. } | Message::Cancel { .. } => Ok(()),
+        Message::List { .. } | Message::Read { .. } | Message::Cancel { .. } | Message::Subscribe { .. } => Ok(()),
         Message::GetManifest { file: FileRef::Hash(_), .. } => Ok(()),
         Message::GetManifest { file: FileRef::Name(n), .. } | Message::Offer { name: n, .. } if !too_long(n) => Ok(()),
         Message::GetManifest { .. } | Message::Offer { .. } => {
@@ -158,6 +166,7 @@ fn request_id(m: &Message) -> Option<u32> {
         Message::List { id }
         | Message::GetManifest { id, .. }
         | Message::Read { id, .. }
+        | Message::Subscribe { id, .. }
         | Message::Offer { id, .. } => Some(*id),
         _ => None,
     }

@@ -13,6 +13,7 @@ pub(crate) mod admission;
 mod fair;
 mod link;
 mod read;
+mod swarm;
 mod upload;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -23,10 +24,11 @@ use std::time::Duration;
 use async_lock::Semaphore;
 
 use crate::catalog::Catalog;
+use crate::catalog::PartialReader;
 use crate::conn::{Conn, ConnError, kind};
 use crate::hash::Hash;
 use crate::name::FileName;
-use crate::protocol::{CAP_SERVE, CAP_UPLOAD, ErrorCode, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, Message};
+use crate::protocol::{CAP_SERVE, CAP_SWARM, CAP_UPLOAD, ErrorCode, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, Message};
 use crate::runtime::{Runtime, Time, timeout};
 use crate::store::{Store, StoreError};
 use crate::transport::{Connected, Fingerprint, Listener, Stream};
@@ -137,7 +139,7 @@ pub trait Gate: Send + Sync + std::fmt::Debug + 'static {
 
 /// A peer's serving side.
 #[derive(Debug)]
-pub struct Server<S, R> {
+pub struct Server<S: Store, R> {
     catalog: Catalog<S>,
     rt: R,
     config: ServerConfig,
@@ -145,10 +147,7 @@ pub struct Server<S, R> {
     conns: Arc<accept::Connections>,
 }
 
-impl<S, R: Clone> Clone for Server<S, R>
-where
-    Catalog<S>: Clone,
-{
+impl<S: Store, R: Clone> Clone for Server<S, R> {
     fn clone(&self) -> Self {
         Self {
             catalog: self.catalog.clone(),
@@ -171,6 +170,8 @@ struct Shared {
     uploads: Arc<Semaphore>,
     /// File data held by connections whose client stopped reading it.
     stalled: Mutex<read::Stalled>,
+    /// Who fetches each content from here and serves it (peer exchange).
+    swarms: Arc<swarm::Swarms>,
     /// When a request for an unknown hash last made the catalog look at
     /// the whole store again.
     last_rescan: Mutex<Option<Time>>,
@@ -256,6 +257,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 buffers: fair::Fair::new(read_permits, read_permits / 2),
                 uploads: Arc::new(Semaphore::new(upload_permits)),
                 stalled,
+                swarms: Arc::default(),
                 last_rescan: Mutex::default(),
             }),
             conns,
@@ -311,6 +313,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
             max_queued: self.config.max_queued,
             id: slot.id(),
             host: Arc::from(crate::transport::host_of(&remote)),
+            remote: remote.clone(),
         };
         if let Err(e) = self.connection(&mut link, &remote, &slot).await {
             match e {
@@ -338,7 +341,8 @@ impl<S: Store, R: Runtime> Server<S, R> {
         remote: &str,
         slot: &accept::Slot<R>,
     ) -> Result<(), ConnError> {
-        let caps = CAP_SERVE | if self.config.uploads == UploadPolicy::Nobody { 0 } else { CAP_UPLOAD };
+        let uploads = if self.config.uploads == UploadPolicy::Nobody { 0 } else { CAP_UPLOAD };
+        let caps = CAP_SERVE | CAP_SWARM | uploads;
         let hello = Hello { peer_id: self.config.peer_id.clone(), agent: crate::AGENT.into(), capabilities: caps };
         let handshake = link.conn.handshake_accept();
         let theirs = timeout(&self.rt, self.config.io_timeout, handshake).await??;
@@ -362,22 +366,55 @@ impl<S: Store, R: Runtime> Server<S, R> {
             return link.conn.send(&Message::Error { id: 0, code: ErrorCode::Busy, message: full.to_string() }).await;
         }
         link.conn.send(&Message::Hello(hello)).await?;
+        let mut subs = swarm::Subscriptions::new(link.id, self.shared.swarms.clone());
         loop {
             // Waiting for a request, the connection may be closed to make
             // room for another; serving one, it keeps its place.
             if link.queue.is_empty() {
                 slot.idle();
             }
-            let Some(msg) = link.next_request(self.config.idle_timeout).await? else { return Ok(()) };
+            // Subscribers hear what changed between the answers to their
+            // requests; the listener is taken first, so nothing is missed.
+            let changed = subs.listen();
+            for news in subs.news() {
+                match news {
+                    swarm::News::Have(m) => link.conn.queue(&m)?,
+                    swarm::News::Gone(id) => {
+                        let message = "the download of it here stopped".to_string();
+                        link.conn.queue(&Message::Error { id, code: ErrorCode::NotFound, message })?;
+                    }
+                }
+            }
+            link.conn.flush().await?;
+            let next =
+                futures_lite::future::or(async { Some(link.next_request(self.config.idle_timeout).await) }, async {
+                    changed.await;
+                    None
+                })
+                .await;
+            let msg = match next {
+                None => continue,
+                Some(Ok(Some(msg))) => msg,
+                Some(Ok(None)) => return Ok(()),
+                Some(Err(e)) => return Err(e),
+            };
             slot.busy();
-            self.request(link, msg).await?;
+            self.request(link, &mut subs, msg).await?;
         }
     }
 
-    async fn request<St: Stream>(&self, link: &mut Link<St, R>, msg: Message) -> Result<(), ConnError> {
+    async fn request<St: Stream>(
+        &self,
+        link: &mut Link<St, R>,
+        subs: &mut swarm::Subscriptions<PartialReader<S>>,
+        msg: Message,
+    ) -> Result<(), ConnError> {
         if self.config.private
             && link.standing != Standing::Known
-            && let Message::List { id } | Message::GetManifest { id, .. } | Message::Read { id, .. } = msg
+            && let Message::List { id }
+            | Message::GetManifest { id, .. }
+            | Message::Read { id, .. }
+            | Message::Subscribe { id, .. } = msg
         {
             let message = "this peer serves known peers only".to_string();
             return link.conn.send(&Message::Error { id, code: ErrorCode::Forbidden, message }).await;
@@ -394,8 +431,13 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 link.discard = Some(id);
                 (id, self.upload(link, upload::Offer { id, name, size, hash }).await)
             }
-            // The request finished before its cancel arrived.
-            Message::Cancel { .. } => return Ok(()),
+            Message::Subscribe { id, hash, port } => (id, self.subscribe(link, subs, id, hash, port).await),
+            // A subscription ends; any other request finished before its
+            // cancel arrived.
+            Message::Cancel { id } => {
+                subs.cancel(id);
+                return Ok(());
+            }
             other => return Err(ConnError::Unexpected(format!("{} is not a request", kind(&other)))),
         };
         match result {
@@ -437,11 +479,21 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 })?;
                 link.working(id, self.catalog.by_name(&name)).await?.map_err(Refusal::from)?
             }
-            FileRef::Hash(hash) => link
-                .working(id, self.by_hash(&hash))
-                .await?
-                .map_err(Refusal::from)?
-                .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no file with hash {hash}")))?,
+            FileRef::Hash(hash) => match link.working(id, self.by_hash(&hash)).await?.map_err(Refusal::from)? {
+                Some(entry) => entry,
+                // A content being downloaded here: its manifest is known.
+                None => match self.catalog.live(&hash) {
+                    Some(live) => crate::catalog::Entry {
+                        info: crate::protocol::FileInfo {
+                            name: live.name().clone(),
+                            size: live.manifest().size(),
+                            hash,
+                        },
+                        manifest: live.manifest().clone(),
+                    },
+                    None => return Err(Refusal::new(ErrorCode::NotFound, format!("no file with hash {hash}")).into()),
+                },
+            },
         };
         let conn = &mut link.conn;
         let m = &entry.manifest;
@@ -459,6 +511,30 @@ impl<S: Store, R: Runtime> Server<S, R> {
             .await?;
             first += page.len() as u64;
         }
+        Ok(())
+    }
+
+    /// Starts subscription `id` to what this peer has of `hash`.
+    async fn subscribe<St: Stream>(
+        &self,
+        link: &mut Link<St, R>,
+        subs: &mut swarm::Subscriptions<PartialReader<S>>,
+        id: u32,
+        hash: Hash,
+        port: u16,
+    ) -> Result<(), Failure> {
+        let held = match link.working(id, self.by_hash(&hash)).await?.map_err(Refusal::from)? {
+            Some(_) => swarm::Held::Whole,
+            None => match self.catalog.live(&hash) {
+                Some(live) => swarm::Held::Live(live),
+                None => return Err(Refusal::new(ErrorCode::NotFound, format!("no file with hash {hash}")).into()),
+            },
+        };
+        // The subscriber serves the content where its connection comes
+        // from, on the port it names.
+        let addr = (port != 0).then(|| crate::transport::with_port(&link.remote, port));
+        let first = subs.subscribe(id, hash, addr, held);
+        link.conn.send(&first).await?;
         Ok(())
     }
 

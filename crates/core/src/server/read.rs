@@ -12,6 +12,7 @@ use super::fair::Permit;
 use super::link::Link;
 use super::{Failure, Refusal, Server};
 use crate::hash::Hash;
+use crate::name::FileName;
 use crate::protocol::{ErrorCode, MAX_READ};
 use crate::runtime::{Runtime, Task, Time, timeout};
 use crate::store::{ReadAt, Store};
@@ -90,32 +91,61 @@ pub(super) struct ReadRequest {
     pub(super) len: u64,
 }
 
+/// The end of `offset+len`, if within a file of `size` bytes and a
+/// read's bounds.
+fn in_bounds(offset: u64, len: u64, size: u64) -> Result<u64, Refusal> {
+    if len == 0 || len > MAX_READ {
+        let message = format!("read of {len} bytes; the limit is 1..={MAX_READ}");
+        return Err(Refusal::new(ErrorCode::BadRequest, message));
+    }
+    offset.checked_add(len).filter(|&e| e <= size).ok_or_else(|| {
+        Refusal::new(ErrorCode::BadRequest, format!("range {offset}+{len} is past the end ({size} bytes)"))
+    })
+}
+
 /// A chunk being read, with the memory permit it holds.
 type Pending = Task<(std::io::Result<Vec<u8>>, Permit)>;
 
 impl<S: Store, R: Runtime> Server<S, R> {
     pub(super) async fn read<St: Stream>(&self, link: &mut Link<St, R>, req: ReadRequest) -> Result<(), Failure> {
         let ReadRequest { id, hash, offset, len } = req;
-        if len == 0 || len > MAX_READ {
-            let message = format!("read of {len} bytes; the limit is 1..={MAX_READ}");
-            return Err(Refusal::new(ErrorCode::BadRequest, message).into());
-        }
-        let entry = self
-            .catalog
-            .by_hash(&hash)
-            .await
-            .map_err(Refusal::from)?
-            .ok_or_else(|| Refusal::new(ErrorCode::NotFound, format!("no file with hash {hash}")))?;
+        let Some(entry) = self.catalog.by_hash(&hash).await.map_err(Refusal::from)? else {
+            // A content being downloaded here: only what is verified and
+            // written is served, and the rest is "not yet" (the client
+            // asks another peer, or again later).
+            let Some(live) = self.catalog.live(&hash) else {
+                return Err(Refusal::new(ErrorCode::NotFound, format!("no file with hash {hash}")).into());
+            };
+            let end = in_bounds(offset, len, live.manifest().size())?;
+            if !live.has_range(offset, end) {
+                let message = format!("bytes {offset}..{end} are not here yet");
+                return Err(Refusal::new(ErrorCode::NotYet, message).into());
+            }
+            let file = Arc::new(live.reader().clone());
+            return self.send_range(link, id, hash, live.name().clone(), file, offset, end).await;
+        };
         let size = entry.info.size;
-        let end = offset.checked_add(len).filter(|&e| e <= size).ok_or_else(|| {
-            Refusal::new(ErrorCode::BadRequest, format!("range {offset}+{len} is past the end ({size} bytes)"))
-        })?;
+        let end = in_bounds(offset, len, size)?;
         let (file, meta) = self.catalog.store().open(&entry.info.name).await.map_err(Refusal::from)?;
         if meta.size != size {
             let message = format!("{} changed while being served", entry.info.name);
             return Err(Refusal::new(ErrorCode::Changed, message).into());
         }
-        let file = Arc::new(file);
+        self.send_range(link, id, hash, entry.info.name, Arc::new(file), offset, end).await
+    }
+
+    /// Sends bytes `offset..end` of `file` as the answer to read `id`.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_range<St: Stream, F: ReadAt>(
+        &self,
+        link: &mut Link<St, R>,
+        id: u32,
+        hash: Hash,
+        name: FileName,
+        file: Arc<F>,
+        offset: u64,
+        end: u64,
+    ) -> Result<(), Failure> {
         let host = link.host.clone();
         let mut pos = offset;
         // A sent chunk's buffer is read into again: no fresh allocation
@@ -125,8 +155,8 @@ impl<S: Store, R: Runtime> Server<S, R> {
         while let Some(task) = pending.take() {
             let (data, permit) = task.await;
             let data = data.map_err(|e| {
-                tracing::warn!(file = %entry.info.name, error = %e, "read failed");
-                Refusal::new(ErrorCode::Internal, format!("cannot read {} on the serving peer", entry.info.name))
+                tracing::warn!(file = %name, error = %e, "read failed");
+                Refusal::new(ErrorCode::Internal, format!("cannot read {name} on the serving peer"))
             })?;
             let next = pos + data.len() as u64;
             if next < end {
@@ -168,7 +198,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
                     }
                 }
             }
-            let sent = link.stats.sent.entry(hash).or_insert_with(|| (entry.info.name.clone(), 0));
+            let sent = link.stats.sent.entry(hash).or_insert_with(|| (name.clone(), 0));
             sent.1 += data.len() as u64;
             spare = Some(data);
             pos = next;
@@ -201,10 +231,10 @@ impl<S: Store, R: Runtime> Server<S, R> {
     /// Starts reading the chunk at `pos` on its own task. Waits for room in
     /// the memory budget, but not forever: a client is told "busy" rather
     /// than left waiting behind slow readers.
-    async fn start_read(
+    async fn start_read<F: ReadAt>(
         &self,
         host: &Arc<str>,
-        file: &Arc<S::File>,
+        file: &Arc<F>,
         pos: u64,
         end: u64,
         permit: Option<Permit>,

@@ -337,3 +337,96 @@ fn a_source_that_keeps_failing_is_given_up_not_asked_forever() {
     assert_eq!(s.in_flight(), 0, "their ranges went back");
     assert_eq!(s.remaining(), 4 * bs);
 }
+
+fn fetches(actions: &[Action]) -> Vec<(usize, Range<u64>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Fetch { peer, range } => Some((*peer, range.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn bits(count: u64, set: impl IntoIterator<Item = u64>) -> Bitfield {
+    let mut b = Bitfield::new(count);
+    for i in set {
+        b.set(i);
+    }
+    b
+}
+
+#[test]
+fn a_partial_source_is_asked_only_for_blocks_it_has() {
+    let block = 16 * KIB;
+    let mut s = Schedule::new(64 * block, block as u32, ScheduleConfig::default(), &[]);
+    s.holding(0, Some(bits(64, [3, 4, 5, 40])));
+    s.join(0);
+    let asked = fetches(&s.poll(t(0.0), None));
+    assert!(!asked.is_empty());
+    for (peer, range) in &asked {
+        assert_eq!(*peer, 0);
+        for b in range.start / block..range.end.div_ceil(block) {
+            assert!([3, 4, 5, 40].contains(&b), "block {b} asked of a source without it");
+        }
+    }
+    // It gets block 41: that is asked for too, once it has room.
+    s.has(0, 41);
+    assert!(s.holds(0, &(41 * block..42 * block)));
+    assert!(s.wants_from(0));
+}
+
+#[test]
+fn the_rarest_blocks_come_first_and_equals_are_drawn_at_random() {
+    let block = 16 * KIB;
+    let n = 64;
+    // Past the random first blocks.
+    let first = 0..RANDOM_FIRST * block;
+    let have = std::slice::from_ref(&first);
+    let pick = |seed: u64| {
+        let config = ScheduleConfig { seed, request: Some(block), ..ScheduleConfig::default() };
+        let mut s = Schedule::new(n * block, block as u32, config, have);
+        s.delivered_blocks = RANDOM_FIRST;
+        // Three partial sources: blocks 10..20 are held by all three,
+        // 30..34 by one. A fourth source has everything.
+        s.holding(0, Some(bits(n, (10..20).chain(30..34))));
+        s.holding(1, Some(bits(n, 10..20)));
+        s.holding(2, Some(bits(n, 10..20)));
+        for p in 0..3 {
+            s.join(p);
+        }
+        // Only the seed is asked here: 0..3 rest.
+        for p in 0..3 {
+            s.rest(p, t(0.0));
+        }
+        s.join(3);
+        let asked = fetches(&s.poll(t(0.0), None));
+        asked.iter().map(|(_, r)| r.start / block).collect::<Vec<_>>()
+    };
+    let a = pick(1);
+    // The seed is asked first for what no partial source has.
+    for b in &a[..4] {
+        assert!(!(10..20).contains(b) && !(30..34).contains(b), "{a:?}");
+    }
+    let b = pick(2);
+    assert_ne!(a, b, "other seeds, other blocks");
+    assert_eq!(pick(1), a, "the same seed, the same blocks");
+}
+
+#[test]
+fn a_block_a_source_turns_out_not_to_have_goes_elsewhere_without_a_strike() {
+    let block = 16 * KIB;
+    let config = ScheduleConfig { request: Some(block), ..ScheduleConfig::default() };
+    let mut s = Schedule::new(4 * block, block as u32, config, &[]);
+    s.holding(0, Some(bits(4, [0, 1, 2, 3])));
+    s.join(0);
+    let asked = fetches(&s.poll(t(0.0), None));
+    let (_, range) = asked[0].clone();
+    s.not_yet(0, &range);
+    assert!(!s.holds(0, &range));
+    s.holding(1, None);
+    s.join(1);
+    let again = fetches(&s.poll(t(0.1), None));
+    assert!(again.contains(&(1, range.clone())), "{again:?}");
+    assert!(!again.iter().any(|(p, r)| *p == 0 && *r == range));
+}

@@ -1,0 +1,113 @@
+//! A set of blocks of one file: which a peer has, which are in place.
+
+/// One bit per block, least significant first (bit `i % 8` of byte `i / 8`
+/// for block `i`), as [`Message::Holding`](crate::protocol::Message::Holding)
+/// carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Bitfield {
+    bits: Vec<u8>,
+    count: u64,
+    ones: u64,
+}
+
+impl Bitfield {
+    /// No block of `count`.
+    pub fn new(count: u64) -> Self {
+        Self { bits: vec![0; count.div_ceil(8) as usize], count, ones: 0 }
+    }
+
+    /// Every block of `count`.
+    pub fn full(count: u64) -> Self {
+        let mut b = Self::new(count);
+        for i in 0..count {
+            b.set(i);
+        }
+        b
+    }
+
+    /// The blocks `bytes` names, for a file of `count` blocks; `None` if it
+    /// is not that file's length (bits past the last block are ignored).
+    pub fn from_bytes(bytes: &[u8], count: u64) -> Option<Self> {
+        if bytes.len() as u64 != count.div_ceil(8) {
+            return None;
+        }
+        let mut b = Self::new(count);
+        for i in 0..count {
+            if bytes[(i / 8) as usize] & (1 << (i % 8)) != 0 {
+                b.set(i);
+            }
+        }
+        Some(b)
+    }
+
+    /// Adds block `i`; whether it was new.
+    pub fn set(&mut self, i: u64) -> bool {
+        if i >= self.count || self.get(i) {
+            return false;
+        }
+        self.bits[(i / 8) as usize] |= 1 << (i % 8);
+        self.ones += 1;
+        true
+    }
+
+    /// Takes block `i` out of the set; returns whether it was in.
+    pub fn unset(&mut self, i: u64) -> bool {
+        if !self.get(i) {
+            return false;
+        }
+        self.bits[(i / 8) as usize] &= !(1 << (i % 8));
+        self.ones -= 1;
+        true
+    }
+
+    /// Whether block `i` is in the set.
+    pub fn get(&self, i: u64) -> bool {
+        i < self.count && self.bits[(i / 8) as usize] & (1 << (i % 8)) != 0
+    }
+
+    /// Blocks of the file.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Blocks in the set.
+    pub fn ones(&self) -> u64 {
+        self.ones
+    }
+
+    /// Whether every block is in the set.
+    pub fn is_full(&self) -> bool {
+        self.ones == self.count
+    }
+
+    /// The bits, as sent.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bits
+    }
+
+    /// The blocks in the set, in order.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.count).filter(|&i| self.get(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_round_trip_and_count() {
+        let mut b = Bitfield::new(11);
+        assert!(b.set(0) && b.set(10) && !b.set(10) && !b.set(11));
+        assert_eq!((b.ones(), b.count(), b.is_full()), (2, 11, false));
+        assert_eq!(b.as_bytes(), [0b0000_0001, 0b0000_0100]);
+        let again = Bitfield::from_bytes(b.as_bytes(), 11).unwrap();
+        assert_eq!(again, b);
+        assert_eq!(again.iter().collect::<Vec<_>>(), [0, 10]);
+        assert!(Bitfield::from_bytes(&[0], 11).is_none(), "wrong length");
+        // Bits past the end are ignored.
+        assert_eq!(Bitfield::from_bytes(&[0, 0xff], 11).unwrap().ones(), 3);
+        assert!(Bitfield::full(11).is_full());
+        assert!(Bitfield::full(0).is_full());
+    }
+}
