@@ -107,6 +107,11 @@ impl Network {
         lock(&self.state).links[peer] = link;
     }
 
+    /// A peer's link now.
+    pub fn link(&self, peer: usize) -> LinkSpec {
+        lock(&self.state).links[peer].clone()
+    }
+
     /// Bytes a peer has sent and received.
     pub fn counters(&self, peer: usize) -> (u64, u64) {
         let s = lock(&self.state);

@@ -312,6 +312,14 @@ pub enum Check {
     /// The index `index` lists exactly `peers` peers and `files` files
     /// (counting each content of a name once).
     IndexSize { index: String, peers: u32, files: u32 },
+    /// The last of the `peers` doing step `step` (a download of `name`
+    /// from `seed`) finished within `factor` times the minimum
+    /// distribution time their links allow (Kumar and Ross):
+    /// max(F/u_seed, F/d_min, N*F/(u_seed + sum of the downloaders' u)).
+    NearMinimum { step: String, seed: String, peers: String, name: String, factor: f64 },
+    /// `peer` sent at most `copies` times the size of its file `name`
+    /// (everything it sent counts, headers too).
+    SentCopies { peer: String, name: String, copies: f64 },
 }
 
 /// Why a scenario cannot be used.
@@ -532,7 +540,17 @@ impl Scenario {
                 Check::FileHash { peer: p, .. } | Check::NoFile { peer: p, .. } | Check::Listing { peer: p, .. } => {
                     peer(p)?
                 }
-                Check::SentAtMost { peer: p, .. } | Check::TrafficShare { peer: p, .. } => peer(p)?,
+                Check::SentAtMost { peer: p, .. }
+                | Check::TrafficShare { peer: p, .. }
+                | Check::SentCopies { peer: p, .. } => peer(p)?,
+                Check::NearMinimum { step: s, seed, peers, factor, .. } => {
+                    step(s)?;
+                    peer(seed)?;
+                    peer(peers)?;
+                    if !(*factor >= 1.0) {
+                        return Err(format!("a factor of {factor}: nothing takes less than the minimum"));
+                    }
+                }
                 Check::Indexed { index, .. } | Check::IndexSize { index, .. } => index_peer(index)?,
                 Check::SameFile { peer: p, other, .. } => {
                     peer(p)?;

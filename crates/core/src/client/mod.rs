@@ -389,6 +389,25 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
         Ok(id)
     }
 
+    /// Subscribes to what the peer has of `hash` (the answers come as
+    /// control frames); `port` is where this side serves it, 0 for
+    /// nowhere.
+    pub(crate) async fn send_subscribe(&mut self, hash: crate::hash::Hash, port: u16) -> Result<u32, ClientError> {
+        let id = self.id();
+        self.conn.send(&Message::Subscribe { id, hash, port }).await?;
+        Ok(id)
+    }
+
+    /// The next frame while nothing is asked of the peer, only subscribed
+    /// to: it may stay silent for up to `idle`.
+    pub(crate) async fn next_frame_idle(&mut self, idle: Duration) -> Result<Frame<'_>, ClientError> {
+        match self.conn.read_frame(Wait::Idle(idle)).await? {
+            Some(Frame::Control(Message::Error { id: 0, code, message })) => Err(connection_refused(code, &message)),
+            Some(f) => Ok(f),
+            None => Err(ConnError::Closed.into()),
+        }
+    }
+
     /// Stops an earlier request (frames of it may still arrive).
     pub(crate) async fn send_cancel(&mut self, id: u32) -> Result<(), ClientError> {
         Ok(self.conn.send(&Message::Cancel { id }).await?)

@@ -1,7 +1,7 @@
 //! The coordinator of downloads: starts a task per source, picks the
 //! content, runs the [`Schedule`] and decides the partial file's fate.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,16 +12,17 @@ use super::pin;
 use super::pool::{Budget, Pool};
 use super::report::{DownloadError, DownloadReport, Outcome, Problem, ProblemKind, Progress, SourceReport};
 use super::resume::Blocks;
-use super::schedule::{Action, MAX_STRIKES, Schedule};
+use super::schedule::{Action, MAX_STRIKES, Schedule, ScheduleConfig};
 use super::{DownloadConfig, SourceSpec, Wanted};
+use crate::bitfield::Bitfield;
 use crate::catalog::{Catalog, Entry};
 use crate::client::{ClientError, Session};
 use crate::hash::Hash;
 use crate::manifest::Manifest;
 use crate::name::FileName;
-use crate::protocol::{BadBlock, ErrorCode, FileInfo};
+use crate::protocol::{BadBlock, ErrorCode, FileInfo, FileRef};
 use crate::runtime::{Runtime, Task, Time, timeout};
-use crate::store::{FileMeta, PartialFile, Store, StoreError};
+use crate::store::{FileMeta, PartialFile, Store, StoreError, WriteAt};
 use crate::transport::{Fingerprint, Transport};
 use crate::verify::VerifyError;
 
@@ -36,6 +37,14 @@ const RECORD_MAX: u64 = 16 << 20;
 /// How long a finished download waits for its sources to hand back their
 /// sessions before it stops them.
 const SETTLE: Duration = Duration::from_millis(500);
+/// Sources of one download at once; peers heard of past this wait until
+/// one goes.
+const MAX_SOURCES: usize = 40;
+/// Peers heard of (peer exchange) that one download remembers.
+const MAX_HEARD: usize = 1000;
+/// How long a download waits with nothing in flight and no source that
+/// has what it lacks before it gives up.
+const STUCK: Duration = Duration::from_secs(60);
 /// How long a peer that could not be reached is skipped by the downloads
 /// that follow.
 const DOWN_FOR: Duration = Duration::from_secs(30);
@@ -151,29 +160,23 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                 tasks.push(None);
                 continue;
             }
-            let (tx, rx) = async_channel::unbounded();
+            let (tx, task) = self.start_source(index, &spec.addr, file.clone(), &events_tx);
             commands.push(Some(tx));
-            let source = peer::Source {
-                index,
-                addr: spec.addr.clone(),
-                file: file.clone(),
-                transport: self.transport.clone(),
-                rt: rt.clone(),
-                config: config.client.clone(),
-                chunk: config.schedule.request,
-                pool: self.pool.clone(),
-                commands: rx,
-                events: events_tx.clone(),
-            };
-            tasks.push(Some(rt.spawn(source.run())));
+            tasks.push(Some(task));
         }
+        // Kept weakly, for sources heard of later: once every source's
+        // task is gone, the channel closes.
+        let spawner = events_tx.downgrade();
         drop(events_tx);
 
         let mut entries: Vec<Option<Entry>> = vec![None; sources.len()];
+        let mut swarms = vec![false; sources.len()];
         let waiting = tasks.iter().filter(|t| t.is_some()).count();
-        self.offers(sources, &events, &wanted, waiting, &mut entries, &mut reports).await;
+        self.offers(sources, &events, &wanted, waiting, &mut entries, &mut swarms, &mut reports).await;
+        let mut sources: Vec<SourceSpec> = sources.to_vec();
+        let named = sources.len();
         // The content: pinned by the request, or else the majority's.
-        let offered = entries.iter().zip(sources).map(|(e, s)| e.as_ref().map(|e| (s.addr.as_str(), e.info.hash)));
+        let offered = entries.iter().zip(&sources).map(|(e, s)| e.as_ref().map(|e| (s.addr.as_str(), e.info.hash)));
         let chosen = wanted.pinned().or_else(|| pin::majority(offered));
         let Some(entry) = chosen.and_then(|h| entries.iter().flatten().find(|e| e.info.hash == h)).cloned() else {
             let reasons = reports
@@ -270,14 +273,39 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             return Err(StoreError::NoSpace { name, location, needed: size - resumed, free }.into());
         }
 
+        // Served to other downloaders from here as it arrives, block by
+        // block (never listed, never under its name until whole).
+        let mut held = Bitfield::new(manifest.block_count());
+        for b in 0..manifest.block_count() {
+            if blocks.get(b) {
+                held.set(b);
+            }
+        }
+        let going = catalog.go_live(name.clone(), manifest.clone(), partial.writer(), held);
+
         let active: Vec<usize> =
             (0..sources.len()).filter(|&i| entries[i].as_ref().is_some_and(|e| e.info.hash == hash)).collect();
-        let mut schedule = Schedule::new(size, manifest.block_size(), config.schedule.clone(), &have);
+        let seed = match config.schedule.seed {
+            0 => {
+                let mine = Hash::of(format!("{} {hash}", config.client.peer_id).as_bytes());
+                u64::from_le_bytes(mine.as_bytes()[..8].try_into().unwrap_or_default())
+            }
+            s => s,
+        };
+        let schedule_config = ScheduleConfig { seed, ..config.schedule.clone() };
+        let mut schedule = Schedule::new(size, manifest.block_size(), schedule_config, &have);
+        // Peers known to this download, and those heard of (bounded).
+        let mut heard: HashSet<String> = sources.iter().map(|s| s.addr.clone()).collect();
+        let mut last_news = rt.now();
         for (i, tx) in commands.iter_mut().enumerate() {
             if active.contains(&i) {
                 if let Some(tx) = tx {
                     let _ = tx.try_send(Command::Start { manifest: manifest.clone(), out: partial.writer() });
-                    schedule.join(i);
+                    // One that swarms is asked for nothing until it says
+                    // what it holds.
+                    if !swarms[i] {
+                        schedule.join(i);
+                    }
                 }
             } else if entries[i].is_some() || reports[i].problem.is_some() {
                 // Answered without the file: dropping the sender stops it.
@@ -311,6 +339,15 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                 send(&commands, action);
             }
             if alive.is_empty() {
+                break Some(None);
+            }
+            // Sources that hold only parts, none of which has what is
+            // left, for long: the rest will not come.
+            if schedule.in_flight() == 0
+                && !alive.iter().any(|&i| schedule.wants_from(i))
+                && rt.now().saturating_since(last_news) > STUCK
+            {
+                tracing::debug!(file = %name, "no source has the rest");
                 break Some(None);
             }
             share.set(schedule.in_flight());
@@ -370,9 +407,53 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                     let n = before - schedule.remaining();
                     if n > 0 {
                         blocks.set_range(&manifest, &range);
+                        let bs = u64::from(manifest.block_size());
+                        for b in range.start / bs..range.end.div_ceil(bs) {
+                            going.add(b);
+                        }
+                        last_news = rt.now();
                         reports[source].bytes += n;
                         done += n;
                     }
+                }
+                Event::Holding { source, blocks, peers } => {
+                    last_news = rt.now();
+                    schedule.holding(source, blocks);
+                    if alive.contains(&source) {
+                        schedule.join(source);
+                    }
+                    let learnt = Learn { hash, spawner: &spawner, heard: &mut heard, alive: alive.len() };
+                    self.learn(
+                        learnt,
+                        peers,
+                        &mut sources,
+                        &mut entries,
+                        &mut swarms,
+                        &mut reports,
+                        &mut commands,
+                        &mut tasks,
+                    );
+                }
+                Event::Have { source, blocks, peers } => {
+                    last_news = rt.now();
+                    for b in blocks {
+                        schedule.has(source, u64::from(b));
+                    }
+                    let learnt = Learn { hash, spawner: &spawner, heard: &mut heard, alive: alive.len() };
+                    self.learn(
+                        learnt,
+                        peers,
+                        &mut sources,
+                        &mut entries,
+                        &mut swarms,
+                        &mut reports,
+                        &mut commands,
+                        &mut tasks,
+                    );
+                }
+                Event::NotYet { source, range } => {
+                    tracing::debug!(source = %sources[source].label, ?range, "not there yet");
+                    schedule.not_yet(source, &range);
                 }
                 Event::Refused { source, range, error } => {
                     tracing::debug!(source = %sources[source].label, %error, "range refused");
@@ -392,14 +473,18 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                     let e = StoreError::io(format!("writing {name} in {}", catalog.store().location()), error);
                     break Some(Some(e));
                 }
-                Event::Manifest { source, result, identity } => match result {
-                    // A late source with the same file joins in.
-                    Ok(e) if e.info.hash == hash && wrong_content(&wanted, &e).is_none() => {
+                Event::Manifest { source, result, identity, swarms: swarming } => match result {
+                    // A late source with the same file joins in (one heard
+                    // of was asked by hash: its name is its own).
+                    Ok(e) if e.info.hash == hash && (source >= named || wrong_content(&wanted, &e).is_none()) => {
                         reports[source].identity = identity;
+                        swarms[source] = swarming;
                         if let Some(tx) = &commands[source] {
                             let _ = tx.try_send(Command::Start { manifest: manifest.clone(), out: partial.writer() });
                             alive.insert(source);
-                            schedule.join(source);
+                            if !swarming {
+                                schedule.join(source);
+                            }
                         }
                     }
                     Ok(e) => {
@@ -417,6 +502,8 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         }
         drop(saving);
         if let Some(failure) = failure {
+            // Not served from here any more.
+            drop(going);
             // Stop every source (including any still connecting) before the
             // partial file is kept, so no new write starts after its record.
             // A write already handed to a blocking thread may still finish;
@@ -436,6 +523,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             if let Some(error) = failure {
                 return Err(DownloadError::Write { error, kept, location: catalog.store().location() });
             }
+            keep_telling(&mut reports, named);
             let reasons = reports.iter().filter_map(|r| r.problem.clone().map(|p| (r.label.clone(), p))).collect();
             return Err(DownloadError::SourcesFailed { name, done, size, kept, reasons });
         }
@@ -463,7 +551,75 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             Err(e) => return Err(e.into()),
         };
         catalog.insert(meta, manifest).await;
+        keep_telling(&mut reports, named);
+        // Served whole from the catalog from now on.
+        going.finish();
         Ok(finished(Outcome::Downloaded, resumed, reports))
+    }
+
+    /// Starts the task of source `index` at `addr`.
+    fn start_source<P: WriteAt>(
+        &self,
+        index: usize,
+        addr: &str,
+        file: FileRef,
+        events: &async_channel::Sender<Event>,
+    ) -> (async_channel::Sender<Command<P>>, Task<()>) {
+        let (tx, rx) = async_channel::unbounded();
+        let source = peer::Source {
+            index,
+            addr: addr.to_owned(),
+            file,
+            transport: self.transport.clone(),
+            rt: self.rt.clone(),
+            config: self.config.client.clone(),
+            chunk: self.config.schedule.request,
+            pool: self.pool.clone(),
+            commands: rx,
+            events: events.clone(),
+            swarm: self.config.swarm,
+        };
+        (tx, self.rt.spawn(source.run()))
+    }
+
+    /// Peers a source named as fetching the same content and serving it:
+    /// each new one becomes a source (asked by hash), within bounds.
+    #[allow(clippy::too_many_arguments)]
+    fn learn<P: WriteAt>(
+        &self,
+        learn: Learn<'_>,
+        peers: Vec<String>,
+        sources: &mut Vec<SourceSpec>,
+        entries: &mut Vec<Option<Entry>>,
+        swarms: &mut Vec<bool>,
+        reports: &mut Vec<SourceReport>,
+        commands: &mut Vec<Option<async_channel::Sender<Command<P>>>>,
+        tasks: &mut Vec<Option<Task<()>>>,
+    ) {
+        if self.config.swarm.is_none() {
+            return;
+        }
+        let mut running =
+            learn.alive + tasks.iter().zip(entries.iter()).filter(|(t, e)| t.is_some() && e.is_none()).count();
+        for addr in peers {
+            if running >= MAX_SOURCES || learn.heard.len() >= MAX_HEARD {
+                return;
+            }
+            if !plausible_addr(&addr) || !learn.heard.insert(addr.clone()) || self.is_down(&addr).is_some() {
+                continue;
+            }
+            let Some(events) = learn.spawner.upgrade() else { return };
+            let index = sources.len();
+            tracing::debug!(%addr, "a peer fetching the same content");
+            let (tx, task) = self.start_source(index, &addr, FileRef::Hash(learn.hash), &events);
+            sources.push(SourceSpec { label: addr.clone(), addr });
+            entries.push(None);
+            swarms.push(false);
+            reports.push(SourceReport { label: sources[index].label.clone(), bytes: 0, problem: None, identity: None });
+            commands.push(Some(tx));
+            tasks.push(Some(task));
+            running += 1;
+        }
     }
 
     /// Waits for the answers of the `waiting` sources, but once one has
@@ -476,6 +632,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         wanted: &Wanted,
         waiting: usize,
         entries: &mut [Option<Entry>],
+        swarms: &mut [bool],
         reports: &mut [SourceReport],
     ) {
         let mut answered = 0;
@@ -491,9 +648,10 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                     .await
                 }
             };
-            let Some(Event::Manifest { source, result, identity }) = event else { break };
+            let Some(Event::Manifest { source, result, identity, swarms: swarming }) = event else { break };
             answered += 1;
             reports[source].identity = identity;
+            swarms[source] = swarming;
             match result {
                 Ok(e) if let Some(problem) = wrong_content(wanted, &e) => reports[source].problem = Some(problem),
                 Ok(e) => {
@@ -523,6 +681,35 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         let (since, problem) = down.get(addr)?;
         (self.rt.now().saturating_since(*since) < DOWN_FOR).then(|| problem.clone())
     }
+}
+
+/// Of the sources heard of (after the `named` ones), keeps in the report
+/// those that sent something or sent corrupt data.
+fn keep_telling(reports: &mut Vec<SourceReport>, named: usize) {
+    let mut i = 0;
+    reports.retain(|r| {
+        i += 1;
+        i <= named || r.bytes > 0 || r.problem.as_ref().is_some_and(|p| p.kind == ProblemKind::Corrupt)
+    });
+}
+
+/// What [`Downloader::learn`] needs of a download.
+struct Learn<'a> {
+    hash: Hash,
+    spawner: &'a async_channel::WeakSender<Event>,
+    heard: &'a mut HashSet<String>,
+    /// Sources transferring now.
+    alive: usize,
+}
+
+/// Whether `addr` looks like `host:port` (a peer's word for where another
+/// serves; anything else is not tried).
+fn plausible_addr(addr: &str) -> bool {
+    let Some((host, port)) = addr.rsplit_once(':') else { return false };
+    addr.len() <= 300
+        && !host.is_empty()
+        && port.parse::<u16>().is_ok_and(|p| p != 0)
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || ".-_[]:".contains(c))
 }
 
 /// Ends a download's sources. One still connecting is stopped at once;

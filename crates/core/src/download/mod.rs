@@ -147,6 +147,11 @@ pub struct DownloadConfig {
     /// Most bytes in flight for all the downloads of one [`Downloader`]
     /// together.
     pub total_cap: u64,
+    /// Swarming: whether to subscribe to what sources that swarm hold,
+    /// fetch from the partial sources they name (peer exchange), and where
+    /// this peer serves its downloads to them (a port; 0 for nowhere).
+    /// `None`: fetch whole files from the sources given only.
+    pub swarm: Option<u16>,
 }
 
 impl Default for DownloadConfig {
@@ -156,6 +161,7 @@ impl Default for DownloadConfig {
             overwrite: false,
             schedule: ScheduleConfig::default(),
             total_cap: 256 << 20,
+            swarm: Some(0),
         }
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 
+use crate::bitfield::Bitfield;
 use crate::catalog::Entry;
 use crate::client::{ClientConfig, ClientError, Misbehavior, Session};
 use crate::conn::ConnError;
@@ -22,7 +23,7 @@ use crate::conn::rate_time;
 use crate::hash::Hash;
 use crate::manifest::Manifest;
 use crate::protocol::codec::Frame;
-use crate::protocol::{ErrorCode, FileRef, Message};
+use crate::protocol::{CAP_SWARM, ErrorCode, FileRef, Message};
 use crate::runtime::{Runtime, Task, Time};
 use crate::store::WriteAt;
 use crate::transport::Fingerprint;
@@ -31,6 +32,13 @@ use crate::verify::{BlockWriter, VerifyError, WRITE_RUN};
 
 use super::pool::Pool;
 
+/// Files smaller than this are not swarmed: fetched whole from peers that
+/// have them whole, with no subscription, their sessions kept for the next
+/// file.
+pub(crate) const SWARM_FROM: u64 = 1 << 20;
+/// How long a subscribed source may stay silent while nothing is asked of
+/// it.
+const SUBSCRIBED_IDLE: Duration = Duration::from_secs(600);
 /// Reads open on one connection at once.
 const MAX_READS: usize = 8;
 /// Tries to connect to a source that answers "busy" before giving up.
@@ -48,9 +56,17 @@ pub(super) enum Command<P> {
 
 /// What a source tells the coordinator.
 pub(super) enum Event {
-    /// The source's manifest for the file, or why it has none, and the
-    /// identity its transport proved.
-    Manifest { source: usize, result: Result<Entry, ClientError>, identity: Option<Fingerprint> },
+    /// The source's manifest for the file, or why it has none, the
+    /// identity its transport proved, and whether it will say which
+    /// blocks it holds (it swarms: until it does, it is asked nothing).
+    Manifest { source: usize, result: Result<Entry, ClientError>, identity: Option<Fingerprint>, swarms: bool },
+    /// The blocks the source holds (`None`: every one), and peers that
+    /// fetch the same content from it.
+    Holding { source: usize, blocks: Option<Bitfield>, peers: Vec<String> },
+    /// The source has more blocks now, or knows more peers.
+    Have { source: usize, blocks: Vec<u32>, peers: Vec<String> },
+    /// The source does not have this range (yet) but stays.
+    NotYet { source: usize, range: Range<u64> },
     /// A range is verified and written.
     Done { source: usize, range: Range<u64> },
     /// The source turned down one range (busy) but stays.
@@ -88,6 +104,10 @@ pub(super) struct Source<T: Transport, R, P> {
     pub(super) pool: Arc<Pool<T::Stream, R>>,
     pub(super) commands: Receiver<Command<P>>,
     pub(super) events: Sender<Event>,
+    /// Whether to swarm with the peer, if it can: subscribe to the blocks
+    /// it holds, saying this side serves the content on this port (0:
+    /// nowhere).
+    pub(super) swarm: Option<u16>,
 }
 
 /// A range being fetched.
@@ -157,7 +177,8 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
         let (mut session, result) = match self.offer().await {
             Ok(offered) => offered,
             Err(e) => {
-                let _ = self.events.send(Event::Manifest { source, result: Err(e), identity: None }).await;
+                let _ =
+                    self.events.send(Event::Manifest { source, result: Err(e), identity: None, swarms: false }).await;
                 return;
             }
         };
@@ -168,7 +189,10 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
             Err(e) => matches!(e, ClientError::Refused { .. }),
         };
         let ok = result.is_ok();
-        let _ = self.events.send(Event::Manifest { source, result, identity }).await;
+        let swarms = self.swarm.is_some()
+            && session.peer().capabilities & CAP_SWARM != 0
+            && result.as_ref().is_ok_and(|e| e.info.size >= SWARM_FROM);
+        let _ = self.events.send(Event::Manifest { source, result, identity, swarms }).await;
         if !ok {
             if reusable {
                 self.release(session).await;
@@ -181,6 +205,16 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
             return;
         };
         let hash = manifest.root();
+        let sub = match self.swarm.filter(|_| swarms) {
+            Some(port) => match session.send_subscribe(hash, port).await {
+                Ok(id) => Some(id),
+                Err(error) => {
+                    let _ = self.events.send(Event::Failed { source, error: error.into() }).await;
+                    return;
+                }
+            },
+            None => None,
+        };
         let mut transfer = Transfer {
             source: self,
             hash,
@@ -194,6 +228,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
             writes: VecDeque::new(),
             next_job: 0,
             keepalives: 0,
+            sub,
         };
         let event = match transfer.run(&mut session).await {
             Ok(()) => {
@@ -201,7 +236,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
                 // another download (a cancelled read may still be sending).
                 // One that is still sending is dropped, not closed: a
                 // polite close would read all it still sends.
-                if transfer.reads.is_empty() && transfer.gone.is_empty() {
+                if transfer.reads.is_empty() && transfer.gone.is_empty() && transfer.sub.is_none() {
                     transfer.source.release(session).await;
                 }
                 return;
@@ -271,6 +306,8 @@ struct Transfer<'a, T: Transport, R, P> {
     next_job: u64,
     /// Keep-alives since the last data.
     keepalives: u64,
+    /// The subscription to what the peer holds, if swarming.
+    sub: Option<u32>,
 }
 
 impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
@@ -285,7 +322,9 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
             // With the disk behind, read nothing more until it catches up.
             let run = (self.manifest.block_size() as usize).max(WRITE_RUN);
             let max_writes = (WRITE_AHEAD / run).max(1);
-            let read = (waiting || draining) && self.writes.len() < max_writes;
+            // A subscribed source may send news at any time.
+            let idle = !waiting && !draining;
+            let read = (waiting || draining || self.sub.is_some()) && self.writes.len() < max_writes;
             let quiet = draining.then(|| self.source.rt.sleep(QUIET));
             let (commands, writes) = (&self.source.commands, &mut self.writes);
             let next = futures_lite::future::or(
@@ -295,7 +334,11 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
                         if !read {
                             std::future::pending::<()>().await;
                         }
-                        Next::Frame(session.next_frame().await)
+                        if idle {
+                            Next::Frame(session.next_frame_idle(SUBSCRIBED_IDLE).await)
+                        } else {
+                            Next::Frame(session.next_frame().await)
+                        }
                     },
                     futures_lite::future::or(
                         async {
@@ -335,6 +378,11 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
                 Next::Wrote(result) => self.wrote(result).await?,
                 Next::Frame(frame) => match frame? {
                     Frame::Data(d) => self.data(d.id, d.offset, d.bytes).await?,
+                    Frame::Control(m @ (Message::Holding { .. } | Message::Have { .. })) => self.news(m).await?,
+                    Frame::Control(Message::Error { id, code, message }) if Some(id) == self.sub => {
+                        // What it had is gone (its download there stopped).
+                        return Err(ClientError::Refused { code, message: crate::sanitize(&message, 500) }.into());
+                    }
                     Frame::Control(Message::Error { id, code, message }) => {
                         self.refused(session, id, ClientError::Refused { code, message }).await?;
                     }
@@ -352,6 +400,33 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
                 },
             }
         }
+    }
+
+    /// What the peer holds, or more of it: checked, then passed on.
+    async fn news(&mut self, m: Message) -> Result<(), Stop> {
+        let source = self.source.index;
+        let count = self.manifest.block_count();
+        let event = match m {
+            Message::Holding { id, complete, bits, peers } if Some(id) == self.sub => {
+                let blocks =
+                    match complete {
+                        true => None,
+                        false => Some(Bitfield::from_bytes(&bits, count).ok_or_else(|| {
+                            unexpected(format!("a bitfield of {} bytes for {count} blocks", bits.len()))
+                        })?),
+                    };
+                Event::Holding { source, blocks, peers: peers.into_iter().map(|p| crate::sanitize(&p, 300)).collect() }
+            }
+            Message::Have { id, blocks, peers } if Some(id) == self.sub => {
+                if let Some(b) = blocks.iter().find(|&&b| u64::from(b) >= count) {
+                    return Err(unexpected(format!("news of block {b} of {count}")));
+                }
+                Event::Have { source, blocks, peers: peers.into_iter().map(|p| crate::sanitize(&p, 300)).collect() }
+            }
+            m => return Err(unexpected(format!("{} for no subscription", crate::conn::kind(&m)))),
+        };
+        let _ = self.source.events.send(event).await;
+        Ok(())
     }
 
     fn fetch(&mut self, range: Range<u64>) -> Result<(), Stop> {
@@ -405,12 +480,17 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
             forget(&mut self.gone, read.id);
             return Ok(());
         }
-        if error.code() != Some(ErrorCode::Busy) {
+        let code = error.code();
+        if code != Some(ErrorCode::Busy) && code != Some(ErrorCode::NotYet) {
             return Err(error.into());
         }
         let range = read.job;
         self.cancel(session, &range).await?;
-        let event = Event::Refused { source: self.source.index, range, error };
+        let source = self.source.index;
+        let event = match code {
+            Some(ErrorCode::NotYet) => Event::NotYet { source, range },
+            _ => Event::Refused { source, range, error },
+        };
         let _ = self.source.events.send(event).await;
         Ok(())
     }

@@ -190,6 +190,42 @@ impl<T: Transport> Sim<'_, T> {
                     ))
                 }
             }
+            Check::NearMinimum { step, seed, peers, name, factor } => {
+                let n = name_of(name)?;
+                let seed_at = self.peer(seed);
+                let size =
+                    self.peers[seed_at].store.get(&n).ok_or(format!("{seed} does not have {name}"))?.len() as f64;
+                let group = self.matching(peers);
+                let t_min = minimum_time(
+                    size,
+                    self.net.link(seed_at).up.0 as f64,
+                    group.iter().map(|&i| {
+                        let l = self.net.link(i);
+                        (l.up.0 as f64, l.down.0 as f64)
+                    }),
+                );
+                match self.step_by_id(step) {
+                    Some((_, StepState::Done { start, end, .. })) => {
+                        let took = (*end - *start).as_secs_f64();
+                        let ratio = took / t_min;
+                        let text = format!("step {step} took {took:.3} s, {ratio:.3} x the minimum {t_min:.3} s");
+                        if ratio <= *factor { Ok(()) } else { Err(text) }
+                    }
+                    _ => Err(format!("step {step} has not ended")),
+                }
+            }
+            Check::SentCopies { peer, name, copies } => {
+                let n = name_of(name)?;
+                let at = self.peer(peer);
+                let size = self.peers[at].store.get(&n).ok_or(format!("{peer} does not have {name}"))?.len() as f64;
+                let (sent, _) = self.net.counters(at);
+                let sent_copies = sent as f64 / size.max(1.0);
+                if sent_copies <= *copies {
+                    Ok(())
+                } else {
+                    Err(format!("{peer} sent {sent_copies:.3} copies of {name}"))
+                }
+            }
             Check::StepTook { step, at_least, at_most } => match self.step_by_id(step) {
                 Some((_, StepState::Done { start, end, .. })) => {
                     let took = *end - *start;
@@ -237,6 +273,10 @@ pub(super) fn check_text(c: &Check) -> String {
         Check::Indexed { index, name, sources } => format!("{index} lists {name} with {sources} sources"),
         Check::TrafficShare { peer, percent } => format!("{peer} moved at most {percent} % of the bytes"),
         Check::IndexSize { index, peers, files } => format!("{index} lists {peers} peers and {files} files"),
+        Check::NearMinimum { step, factor, .. } => {
+            format!("step {step} took at most {factor} x the minimum distribution time")
+        }
+        Check::SentCopies { peer, name, copies } => format!("{peer} sent at most {copies} copies of {name}"),
     }
 }
 
@@ -250,6 +290,19 @@ pub(super) fn expect_text(e: &Expect) -> String {
         }
         Expect::Always(check) => format!("always: {}", check_text(check)),
     }
+}
+
+/// The minimum distribution time of `size` bytes from a seed uploading
+/// `seed_up` bytes per second to downloaders with these (up, down) rates
+/// (Kumar and Ross, 2006), in seconds.
+pub(super) fn minimum_time(size: f64, seed_up: f64, downloaders: impl Iterator<Item = (f64, f64)>) -> f64 {
+    let (mut n, mut ups, mut d_min) = (0.0, 0.0, f64::INFINITY);
+    for (up, down) in downloaders {
+        n += 1.0;
+        ups += up;
+        d_min = d_min.min(down);
+    }
+    (size / seed_up).max(size / d_min).max(n * size / (seed_up + ups))
 }
 
 /// The `pct`th percentile of how long each part took since `start`.

@@ -185,7 +185,9 @@ pub(super) async fn fetch<T: Transport>(
         Some(hash) => Wanted::Exact { name: file.clone(), hash },
         None => wanted,
     };
-    let config = DownloadConfig { client: client.clone(), ..DownloadConfig::default() };
+    // The peer serves its downloads to the others on its own port.
+    let port = addrs.of(&client.peer_id).rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+    let config = DownloadConfig { client: client.clone(), swarm: Some(port), ..DownloadConfig::default() };
     let result = download(transport, rt, catalog, wanted, &sources, &config, |_| {}).await;
     if let Some((ix, hash)) = index {
         // Downloaders tell the index who sent corrupt data.
