@@ -265,6 +265,10 @@ pub(crate) struct Upload {
             when complete. A peer that fails or sends bad data is dropped and the others finish the file. \
             An interrupted download (Ctrl-C, a crash, every peer gone) keeps what arrived in \
             DIR/.p2p/resume; the same command again checks it and fetches only the rest. \
+            While it downloads, it serves the blocks it has verified to the other peers fetching the same \
+            file (it swarms): peers learn of each other from the peers they fetch from, and a file spreads \
+            block by block instead of from one peer to each. Only what this command downloads is served, \
+            by hash, never listed (--listen sets the address, --listen off serves nothing). \
             With --all or --hash there is no NAME: every word is a PEER (add names with --file). \
             Without a PEER, the index (--tracker, or tracker in p2p.ron) names every peer serving the file; a \
             name served with different contents is refused with the candidates listed: choose with --hash. \
@@ -299,6 +303,12 @@ pub(crate) struct Download {
     /// bytes per request, e.g. 100 or 1MiB (default: adapts to each peer's speed)
     #[argh(option, arg_name = "SIZE")]
     pub(crate) chunk_size: Option<String>,
+    /// where to serve what this download has so far to the other peers fetching the same file (default: 0.0.0.0:0, a free port; "off" serves nothing)
+    #[argh(option, arg_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+    /// once done, keep serving the file to peers still fetching it until none has for 3 s, but at most this long, e.g. 30s or 5m (default 2m; 0 stops at once)
+    #[argh(option, arg_name = "DURATION")]
+    pub(crate) seed_for: Option<String>,
     /// files downloaded at once with --all or several names (default 8)
     #[argh(option, default = "8", arg_name = "N")]
     pub(crate) parallel: usize,

@@ -6,7 +6,7 @@
 //! Concurrent requests for a file that is being hashed wait for that one
 //! computation instead of starting their own.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_lock::OnceCell;
@@ -35,6 +35,8 @@ pub struct Catalog<S: Store> {
     store: S,
     cache: Arc<Mutex<Cache>>,
     live: LiveSet<S>,
+    /// Every content that went live here (downloaded, or being).
+    went_live: Arc<Mutex<HashSet<Hash>>>,
 }
 
 /// The partial files of a store's downloads, as read from.
@@ -44,7 +46,12 @@ type LiveSet<S> = Arc<Mutex<HashMap<Hash, Arc<Live<PartialReader<S>>>>>>;
 
 impl<S: Store> Clone for Catalog<S> {
     fn clone(&self) -> Self {
-        Self { store: self.store.clone(), cache: self.cache.clone(), live: self.live.clone() }
+        Self {
+            store: self.store.clone(),
+            cache: self.cache.clone(),
+            live: self.live.clone(),
+            went_live: self.went_live.clone(),
+        }
     }
 }
 
@@ -88,7 +95,7 @@ struct Record {
 impl<S: Store> Catalog<S> {
     /// A catalog of `store`.
     pub fn new(store: S) -> Self {
-        Self { store, cache: Arc::default(), live: Arc::default() }
+        Self { store, cache: Arc::default(), live: Arc::default(), went_live: Arc::default() }
     }
 
     /// Serves a download's content as it arrives: `have` is what is in
@@ -103,7 +110,14 @@ impl<S: Store> Catalog<S> {
     ) -> Going<PartialReader<S>> {
         let live = Arc::new(Live::new(name, manifest.clone(), reader, have));
         self.live.lock().unwrap_or_else(PoisonError::into_inner).insert(manifest.root(), live.clone());
+        self.went_live.lock().unwrap_or_else(PoisonError::into_inner).insert(manifest.root());
         Going::new(live, self.live.clone())
+    }
+
+    /// Whether content `hash` was downloaded here (or is being) by this
+    /// process.
+    pub fn went_live(&self, hash: &Hash) -> bool {
+        self.went_live.lock().unwrap_or_else(PoisonError::into_inner).contains(hash)
     }
 
     /// A content being downloaded here, if `hash` is one.

@@ -109,7 +109,7 @@ impl Network {
 
     /// A peer's link now.
     pub fn link(&self, peer: usize) -> LinkSpec {
-        lock(&self.state).links[peer].clone()
+        lock(&self.state).links[peer]
     }
 
     /// Bytes a peer has sent and received.

@@ -123,6 +123,11 @@ impl MemStore {
         lock(&self.inner).files.get(name).cloned()
     }
 
+    /// A file's size, if it is there.
+    pub fn size(&self, name: &FileName) -> Option<u64> {
+        lock(&self.inner).files.get(name).map(|c| c.len() as u64)
+    }
+
     /// The names of all whole files.
     pub fn names(&self) -> Vec<FileName> {
         lock(&self.inner).files.keys().cloned().collect()

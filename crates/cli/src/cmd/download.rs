@@ -15,7 +15,9 @@ use p2p_core::hash::Hash;
 use p2p_core::index::{IndexClient, LookupError, corrupt_sources, peer_labels};
 use p2p_core::name::FileName;
 use p2p_core::protocol::MAX_READ;
-use p2p_core::runtime::{Runtime, join_all};
+use p2p_core::runtime::{Runtime, Task, join_all};
+use p2p_core::server::{Server, ServerConfig, UploadPolicy};
+use p2p_core::transport::{Listener, Transport};
 use p2p_core::units;
 use p2p_host::{FsStore, SmolRuntime};
 use serde_json::json;
@@ -81,6 +83,10 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
         return Ok(Status::Failed);
     }
     let (net, id) = client_net(ctx, &targets)?;
+    let seed_for = match &args.seed_for {
+        Some(text) => duration(text).map_err(|e| UsageError(format!("--seed-for {text:?}: {e}")))?,
+        None => SEED_FOR,
+    };
     let mut config =
         DownloadConfig { client: client_config(args.timeout, &id), overwrite: args.overwrite, ..Default::default() };
     config.schedule.request = chunk;
@@ -89,7 +95,14 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
     if swept > 0 {
         tracing::info!("removed {swept} files of transfers killed or interrupted over a week ago");
     }
-    let downloader = Downloader::new(net.clone(), rt.clone(), Catalog::new(store), config);
+    let catalog = Catalog::new(store);
+    // Serves what it downloads to the others fetching it, as it arrives.
+    let serving = match args.listen.as_deref() {
+        Some("off") => None,
+        listen => swarm_server(ctx, &net, &id, args.timeout, catalog.clone(), listen.unwrap_or("0.0.0.0:0"))?,
+    };
+    config.swarm = Some(serving.as_ref().map_or(0, |s| s.port));
+    let downloader = Downloader::new(net.clone(), rt.clone(), catalog, config);
     let job = Job {
         ctx,
         targets: &targets,
@@ -120,6 +133,14 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
     job.board.borrow_mut().clear();
     let Some(all_ok) = finished else { return Ok(Status::Cancelled) };
     rt.block_on(downloader.close());
+    if let Some(serving) = serving {
+        // Peers still fetching from this one finish first (within bounds).
+        let seeded = until_cancelled(ctx, serving.linger(rt, seed_for));
+        serving.stop(rt);
+        if seeded.is_none() {
+            return Ok(Status::Cancelled);
+        }
+    }
     if let Some((_, ix)) = &index {
         rt.block_on(ix.close());
     }
@@ -127,6 +148,122 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
         job.summary();
     }
     Ok(if all_ok { resolved_all.into() } else { Status::Failed })
+}
+
+/// How long a finished download keeps serving by default (while peers
+/// still fetch from it).
+const SEED_FOR: Duration = Duration::from_secs(120);
+/// How long no peer may fetch from a finished download before it stops
+/// serving.
+const SEED_QUIET: Duration = Duration::from_secs(3);
+
+/// The server a download swarms with.
+struct Serving {
+    server: Server<FsStore, SmolRuntime>,
+    port: u16,
+    stop: async_channel::Sender<()>,
+    task: Task<()>,
+}
+
+impl Serving {
+    /// Waits while peers still fetch from here, until [`SEED_QUIET`]
+    /// passes with none, or `most` in all. Not at all if no peer ever
+    /// fetched from here.
+    async fn linger(&self, rt: &SmolRuntime, most: Duration) {
+        if !self.server.connected_ever() {
+            return;
+        }
+        let connected = self.server.connections_open();
+        if connected > 0 {
+            tracing::info!("serving the file to peers still fetching it ({connected} connected)");
+        }
+        let started = rt.now();
+        let mut quiet_since = rt.now();
+        while rt.now().saturating_since(started) < most {
+            if self.server.connections_open() > 0 {
+                quiet_since = rt.now();
+            } else if rt.now().saturating_since(quiet_since) >= SEED_QUIET {
+                return;
+            }
+            rt.sleep(Duration::from_millis(250).min(most)).await;
+        }
+    }
+
+    fn stop(self, rt: &SmolRuntime) {
+        let _ = self.stop.try_send(());
+        rt.block_on(self.task);
+    }
+}
+
+/// A server for `catalog`'s downloads (nothing else of the folder) on
+/// `listen`, over the same transport and identity as the download's
+/// connections. None when it cannot be: TLS without an identity to serve
+/// with, say (the download then only fetches).
+fn swarm_server(
+    ctx: &Context,
+    client: &Net,
+    id: &str,
+    timeout: u64,
+    catalog: Catalog<FsStore>,
+    listen: &str,
+) -> anyhow::Result<Option<Serving>> {
+    let config = crate::config::Loaded::find(ctx.config.as_deref())?;
+    let net = match crate::net::for_server(ctx.transport, config.as_ref(), ctx.ca.as_ref(), ctx.settings.as_deref()) {
+        Ok((net, gate)) if net.label() == client.label() => Some((net, gate)),
+        Ok(_) | Err(_) => None,
+    };
+    let Some((net, gate)) = net else {
+        tracing::debug!("not serving the download: this folder cannot serve over {}", client.label());
+        return Ok(None);
+    };
+    let rt = &ctx.rt;
+    let listener = rt
+        .block_on(net.bind(listen))
+        .with_context(|| format!("cannot listen on {listen} to serve the download (--listen ADDR, or --listen off)"))?;
+    let bound = listener.local_addr()?;
+    let port = bound.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
+    let t = Duration::from_secs(timeout.max(1));
+    let config = ServerConfig {
+        peer_id: id.to_owned(),
+        uploads: UploadPolicy::Nobody,
+        gate,
+        io_timeout: t,
+        idle_timeout: t,
+        downloads_only: true,
+        ..ServerConfig::default()
+    };
+    let server = Server::with_catalog(catalog, rt.clone(), config);
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let running = server.clone();
+    let task = rt.spawn(async move {
+        running
+            .run(listener, async move {
+                let _ = stopped.recv().await;
+            })
+            .await;
+    });
+    tracing::info!("serving the download to other peers fetching it on {bound}");
+    Ok(Some(Serving { server, port, stop, task }))
+}
+
+/// A span of time: whole seconds, or a number with s, m or h.
+fn duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = number.parse().map_err(|_| "not a duration (e.g. 30s, 5m)".to_string())?;
+    let secs = match unit.trim() {
+        "s" | "sec" | "secs" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit {other:?} (s, m or h)")),
+    };
+    if !secs.is_finite() || !(0.0..=7.0 * 86400.0).contains(&secs) {
+        return Err("between 0 and a week".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Every peer the index knows to be online, as targets: labelled by id

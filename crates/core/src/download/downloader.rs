@@ -399,7 +399,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             };
             match event {
                 Event::Done { source, range } => {
-                    tracing::trace!(source, ?range, rate = ?schedule.rate(source), "range arrived");
+                    tracing::trace!(now = ?rt.now(), me = %config.client.peer_id, from = %sources[source].label, ?range, "range arrived");
                     let before = schedule.remaining();
                     for action in schedule.arrived(source, &range, rt.now()) {
                         send(&commands, action);
@@ -418,7 +418,9 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                 }
                 Event::Holding { source, blocks, peers } => {
                     last_news = rt.now();
-                    schedule.holding(source, blocks);
+                    for action in schedule.holding(source, blocks) {
+                        send(&commands, action);
+                    }
                     if alive.contains(&source) {
                         schedule.join(source);
                     }
@@ -625,6 +627,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
     /// Waits for the answers of the `waiting` sources, but once one has
     /// the file gives the others only [`GRACE`]: a slow source joins later
     /// if it has the same file.
+    #[allow(clippy::too_many_arguments)]
     async fn offers(
         &self,
         sources: &[SourceSpec],

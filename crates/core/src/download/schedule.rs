@@ -14,6 +14,8 @@
 //! * When nothing is left to hand out, a source with room takes over a
 //!   range pending at a source that would finish it at least three times
 //!   later; the first verified answer wins and the other is cancelled.
+//!   While swarming, only once every missing byte is asked of someone
+//!   (the end game).
 //! * A request that takes far longer than its source's rate promises is
 //!   cancelled and handed out again, and the source rests for a while
 //!   (doubling each time) before it gets more work. After
@@ -204,8 +206,11 @@ impl Schedule {
 
     /// Source `peer` holds only `blocks` (a [`Bitfield`] of the file's
     /// blocks), or every block (`None`). It takes requests once it
-    /// [joined](Self::join). Replaces what it said before.
-    pub fn holding(&mut self, peer: usize, blocks: Option<Bitfield>) {
+    /// [joined](Self::join). Replaces what it said before: requests for
+    /// blocks it no longer says it holds are cancelled, and handed out
+    /// again.
+    #[must_use]
+    pub fn holding(&mut self, peer: usize, blocks: Option<Bitfield>) -> Vec<Action> {
         if self.peers.len() <= peer {
             self.peers.resize_with(peer + 1, Peer::default);
         }
@@ -215,6 +220,20 @@ impl Schedule {
         }
         self.peers[peer].holds = blocks;
         self.count(peer);
+        let gone: Vec<u64> = self.peers[peer]
+            .queue
+            .iter()
+            .copied()
+            .filter(|id| self.flights.get(id).is_some_and(|f| !self.holds(peer, &f.range)))
+            .collect();
+        let mut actions = Vec::new();
+        for id in gone {
+            if let Some(f) = self.flights.get(&id) {
+                actions.push(Action::Cancel { peer, range: f.range.clone() });
+            }
+            self.give_back(id);
+        }
+        actions
     }
 
     /// Source `peer` has `block` now.
@@ -440,7 +459,7 @@ impl Schedule {
                     self.add_flight(peer, range.clone(), now, None);
                     actions.push(Action::Fetch { peer, range });
                     true
-                } else if let Some(victim) = self.steal_for(peer, now) {
+                } else if let Some(victim) = self.end_game(peer).then(|| self.steal_for(peer, now)).flatten() {
                     let range = self.flights[&victim].range.clone();
                     let twin = self.add_flight(peer, range.clone(), now, Some(victim));
                     if let Some(v) = self.flights.get_mut(&victim) {
@@ -586,6 +605,16 @@ impl Schedule {
             self.missing.insert(cut, end);
         }
         Some(start..cut)
+    }
+
+    /// Whether `peer` may take over another's request. While swarming,
+    /// only once every missing byte is asked of some source: until then a
+    /// source that has nothing else to fetch waits (it will have soon)
+    /// rather than duplicate another's request.
+    fn end_game(&self, peer: usize) -> bool {
+        // While swarming, only a source with nothing to do takes over:
+        // the sources are many, and most are busy.
+        !self.swarm || (self.missing.is_empty() && self.peers[peer].queued == 0)
     }
 
     /// A flight elsewhere that `peer` would finish at least

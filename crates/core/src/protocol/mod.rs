@@ -382,7 +382,10 @@ pub enum Message {
     /// What the peer has of a content: every block, or those whose bits
     /// are set (bit `i % 8` of byte `i / 8` for block `i`, at most
     /// [`MAX_BITFIELD`] bytes); and up to [`MAX_EXCHANGE`] other peers that
-    /// fetch it (`host:port`, as the peer sees them).
+    /// fetch it (`host:port`, as the peer sees them). It may come again
+    /// for the same subscription: it then replaces what was said (a peer
+    /// with the whole file that starts showing it piece by piece to a
+    /// crowd says it holds none, then tells of pieces with `Have`).
     Holding {
         /// The Subscribe answered.
         id: u32,

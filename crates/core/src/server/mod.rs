@@ -13,6 +13,7 @@ pub(crate) mod admission;
 mod fair;
 mod link;
 mod read;
+mod seeding;
 mod swarm;
 mod upload;
 
@@ -75,6 +76,11 @@ pub struct ServerConfig {
     /// Bytes all uploads in progress together may hold (manifests and
     /// buffers); an upload that does not fit is told "busy".
     pub upload_budget: usize,
+    /// Serve only what this process downloads (or is downloading) into the
+    /// catalog, by hash, to peers of its swarms: nothing is listed, and no
+    /// other file of the folder is served. What `p2p download` listens
+    /// with.
+    pub downloads_only: bool,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +99,7 @@ impl Default for ServerConfig {
             max_queued: 16,
             read_budget: 32 << 20,
             upload_budget: 64 << 20,
+            downloads_only: false,
         }
     }
 }
@@ -168,10 +175,15 @@ struct Shared {
     buffers: Arc<fair::Fair>,
     /// Permits of one MiB each, for uploads being received.
     uploads: Arc<Semaphore>,
+    /// Reads of contents being downloaded here answered at once (see
+    /// [`read`]).
+    passing: Semaphore,
     /// File data held by connections whose client stopped reading it.
     stalled: Mutex<read::Stalled>,
     /// Who fetches each content from here and serves it (peer exchange).
     swarms: Arc<swarm::Swarms>,
+    /// Whether any client has connected.
+    connected_ever: std::sync::atomic::AtomicBool,
     /// When a request for an unknown hash last made the catalog look at
     /// the whole store again.
     last_rescan: Mutex<Option<Time>>,
@@ -241,6 +253,13 @@ struct ConnStats {
 impl<S: Store, R: Runtime> Server<S, R> {
     /// A server for `store`.
     pub fn new(store: S, rt: R, config: ServerConfig) -> Self {
+        Self::with_catalog(Catalog::new(store), rt, config)
+    }
+
+    /// A server for `catalog`'s store, sharing its cache and the contents
+    /// being downloaded into it (a downloader with a clone of the catalog
+    /// has its downloads served block by block).
+    pub fn with_catalog(catalog: Catalog<S>, rt: R, config: ServerConfig) -> Self {
         let read_permits = (config.read_budget / read::CHUNK).max(2);
         let upload_permits = (config.upload_budget >> 20).max(upload::MIN_PERMITS);
         let limits =
@@ -248,7 +267,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
         let conns = accept::Connections::new(limits, config.handshake_timeout.min(config.io_timeout));
         let stalled = Mutex::new(read::Stalled::new(config.read_budget));
         Self {
-            catalog: Catalog::new(store),
+            catalog,
             rt,
             config,
             shared: Arc::new(Shared {
@@ -256,8 +275,10 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 // One host may hold half the budget: others always find room.
                 buffers: fair::Fair::new(read_permits, read_permits / 2),
                 uploads: Arc::new(Semaphore::new(upload_permits)),
+                passing: Semaphore::new(read::PASSING),
                 stalled,
                 swarms: Arc::default(),
+                connected_ever: std::sync::atomic::AtomicBool::new(false),
                 last_rescan: Mutex::default(),
             }),
             conns,
@@ -294,8 +315,14 @@ impl<S: Store, R: Runtime> Server<S, R> {
         self.conns.open()
     }
 
+    /// Whether any client has connected since the server started.
+    pub fn connected_ever(&self) -> bool {
+        self.shared.connected_ever.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Serves one established connection until it closes or fails.
     async fn serve_connection<St: Stream>(&self, connected: Connected<St>, remote: String, slot: accept::Slot<R>) {
+        self.shared.connected_ever.store(true, std::sync::atomic::Ordering::Relaxed);
         let conn = Conn::new(connected.stream, self.rt.clone(), self.config.io_timeout);
         let started = self.rt.now();
         let who = match connected.peer {
@@ -376,7 +403,8 @@ impl<S: Store, R: Runtime> Server<S, R> {
             // Subscribers hear what changed between the answers to their
             // requests; the listener is taken first, so nothing is missed.
             let changed = subs.listen();
-            for news in subs.news() {
+            let now = self.rt.now();
+            for news in subs.news(now) {
                 match news {
                     swarm::News::Have(m) => link.conn.queue(&m)?,
                     swarm::News::Gone(id) => {
@@ -386,9 +414,14 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 }
             }
             link.conn.flush().await?;
+            // A shown piece's slot frees up at its deadline.
+            let wake = subs.deadline().map(|d| self.rt.sleep(d.saturating_since(now)));
             let next =
                 futures_lite::future::or(async { Some(link.next_request(self.config.idle_timeout).await) }, async {
-                    changed.await;
+                    match wake {
+                        Some(w) => futures_lite::future::or(changed, w).await,
+                        None => changed.await,
+                    }
                     None
                 })
                 .await;
@@ -423,7 +456,12 @@ impl<S: Store, R: Runtime> Server<S, R> {
             Message::List { id } => (id, self.list(link, id).await),
             Message::GetManifest { id, file } => (id, self.manifest(link, id, file).await),
             Message::Read { id, hash, offset, len } => {
-                (id, self.read(link, read::ReadRequest { id, hash, offset, len }).await)
+                subs.asked(&hash, offset..offset.saturating_add(len));
+                let result = self.read(link, read::ReadRequest { id, hash, offset, len }).await;
+                if result.is_ok() {
+                    subs.served(&hash, offset..offset.saturating_add(len), self.rt.now());
+                }
+                (id, result)
             }
             Message::Offer { id, name, size, hash } => {
                 // Whatever happens, data still on its way for this offer is
@@ -435,7 +473,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
             // A subscription ends; any other request finished before its
             // cancel arrived.
             Message::Cancel { id } => {
-                subs.cancel(id);
+                subs.cancel(id, self.rt.now());
                 return Ok(());
             }
             other => return Err(ConnError::Unexpected(format!("{} is not a request", kind(&other)))),
@@ -448,7 +486,10 @@ impl<S: Store, R: Runtime> Server<S, R> {
     }
 
     async fn list<St: Stream>(&self, link: &mut Link<St, R>, id: u32) -> Result<(), Failure> {
-        let files = link.working(id, self.catalog.list()).await?.map_err(Refusal::from)?;
+        let files = match self.config.downloads_only {
+            true => Vec::new(),
+            false => link.working(id, self.catalog.list()).await?.map_err(Refusal::from)?,
+        };
         link.conn.send_pages(&files, LIST_PAGE, |files, last| Message::Files { id, files, last }).await?;
         Ok(())
     }
@@ -456,6 +497,9 @@ impl<S: Store, R: Runtime> Server<S, R> {
     /// The file with content `hash`. A hash the catalog does not know makes
     /// it look at the store again, at most once every [`RESCAN_EVERY`].
     async fn by_hash(&self, hash: &Hash) -> Result<Option<crate::catalog::Entry>, StoreError> {
+        if self.config.downloads_only && !self.catalog.went_live(hash) {
+            return Ok(None);
+        }
         if let Some(e) = self.catalog.by_hash(hash).await? {
             return Ok(Some(e));
         }
@@ -477,6 +521,10 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 let name = FileName::new(&raw).map_err(|e| {
                     Refusal::new(ErrorCode::InvalidName, format!("{:?}: {e}", crate::sanitize(&raw, 300)))
                 })?;
+                if self.config.downloads_only {
+                    let message = "this peer serves what it downloads only, by hash".to_string();
+                    return Err(Refusal::new(ErrorCode::NotFound, message).into());
+                }
                 link.working(id, self.catalog.by_name(&name)).await?.map_err(Refusal::from)?
             }
             FileRef::Hash(hash) => match link.working(id, self.by_hash(&hash)).await?.map_err(Refusal::from)? {
@@ -524,7 +572,10 @@ impl<S: Store, R: Runtime> Server<S, R> {
         port: u16,
     ) -> Result<(), Failure> {
         let held = match link.working(id, self.by_hash(&hash)).await?.map_err(Refusal::from)? {
-            Some(_) => swarm::Held::Whole,
+            Some(entry) => swarm::Held::Whole {
+                blocks: entry.manifest.block_count(),
+                block_size: u64::from(entry.manifest.block_size()),
+            },
             None => match self.catalog.live(&hash) {
                 Some(live) => swarm::Held::Live(live),
                 None => return Err(Refusal::new(ErrorCode::NotFound, format!("no file with hash {hash}")).into()),
@@ -533,7 +584,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
         // The subscriber serves the content where its connection comes
         // from, on the port it names.
         let addr = (port != 0).then(|| crate::transport::with_port(&link.remote, port));
-        let first = subs.subscribe(id, hash, addr, held);
+        let first = subs.subscribe(id, hash, addr, held, self.rt.now());
         link.conn.send(&first).await?;
         Ok(())
     }

@@ -22,6 +22,14 @@ use crate::transport::Stream;
 /// the shared budget of file data in memory covers many clients at once.
 pub(super) const CHUNK: usize = 1024 * 1024;
 
+/// Reads of contents being downloaded here (blocks passed on in a swarm)
+/// answered at once; the others wait their turn. A block reaches a few
+/// peers at the uplink's full rate, and each of them passes it on,
+/// rather than every peer at a crawl at once.
+pub(super) const PASSING: usize = 4;
+/// The longest a read waits its turn; past this it is answered anyway.
+const PASSING_WAIT: Duration = Duration::from_secs(2);
+
 /// How long a send may make no progress at all before its client counts as
 /// not reading: longer than a link that delivers anything stays silent
 /// (a loss recovery, a long round trip), far shorter than a stall timeout.
@@ -109,7 +117,12 @@ type Pending = Task<(std::io::Result<Vec<u8>>, Permit)>;
 impl<S: Store, R: Runtime> Server<S, R> {
     pub(super) async fn read<St: Stream>(&self, link: &mut Link<St, R>, req: ReadRequest) -> Result<(), Failure> {
         let ReadRequest { id, hash, offset, len } = req;
-        let Some(entry) = self.catalog.by_hash(&hash).await.map_err(Refusal::from)? else {
+        let shared = !self.config.downloads_only || self.catalog.went_live(&hash);
+        let entry = match shared {
+            true => self.catalog.by_hash(&hash).await.map_err(Refusal::from)?,
+            false => None,
+        };
+        let Some(entry) = entry else {
             // A content being downloaded here: only what is verified and
             // written is served, and the rest is "not yet" (the client
             // asks another peer, or again later).
@@ -122,6 +135,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 return Err(Refusal::new(ErrorCode::NotYet, message).into());
             }
             let file = Arc::new(live.reader().clone());
+            let _turn = timeout(&self.rt, PASSING_WAIT, self.shared.passing.acquire()).await.ok();
             return self.send_range(link, id, hash, live.name().clone(), file, offset, end).await;
         };
         let size = entry.info.size;

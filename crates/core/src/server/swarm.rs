@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
@@ -17,11 +18,13 @@ use std::task::{Context, Poll};
 use event_listener::{Event, EventListener};
 
 use super::admission::ConnId;
-#[cfg(test)]
+use super::seeding::Seeding;
 use crate::bitfield::Bitfield;
+use crate::download::schedule::SWARM_REQUEST;
 use crate::hash::Hash;
 use crate::live::{Live, Standing};
 use crate::protocol::{MAX_EXCHANGE, MAX_HAVE, Message};
+use crate::runtime::Time;
 
 /// Peers one subscription is told of, in all.
 pub(super) const TOLD_AT_MOST: usize = 200;
@@ -40,6 +43,9 @@ struct Members {
     /// Connections subscribed, serving or not.
     subscribers: usize,
     changed: Arc<Event>,
+    /// The crowd fetching it whole from here, once there is one, and
+    /// the file's block size.
+    seeding: Option<(Seeding, u64)>,
 }
 
 impl Swarms {
@@ -59,16 +65,86 @@ impl Swarms {
 
     /// A subscription of connection `conn` to `hash` ends; unless
     /// `another` of its subscriptions to it stays, it is no member.
-    pub(super) fn leave(&self, hash: &Hash, conn: ConnId, another: bool) {
+    pub(super) fn leave(&self, hash: &Hash, conn: ConnId, another: bool, now: Time) {
         let mut all = self.lock();
         if let Some(m) = all.get_mut(hash) {
             if !another && m.peers.remove(&conn).is_some() {
                 m.changed.notify(usize::MAX);
             }
             m.subscribers = m.subscribers.saturating_sub(1);
+            if !another && let Some((seeding, _)) = m.seeding.as_mut() {
+                seeding.leave(conn, now);
+                if seeding.is_empty() {
+                    m.seeding = None;
+                }
+                m.changed.notify(usize::MAX);
+            }
             if m.subscribers == 0 {
                 all.remove(hash);
             }
+        }
+    }
+
+    /// Whether `conn`, fetching the whole file `hash` (of `blocks` blocks
+    /// of `block_size` bytes), is shown it piece by piece: it is, once
+    /// another fetches it too.
+    fn seed(&self, hash: &Hash, conn: ConnId, blocks: u64, block_size: u64, now: Time) -> bool {
+        let mut all = self.lock();
+        let Some(m) = all.get_mut(hash) else { return false };
+        if m.seeding.is_none() && m.subscribers >= 2 {
+            let piece_blocks = (SWARM_REQUEST / block_size.max(1)).max(1);
+            m.seeding = Some((Seeding::new(blocks, piece_blocks), block_size));
+        }
+        let Some((seeding, _)) = m.seeding.as_mut() else { return false };
+        seeding.join(conn, now);
+        m.changed.notify(usize::MAX);
+        true
+    }
+
+    /// The blocks of `hash` to show `conn` now (after freeing the slots
+    /// of pieces shown too long ago), and when to look again.
+    fn shown(&self, hash: &Hash, conn: ConnId, now: Time) -> (Vec<u32>, Option<Time>) {
+        let mut all = self.lock();
+        let Some(m) = all.get_mut(hash) else { return (Vec::new(), None) };
+        let Some((seeding, _)) = m.seeding.as_mut() else { return (Vec::new(), None) };
+        let before = seeding.deadline();
+        seeding.tick(now);
+        if seeding.deadline() != before {
+            // Others may have been shown pieces.
+            m.changed.notify(usize::MAX);
+        }
+        (seeding.take(conn), seeding.deadline())
+    }
+
+    /// Whether `hash` is shown piece by piece to a crowd.
+    fn is_seeding(&self, hash: &Hash) -> bool {
+        self.lock().get(hash).is_some_and(|m| m.seeding.is_some())
+    }
+
+    /// When the slots of `hash`'s crowd change by themselves.
+    fn shown_deadline(&self, hash: &Hash) -> Option<Time> {
+        let all = self.lock();
+        all.get(hash)?.seeding.as_ref()?.0.deadline()
+    }
+
+    /// `conn` asked for `hash`'s bytes `range`.
+    fn asked(&self, hash: &Hash, conn: ConnId, range: Range<u64>) {
+        let mut all = self.lock();
+        if let Some((seeding, bs)) = all.get_mut(hash).and_then(|m| m.seeding.as_mut()) {
+            seeding.asked(conn, range.start / *bs..range.end.div_ceil(*bs));
+        }
+    }
+
+    /// A read of `hash`'s bytes `range` for `conn` was answered.
+    fn served(&self, hash: &Hash, conn: ConnId, range: Range<u64>, now: Time) {
+        let mut all = self.lock();
+        let Some(m) = all.get_mut(hash) else { return };
+        let Some((seeding, bs)) = m.seeding.as_mut() else { return };
+        let before = seeding.deadline();
+        tracing::trace!(?now, conn, ?range, "served to a crowd");
+        seeding.served(conn, range.start / *bs..range.end.div_ceil(*bs), now);
+        if seeding.deadline() != before {
+            m.changed.notify(usize::MAX);
         }
     }
 
@@ -90,6 +166,8 @@ pub(super) struct Subscriptions<W> {
     conn: ConnId,
     swarms: Arc<Swarms>,
     subs: Vec<Sub<W>>,
+    /// The time last heard (for leaving when the connection ends).
+    now: Time,
 }
 
 struct Sub<W> {
@@ -102,12 +180,16 @@ struct Sub<W> {
     members: Arc<Event>,
     /// The peers it was told of.
     told: Vec<String>,
+    /// It is shown a whole file piece by piece ([`Seeding`]).
+    seeding: bool,
+    /// For a whole file: its blocks and block size.
+    whole: Option<(u64, u64)>,
 }
 
 /// What a subscription is to, when it starts.
 pub(super) enum Held<W> {
-    /// A whole file of the catalog.
-    Whole,
+    /// A whole file of the catalog: its blocks and block size.
+    Whole { blocks: u64, block_size: u64 },
     /// A content being downloaded here.
     Live(Arc<Live<W>>),
 }
@@ -122,19 +204,30 @@ pub(super) enum News {
 
 impl<W> Subscriptions<W> {
     pub(super) fn new(conn: ConnId, swarms: Arc<Swarms>) -> Self {
-        Self { conn, swarms, subs: Vec::new() }
+        Self { conn, swarms, subs: Vec::new(), now: Time::ZERO }
     }
 
     /// Starts subscription `id` to `hash` (serving it at `addr`, if
     /// anywhere) and returns its first answer. A subscription of the same
     /// id replaces the older one.
-    pub(super) fn subscribe(&mut self, id: u32, hash: Hash, addr: Option<String>, held: Held<W>) -> Message {
-        self.cancel(id);
+    pub(super) fn subscribe(&mut self, id: u32, hash: Hash, addr: Option<String>, held: Held<W>, now: Time) -> Message {
+        self.now = now;
+        self.cancel(id, now);
         let members = self.swarms.join(hash, self.conn, addr);
         let mut told = self.swarms.others(&hash, self.conn, &[]);
         told.truncate(MAX_EXCHANGE);
+        let mut seeding = false;
+        let mut whole = None;
         let (complete, bits, cursor, live) = match held {
-            Held::Whole => (true, Vec::new(), 0, None),
+            Held::Whole { blocks, block_size } => {
+                whole = Some((blocks, block_size));
+                seeding = self.swarms.seed(&hash, self.conn, blocks, block_size, now);
+                match seeding {
+                    // Shown piece by piece, from nothing.
+                    true => (false, Bitfield::new(blocks).as_bytes().to_vec(), 0, None),
+                    false => (true, Vec::new(), 0, None),
+                }
+            }
             Held::Live(live) => {
                 let (have, cursor, standing) = live.snapshot();
                 let complete = standing == Standing::Complete || have.is_full();
@@ -143,16 +236,16 @@ impl<W> Subscriptions<W> {
             }
         };
         let first = Message::Holding { id, complete, bits, peers: told.clone() };
-        self.subs.push(Sub { id, hash, live, cursor, members, told });
+        self.subs.push(Sub { id, hash, live, cursor, members, told, seeding, whole });
         first
     }
 
     /// Ends subscription `id`, if there is one.
-    pub(super) fn cancel(&mut self, id: u32) {
+    pub(super) fn cancel(&mut self, id: u32, now: Time) {
         if let Some(i) = self.subs.iter().position(|s| s.id == id) {
             let sub = self.subs.remove(i);
             let another = self.subs.iter().any(|s| s.hash == sub.hash);
-            self.swarms.leave(&sub.hash, self.conn, another);
+            self.swarms.leave(&sub.hash, self.conn, another, now);
         }
     }
 
@@ -171,11 +264,27 @@ impl<W> Subscriptions<W> {
 
     /// What to send now: each subscription's blocks and peers since it
     /// last heard.
-    pub(super) fn news(&mut self) -> Vec<News> {
+    pub(super) fn news(&mut self, now: Time) -> Vec<News> {
+        self.now = now;
         let mut out = Vec::new();
         let mut ended = Vec::new();
         for s in &mut self.subs {
             let mut blocks = Vec::new();
+            if let Some((count, block_size)) = s.whole
+                && !s.seeding
+                && self.swarms.is_seeding(&s.hash)
+            {
+                // A crowd formed after it was told of every block: it is
+                // told again, of none, and shown pieces from now on.
+                s.seeding = self.swarms.seed(&s.hash, self.conn, count, block_size, now);
+                if s.seeding {
+                    let bits = Bitfield::new(count).as_bytes().to_vec();
+                    out.push(News::Have(Message::Holding { id: s.id, complete: false, bits, peers: Vec::new() }));
+                }
+            }
+            if s.seeding {
+                blocks = self.swarms.shown(&s.hash, self.conn, now).0;
+            }
             if let Some(live) = &s.live {
                 let (new, cursor, standing) = live.since(s.cursor);
                 s.cursor = cursor;
@@ -203,10 +312,28 @@ impl<W> Subscriptions<W> {
             }
         }
         for id in ended {
-            self.cancel(id);
+            self.cancel(id, now);
             out.push(News::Gone(id));
         }
         out
+    }
+
+    /// A read of `hash`'s bytes `range` is being answered.
+    pub(super) fn asked(&self, hash: &Hash, range: Range<u64>) {
+        if self.subs.iter().any(|s| s.seeding && s.hash == *hash) {
+            self.swarms.asked(hash, self.conn, range);
+        }
+    }
+
+    /// A read of `hash`'s bytes `range` was answered.
+    pub(super) fn served(&self, hash: &Hash, range: Range<u64>, now: Time) {
+        self.swarms.served(hash, self.conn, range, now);
+    }
+
+    /// When [`news`](Self::news) may have something to say without any
+    /// change: a shown piece's slot frees up then.
+    pub(super) fn deadline(&self) -> Option<Time> {
+        self.subs.iter().filter(|s| s.seeding).filter_map(|s| self.swarms.shown_deadline(&s.hash)).min()
     }
 
     /// Whether there is any subscription.
@@ -219,7 +346,7 @@ impl<W> Subscriptions<W> {
 impl<W> Drop for Subscriptions<W> {
     fn drop(&mut self) {
         for s in &self.subs {
-            self.swarms.leave(&s.hash, self.conn, false);
+            self.swarms.leave(&s.hash, self.conn, false, self.now);
         }
     }
 }
@@ -270,18 +397,19 @@ mod tests {
         let going = crate::live::Going::new(live.clone(), registry);
 
         let mut a = Subscriptions::new(1, swarms.clone());
-        let first = a.subscribe(7, hash, Some("10.0.0.1:5000".into()), Held::Live(live.clone()));
+        let now = Time::ZERO;
+        let first = a.subscribe(7, hash, Some("10.0.0.1:5000".into()), Held::Live(live.clone()), now);
         assert_eq!(bits_of(&first, 5).unwrap().iter().collect::<Vec<_>>(), [0]);
-        assert!(a.news().is_empty());
+        assert!(a.news(now).is_empty());
         // A second subscriber: each hears of the other.
         let mut b = Subscriptions::<()>::new(2, swarms.clone());
-        let Message::Holding { peers, complete: true, .. } =
-            b.subscribe(3, hash, Some("10.0.0.2:5000".into()), Held::Whole)
+        let Message::Holding { peers, .. } =
+            b.subscribe(3, hash, Some("10.0.0.2:5000".into()), Held::Live(live.clone()), now)
         else {
             panic!()
         };
         assert_eq!(peers, ["10.0.0.1:5000"]);
-        let told = a.news();
+        let told = a.news(now);
         assert!(
             matches!(&told[..], [News::Have(Message::Have { id: 7, blocks, peers })] if blocks.is_empty() && peers == &["10.0.0.2:5000"])
         );
@@ -290,15 +418,54 @@ mod tests {
         going.add(3);
         going.add(1);
         futures_lite::future::block_on(wake);
-        let told = a.news();
+        let told = a.news(now);
         assert!(matches!(&told[..], [News::Have(Message::Have { blocks, .. })] if blocks == &[3, 1]));
-        assert!(a.news().is_empty());
+        assert!(a.news(now).is_empty());
         // The download stops: the subscription ends.
         drop(going);
-        assert!(matches!(&a.news()[..], [News::Gone(7)]));
+        assert!(matches!(&a.news(now)[..], [News::Gone(7)]));
         assert!(a.is_empty());
         drop(b);
         drop(a);
         assert!(swarms.lock().is_empty(), "members leave with their connections");
+    }
+
+    #[test]
+    fn a_crowd_fetching_a_whole_file_is_shown_it_piece_by_piece() {
+        let swarms = Arc::new(Swarms::default());
+        let hash = crate::hash::Hash::of(b"file");
+        // 64 blocks of 16 KiB: pieces of 16 blocks (256 KiB).
+        let whole = || Held::<()>::Whole { blocks: 64, block_size: 16 << 10 };
+        let now = Time::ZERO;
+        let mut a = Subscriptions::new(1, swarms.clone());
+        let first = a.subscribe(1, hash, None, whole(), now);
+        assert!(matches!(first, Message::Holding { complete: true, .. }), "alone, it is told of every block");
+        let mut b = Subscriptions::new(2, swarms.clone());
+        let Message::Holding { complete: false, bits, .. } = b.subscribe(1, hash, None, whole(), now) else {
+            panic!("a second is shown pieces")
+        };
+        assert!(bits.iter().all(|&x| x == 0));
+        let told = b.news(now);
+        let [News::Have(Message::Have { blocks, .. })] = &told[..] else { panic!() };
+        assert_eq!(blocks, &(0..16).collect::<Vec<u32>>());
+        // a was told of every block; now it is told again, of none, and
+        // shown the next piece.
+        let told = a.news(now);
+        let [News::Have(Message::Holding { complete: false, .. }), News::Have(Message::Have { blocks, .. })] =
+            &told[..]
+        else {
+            panic!("{}", told.len())
+        };
+        assert_eq!(blocks, &(16..32).collect::<Vec<u32>>());
+        // Fetched: b has taken its slot's piece; the next comes with time
+        // or the next read, not before.
+        b.served(&hash, 0..(256 << 10), now);
+        let told = b.news(now);
+        let [News::Have(Message::Have { blocks, .. })] = &told[..] else { panic!("{}", told.len()) };
+        assert_eq!(blocks, &(32..48).collect::<Vec<u32>>());
+        assert!(b.deadline().is_some());
+        drop(b);
+        drop(a);
+        assert!(swarms.lock().is_empty());
     }
 }

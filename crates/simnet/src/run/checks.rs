@@ -191,10 +191,13 @@ impl<T: Transport> Sim<'_, T> {
                 }
             }
             Check::NearMinimum { step, seed, peers, name, factor } => {
+                let Some((_, StepState::Done { start, end, .. })) = self.step_by_id(step) else {
+                    return Err(format!("step {step} has not ended"));
+                };
+                let took = (*end - *start).as_secs_f64();
                 let n = name_of(name)?;
                 let seed_at = self.peer(seed);
-                let size =
-                    self.peers[seed_at].store.get(&n).ok_or(format!("{seed} does not have {name}"))?.len() as f64;
+                let size = self.peers[seed_at].store.size(&n).ok_or(format!("{seed} does not have {name}"))? as f64;
                 let group = self.matching(peers);
                 let t_min = minimum_time(
                     size,
@@ -204,20 +207,14 @@ impl<T: Transport> Sim<'_, T> {
                         (l.up.0 as f64, l.down.0 as f64)
                     }),
                 );
-                match self.step_by_id(step) {
-                    Some((_, StepState::Done { start, end, .. })) => {
-                        let took = (*end - *start).as_secs_f64();
-                        let ratio = took / t_min;
-                        let text = format!("step {step} took {took:.3} s, {ratio:.3} x the minimum {t_min:.3} s");
-                        if ratio <= *factor { Ok(()) } else { Err(text) }
-                    }
-                    _ => Err(format!("step {step} has not ended")),
-                }
+                let ratio = took / t_min;
+                let text = format!("step {step} took {took:.3} s, {ratio:.3} x the minimum {t_min:.3} s");
+                if ratio <= *factor { Ok(()) } else { Err(text) }
             }
             Check::SentCopies { peer, name, copies } => {
                 let n = name_of(name)?;
                 let at = self.peer(peer);
-                let size = self.peers[at].store.get(&n).ok_or(format!("{peer} does not have {name}"))?.len() as f64;
+                let size = self.peers[at].store.size(&n).ok_or(format!("{peer} does not have {name}"))? as f64;
                 let (sent, _) = self.net.counters(at);
                 let sent_copies = sent as f64 / size.max(1.0);
                 if sent_copies <= *copies {

@@ -155,6 +155,7 @@ pub(super) async fn fetch<T: Transport>(
     name: &str,
     pin: Option<Hash>,
     from: Sources,
+    swarm: bool,
 ) -> Ended {
     let Ok(file) = FileName::new(name) else {
         return failed(ErrorKind::Other, format!("{name:?} is not a file name"));
@@ -187,7 +188,7 @@ pub(super) async fn fetch<T: Transport>(
     };
     // The peer serves its downloads to the others on its own port.
     let port = addrs.of(&client.peer_id).rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
-    let config = DownloadConfig { client: client.clone(), swarm: Some(port), ..DownloadConfig::default() };
+    let config = DownloadConfig { client: client.clone(), swarm: swarm.then_some(port), ..DownloadConfig::default() };
     let result = download(transport, rt, catalog, wanted, &sources, &config, |_| {}).await;
     if let Some((ix, hash)) = index {
         // Downloaders tell the index who sent corrupt data.

@@ -587,6 +587,7 @@ impl<T: Transport> Sim<'_, T> {
         let client = client_config(by);
         let action = action.clone();
         let clock = rt.clone();
+        let swarm = self.scenario.swarm;
         let fut = async move {
             let ended = match action {
                 Action::FileList { peers, .. } => file_list(&transport, &rt, &client, &addrs, &peers).await,
@@ -595,7 +596,7 @@ impl<T: Transport> Sim<'_, T> {
                         Some(ix) if from.is_empty() => Sources::Index(addrs.of(&ix)),
                         _ => Sources::Named(from),
                     };
-                    fetch(&transport, &rt, &catalog, &client, &addrs, &name, pin, sources).await
+                    fetch(&transport, &rt, &catalog, &client, &addrs, &name, pin, sources, swarm).await
                 }
                 Action::IndexList { index, .. } => index_list(&transport, &rt, &client, &addrs, &index).await,
                 Action::Upload { name, to, .. } => push(&transport, &rt, &catalog, &client, &addrs, &name, &to).await,

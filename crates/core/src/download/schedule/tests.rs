@@ -360,7 +360,7 @@ fn bits(count: u64, set: impl IntoIterator<Item = u64>) -> Bitfield {
 fn a_partial_source_is_asked_only_for_blocks_it_has() {
     let block = 16 * KIB;
     let mut s = Schedule::new(64 * block, block as u32, ScheduleConfig::default(), &[]);
-    s.holding(0, Some(bits(64, [3, 4, 5, 40])));
+    let _ = s.holding(0, Some(bits(64, [3, 4, 5, 40])));
     s.join(0);
     let asked = fetches(&s.poll(t(0.0), None));
     assert!(!asked.is_empty());
@@ -389,9 +389,9 @@ fn the_rarest_blocks_come_first_and_equals_are_drawn_at_random() {
         s.delivered_blocks = RANDOM_FIRST;
         // Three partial sources: blocks 10..20 are held by all three,
         // 30..34 by one. A fourth source has everything.
-        s.holding(0, Some(bits(n, (10..20).chain(30..34))));
-        s.holding(1, Some(bits(n, 10..20)));
-        s.holding(2, Some(bits(n, 10..20)));
+        let _ = s.holding(0, Some(bits(n, (10..20).chain(30..34))));
+        let _ = s.holding(1, Some(bits(n, 10..20)));
+        let _ = s.holding(2, Some(bits(n, 10..20)));
         for p in 0..3 {
             s.join(p);
         }
@@ -418,15 +418,42 @@ fn a_block_a_source_turns_out_not_to_have_goes_elsewhere_without_a_strike() {
     let block = 16 * KIB;
     let config = ScheduleConfig { request: Some(block), ..ScheduleConfig::default() };
     let mut s = Schedule::new(4 * block, block as u32, config, &[]);
-    s.holding(0, Some(bits(4, [0, 1, 2, 3])));
+    let _ = s.holding(0, Some(bits(4, [0, 1, 2, 3])));
     s.join(0);
     let asked = fetches(&s.poll(t(0.0), None));
     let (_, range) = asked[0].clone();
     s.not_yet(0, &range);
     assert!(!s.holds(0, &range));
-    s.holding(1, None);
+    let _ = s.holding(1, None);
     s.join(1);
     let again = fetches(&s.poll(t(0.1), None));
     assert!(again.contains(&(1, range.clone())), "{again:?}");
     assert!(!again.iter().any(|(p, r)| *p == 0 && *r == range));
+}
+
+#[test]
+fn a_source_that_says_it_holds_less_has_those_requests_cancelled() {
+    let block = 16 * KIB;
+    let config = ScheduleConfig { request: Some(block), ..ScheduleConfig::default() };
+    let mut s = Schedule::new(8 * block, block as u32, config, &[]);
+    let _ = s.holding(0, None);
+    s.join(0);
+    let asked = fetches(&s.poll(t(0.0), None));
+    assert!(!asked.is_empty());
+    // It starts showing pieces: it holds block 7 only, as far as it says.
+    let cancelled = s.holding(0, Some(bits(8, [7])));
+    let back: Vec<Range<u64>> = cancelled
+        .iter()
+        .filter_map(|a| match a {
+            Action::Cancel { peer: 0, range } => Some(range.clone()),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<Range<u64>> = asked.iter().map(|(_, r)| r.clone()).filter(|r| r.start != 7 * block).collect();
+    assert_eq!(back, expected);
+    let _ = s.holding(1, None);
+    s.join(1);
+    let again = fetches(&s.poll(t(0.1), None));
+    assert!(again.contains(&(1, back[0].clone())), "handed out again: {again:?}");
+    assert!(!again.iter().any(|(p, r)| *p == 0 && back.contains(r)), "not asked of 0 again: {again:?}");
 }

@@ -1,0 +1,289 @@
+//! How a peer with a whole file spreads its uplink over a crowd fetching
+//! it. A plain state machine: the time comes in, pieces to show come out.
+//!
+//! Alone, a subscriber is told the peer has every block. Once several
+//! fetch the same file, each newcomer is *shown* the file a piece at a
+//! time ([`Message::Have`](crate::protocol::Message::Have) of the piece's
+//! blocks) instead, so that:
+//!
+//! * the uplink goes to a few subscribers at a time ([`SLOTS`]), each
+//!   fetching at a useful rate, rather than to every one at a crawl; the
+//!   subscribers take turns, newcomers first, so that a newcomer soon has
+//!   a piece to trade;
+//! * each piece shown is the one shown least so far: the uplink puts new
+//!   pieces into the swarm, and a second copy of a piece leaves only once
+//!   every piece has left once;
+//! * a piece not asked for within [`ASK_WITHIN`] (the subscriber got it
+//!   from another peer) or not fetched within [`SHOWN_FOR`] (it is slow)
+//!   frees its slot for the next;
+//! * a piece read by anyone else (one told of every block) counts as
+//!   shown, so that the pieces shown next are new ones.
+//!
+//! Anything may still be read from the peer: showing pieces steers the
+//! subscribers that swarm, it does not refuse anyone.
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::time::Duration;
+
+use super::admission::ConnId;
+use crate::bitfield::Bitfield;
+use crate::runtime::Time;
+
+/// Subscribers fetching a shown piece at once.
+pub(super) const SLOTS: usize = 4;
+/// How long a shown piece holds its slot unless asked for: the
+/// subscriber asks at once if it lacks the piece (it may have it from
+/// another peer by now).
+pub(super) const ASK_WITHIN: Duration = Duration::from_millis(500);
+/// How long a piece asked for holds its slot at most.
+pub(super) const SHOWN_FOR: Duration = Duration::from_secs(5);
+
+/// The crowd fetching one whole file from this peer.
+#[derive(Debug)]
+pub(super) struct Seeding {
+    blocks: u64,
+    piece_blocks: u64,
+    /// How many times each piece was shown.
+    shown: Vec<u32>,
+    /// Where the search for the next piece starts (pieces are shown in
+    /// turn among equals).
+    cursor: usize,
+    /// Subscribers in turn: newcomers first, then the one shown a piece
+    /// longest ago.
+    turn: VecDeque<ConnId>,
+    /// The pieces shown to each.
+    seen: HashMap<ConnId, Bitfield>,
+    /// Pieces shown and not fetched yet.
+    open: Vec<Open>,
+    /// Blocks to tell each subscriber of.
+    tell: HashMap<ConnId, Vec<u32>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    conn: ConnId,
+    piece: u64,
+    since: Time,
+    asked: bool,
+}
+
+impl Open {
+    fn until(&self) -> Time {
+        self.since + if self.asked { SHOWN_FOR } else { ASK_WITHIN }
+    }
+}
+
+impl Seeding {
+    /// A file of `blocks` blocks, shown in pieces of `piece_blocks`.
+    pub(super) fn new(blocks: u64, piece_blocks: u64) -> Self {
+        let piece_blocks = piece_blocks.max(1);
+        let pieces = blocks.div_ceil(piece_blocks).max(1);
+        Self {
+            blocks,
+            piece_blocks,
+            shown: vec![0; pieces as usize],
+            cursor: 0,
+            turn: VecDeque::new(),
+            seen: HashMap::new(),
+            open: Vec::new(),
+            tell: HashMap::new(),
+        }
+    }
+
+    fn pieces(&self) -> u64 {
+        self.shown.len() as u64
+    }
+
+    /// Subscriber `conn` joins the crowd.
+    pub(super) fn join(&mut self, conn: ConnId, now: Time) {
+        if self.seen.contains_key(&conn) {
+            return;
+        }
+        self.seen.insert(conn, Bitfield::new(self.pieces()));
+        // A newcomer first: it has nothing to trade yet.
+        self.turn.push_front(conn);
+        self.fill(now);
+    }
+
+    /// Subscriber `conn` left.
+    pub(super) fn leave(&mut self, conn: ConnId, now: Time) {
+        self.seen.remove(&conn);
+        self.tell.remove(&conn);
+        self.turn.retain(|&c| c != conn);
+        self.open.retain(|o| o.conn != conn);
+        self.fill(now);
+    }
+
+    /// Whether anyone is in the crowd.
+    pub(super) fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+
+    /// `conn` asked for `blocks`: a piece of them shown to it holds its
+    /// slot until fetched (or [`SHOWN_FOR`]).
+    pub(super) fn asked(&mut self, conn: ConnId, blocks: Range<u64>) {
+        let pb = self.piece_blocks;
+        for o in self.open.iter_mut().filter(|o| o.conn == conn && overlaps(o.piece, pb, &blocks)) {
+            o.asked = true;
+        }
+    }
+
+    /// A read of `blocks` for `conn` was answered: a piece of them shown
+    /// to `conn` frees its slot; read by one not shown it, a piece counts
+    /// as shown.
+    pub(super) fn served(&mut self, conn: ConnId, blocks: Range<u64>, now: Time) {
+        let pb = self.piece_blocks;
+        let before = self.open.len();
+        self.open.retain(|o| !(o.conn == conn && overlaps(o.piece, pb, &blocks)));
+        if self.open.len() != before {
+            self.fill(now);
+            return;
+        }
+        let pieces = blocks.start / pb..blocks.end.div_ceil(pb).min(self.pieces());
+        for p in pieces {
+            let seen = self.seen.get(&conn).is_some_and(|s| s.get(p));
+            if !seen {
+                self.shown[p as usize] += 1;
+            }
+        }
+    }
+
+    /// Frees the slots of pieces not asked for, or not fetched, in time.
+    pub(super) fn tick(&mut self, now: Time) {
+        let before = self.open.len();
+        self.open.retain(|o| now < o.until());
+        if self.open.len() != before {
+            self.fill(now);
+        }
+    }
+
+    /// When [`tick`](Self::tick) has something to do next.
+    pub(super) fn deadline(&self) -> Option<Time> {
+        self.open.iter().map(Open::until).min()
+    }
+
+    /// The blocks to tell `conn` of now.
+    pub(super) fn take(&mut self, conn: ConnId) -> Vec<u32> {
+        self.tell.remove(&conn).unwrap_or_default()
+    }
+
+    /// Shows pieces while slots are free and someone has a piece left to
+    /// be shown.
+    fn fill(&mut self, now: Time) {
+        while self.open.len() < SLOTS {
+            // The first in turn without a piece open and with one left to
+            // be shown; it goes to the back of the line.
+            let next = self.turn.iter().enumerate().find_map(|(i, &c)| {
+                if self.open.iter().any(|o| o.conn == c) {
+                    return None;
+                }
+                self.least_shown(c).map(|p| (i, c, p))
+            });
+            let Some((i, conn, piece)) = next else { return };
+            self.turn.remove(i);
+            self.turn.push_back(conn);
+            self.shown[piece as usize] += 1;
+            self.cursor = (piece as usize + 1) % self.shown.len();
+            if let Some(seen) = self.seen.get_mut(&conn) {
+                seen.set(piece);
+            }
+            self.open.push(Open { conn, piece, since: now, asked: false });
+            let blocks = piece * self.piece_blocks..((piece + 1) * self.piece_blocks).min(self.blocks);
+            self.tell.entry(conn).or_default().extend(blocks.map(|b| b as u32));
+        }
+    }
+
+    /// The piece shown least that `conn` has not been shown, the first
+    /// from the cursor among equals.
+    fn least_shown(&self, conn: ConnId) -> Option<u64> {
+        let seen = self.seen.get(&conn)?;
+        let n = self.shown.len();
+        (0..n)
+            .map(|i| (self.cursor + i) % n)
+            .filter(|&p| !seen.get(p as u64))
+            .min_by_key(|&p| self.shown[p])
+            .map(|p| p as u64)
+    }
+}
+
+/// Whether piece `p` (of `pb` blocks) overlaps `blocks`.
+fn overlaps(p: u64, pb: u64, blocks: &Range<u64>) -> bool {
+    p * pb < blocks.end && blocks.start < (p + 1) * pb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(ms: u64) -> Time {
+        Time::ZERO + Duration::from_millis(ms)
+    }
+
+    fn pieces_told(s: &mut Seeding, conn: ConnId) -> Vec<u64> {
+        let mut p: Vec<u64> = s.take(conn).iter().map(|&b| u64::from(b) / s.piece_blocks).collect();
+        p.dedup();
+        p
+    }
+
+    #[test]
+    fn a_few_subscribers_at_a_time_each_shown_a_new_piece() {
+        // 10 pieces of 4 blocks; 6 subscribers.
+        let mut s = Seeding::new(40, 4);
+        for c in 1..=6 {
+            s.join(c, t(0));
+        }
+        let first: Vec<Vec<u64>> = (1..=6).map(|c| pieces_told(&mut s, c)).collect();
+        assert_eq!(first, [vec![0], vec![1], vec![2], vec![3], vec![], vec![]], "SLOTS at a time, in turn");
+        // 1 fetched its piece: one still waiting (the newest first) is
+        // shown the next piece.
+        s.served(1, 0..4, t(100));
+        assert_eq!(pieces_told(&mut s, 6), [4]);
+        assert!(pieces_told(&mut s, 1).is_empty(), "1 waits for its turn");
+        s.served(2, 4..8, t(100));
+        assert_eq!(pieces_told(&mut s, 5), [5]);
+        s.served(3, 8..12, t(100));
+        assert_eq!(pieces_told(&mut s, 1), [6], "then the one shown longest ago");
+        // Every piece leaves once before any leaves twice.
+        let mut now = 100;
+        let mut shown = 7;
+        while shown < 10 {
+            now += 100;
+            let Open { conn: c, piece: p, .. } = s.open[0];
+            s.served(c, p * 4..p * 4 + 4, t(now));
+            shown += 1;
+        }
+        assert!(s.shown.iter().all(|&n| n == 1), "{:?}", s.shown);
+    }
+
+    #[test]
+    fn a_piece_not_asked_for_or_not_fetched_in_time_frees_its_slot() {
+        let mut s = Seeding::new(12, 4);
+        s.join(1, t(0));
+        s.join(2, t(0));
+        assert_eq!(pieces_told(&mut s, 1), [0]);
+        assert_eq!(pieces_told(&mut s, 2), [1]);
+        assert_eq!(s.deadline(), Some(t(0) + ASK_WITHIN));
+        // 1 asks for its piece; 2 does not (it has it from elsewhere).
+        s.asked(1, 0..4);
+        s.tick(t(0) + ASK_WITHIN);
+        assert_eq!(pieces_told(&mut s, 2), [2], "2 is shown the next piece");
+        assert!(pieces_told(&mut s, 1).is_empty(), "1 keeps its slot while it fetches");
+        // 1 is too slow: its slot frees up, and it is shown what it lacks.
+        s.tick(t(0) + SHOWN_FOR);
+        assert_eq!(pieces_told(&mut s, 1), [1]);
+        assert_eq!(pieces_told(&mut s, 2), [0]);
+        s.leave(1, t(10_000));
+        s.leave(2, t(10_000));
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn pieces_read_by_others_count_as_shown() {
+        let mut s = Seeding::new(12, 4);
+        // Connection 9 was told of every block and read piece 0.
+        s.served(9, 0..4, t(0));
+        s.join(1, t(0));
+        assert_eq!(pieces_told(&mut s, 1), [1], "piece 0 has left already");
+    }
+}
