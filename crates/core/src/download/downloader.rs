@@ -14,7 +14,6 @@ use super::report::{DownloadError, DownloadReport, Outcome, Problem, ProblemKind
 use super::resume::Blocks;
 use super::schedule::{Action, MAX_STRIKES, Schedule, ScheduleConfig};
 use super::{DownloadConfig, SourceSpec, Wanted};
-use crate::bitfield::Bitfield;
 use crate::catalog::{Catalog, Entry};
 use crate::client::{ClientError, Session};
 use crate::hash::Hash;
@@ -275,13 +274,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
 
         // Served to other downloaders from here as it arrives, block by
         // block (never listed, never under its name until whole).
-        let mut held = Bitfield::new(manifest.block_count());
-        for b in 0..manifest.block_count() {
-            if blocks.get(b) {
-                held.set(b);
-            }
-        }
-        let going = catalog.go_live(name.clone(), manifest.clone(), partial.writer(), held);
+        let going = catalog.go_live(name.clone(), manifest.clone(), partial.writer(), blocks.bits().clone());
 
         let active: Vec<usize> =
             (0..sources.len()).filter(|&i| entries[i].as_ref().is_some_and(|e| e.info.hash == hash)).collect();
@@ -397,6 +390,8 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                     continue;
                 }
             };
+            // Peers a source named (peer exchange): sources from now on.
+            let mut heard_of = Vec::new();
             match event {
                 Event::Done { source, range } => {
                     tracing::trace!(now = ?rt.now(), me = %config.client.peer_id, from = %sources[source].label, ?range, "range arrived");
@@ -424,34 +419,14 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                     if alive.contains(&source) {
                         schedule.join(source);
                     }
-                    let learnt = Learn { hash, spawner: &spawner, heard: &mut heard, alive: alive.len() };
-                    self.learn(
-                        learnt,
-                        peers,
-                        &mut sources,
-                        &mut entries,
-                        &mut swarms,
-                        &mut reports,
-                        &mut commands,
-                        &mut tasks,
-                    );
+                    heard_of = peers;
                 }
                 Event::Have { source, blocks, peers } => {
                     last_news = rt.now();
                     for b in blocks {
                         schedule.has(source, u64::from(b));
                     }
-                    let learnt = Learn { hash, spawner: &spawner, heard: &mut heard, alive: alive.len() };
-                    self.learn(
-                        learnt,
-                        peers,
-                        &mut sources,
-                        &mut entries,
-                        &mut swarms,
-                        &mut reports,
-                        &mut commands,
-                        &mut tasks,
-                    );
+                    heard_of = peers;
                 }
                 Event::NotYet { source, range } => {
                     tracing::debug!(source = %sources[source].label, ?range, "not there yet");
@@ -494,6 +469,11 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                     }
                     Err(e) => reports[source].problem = Some(self.refusal(&sources[source], &e, &wanted)),
                 },
+            }
+            if !heard_of.is_empty() {
+                let learnt = Learn { hash, spawner: &spawner, heard: &mut heard, alive: alive.len() };
+                let roster = (&mut sources, &mut entries, &mut swarms, &mut reports);
+                self.learn(learnt, heard_of, roster, &mut commands, &mut tasks);
             }
         };
         drop(share);
@@ -586,15 +566,11 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
 
     /// Peers a source named as fetching the same content and serving it:
     /// each new one becomes a source (asked by hash), within bounds.
-    #[allow(clippy::too_many_arguments)]
     fn learn<P: WriteAt>(
         &self,
         learn: Learn<'_>,
         peers: Vec<String>,
-        sources: &mut Vec<SourceSpec>,
-        entries: &mut Vec<Option<Entry>>,
-        swarms: &mut Vec<bool>,
-        reports: &mut Vec<SourceReport>,
+        (sources, entries, swarms, reports): Roster<'_>,
         commands: &mut Vec<Option<async_channel::Sender<Command<P>>>>,
         tasks: &mut Vec<Option<Task<()>>>,
     ) {
@@ -695,6 +671,9 @@ fn keep_telling(reports: &mut Vec<SourceReport>, named: usize) {
         i <= named || r.bytes > 0 || r.problem.as_ref().is_some_and(|p| p.kind == ProblemKind::Corrupt)
     });
 }
+
+/// A download's sources and what is known of each, index by index.
+type Roster<'a> = (&'a mut Vec<SourceSpec>, &'a mut Vec<Option<Entry>>, &'a mut Vec<bool>, &'a mut Vec<SourceReport>);
 
 /// What [`Downloader::learn`] needs of a download.
 struct Learn<'a> {

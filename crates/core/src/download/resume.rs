@@ -9,6 +9,7 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bitfield::Bitfield;
 use crate::hash::Hash;
 use crate::manifest::Manifest;
 use crate::store::ReadAt;
@@ -30,23 +31,25 @@ struct Record {
 /// The blocks of one file that are in place.
 #[derive(Debug, Clone)]
 pub(crate) struct Blocks {
-    bits: Vec<u8>,
-    count: u64,
+    bits: Bitfield,
 }
 
 impl Blocks {
     pub(crate) fn new(count: u64) -> Self {
-        Self { bits: vec![0; count.div_ceil(8) as usize], count }
+        Self { bits: Bitfield::new(count) }
     }
 
     pub(crate) fn set(&mut self, block: u64) {
-        if block < self.count {
-            self.bits[(block / 8) as usize] |= 1 << (block % 8);
-        }
+        self.bits.set(block);
     }
 
     pub(crate) fn get(&self, block: u64) -> bool {
-        block < self.count && self.bits[(block / 8) as usize] & (1 << (block % 8)) != 0
+        self.bits.get(block)
+    }
+
+    /// The blocks, as a set.
+    pub(crate) fn bits(&self) -> &Bitfield {
+        &self.bits
     }
 
     /// Marks the blocks `range` covers, which starts on a block boundary
@@ -65,7 +68,7 @@ impl Blocks {
             hash: manifest.root(),
             size: manifest.size(),
             block_size: manifest.block_size(),
-            done: self.bits.clone(),
+            done: self.bits.as_bytes().to_vec(),
         };
         postcard::to_allocvec(&r).unwrap_or_default()
     }
@@ -76,28 +79,28 @@ impl Blocks {
         let ok = r.version == VERSION
             && r.hash == manifest.root()
             && r.size == manifest.size()
-            && r.block_size == manifest.block_size()
-            && r.done.len() as u64 == manifest.block_count().div_ceil(8);
-        ok.then_some(Self { bits: r.done, count: manifest.block_count() })
+            && r.block_size == manifest.block_size();
+        let bits = Bitfield::from_bytes(&r.done, manifest.block_count())?;
+        ok.then_some(Self { bits })
     }
 
     /// Reads back the blocks this set claims and keeps those that match the
     /// manifest. Returns them, as ranges, and their bytes.
     pub(crate) async fn verify(&self, file: &impl ReadAt, manifest: &Manifest) -> (Self, Vec<Range<u64>>, u64) {
-        let mut good = Self::new(self.count);
+        let mut good = Self::new(self.bits.count());
         let mut ranges: Vec<Range<u64>> = Vec::new();
         let mut bytes = 0;
         let per_read = (CHECK_READ / u64::from(manifest.block_size())).max(1);
         let mut buf = Vec::new();
         let mut b = 0;
-        while b < self.count {
+        while b < self.bits.count() {
             if !self.get(b) {
                 b += 1;
                 continue;
             }
             // A run of claimed blocks, read in large pieces.
             let mut end = b;
-            while end < self.count && self.get(end) && end - b < per_read {
+            while end < self.bits.count() && self.get(end) && end - b < per_read {
                 end += 1;
             }
             let start = manifest.block_range(b).start;

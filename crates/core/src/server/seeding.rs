@@ -16,8 +16,9 @@
 //! * a piece not asked for within [`ASK_WITHIN`] (the subscriber got it
 //!   from another peer) or not fetched within [`SHOWN_FOR`] (it is slow)
 //!   frees its slot for the next;
-//! * a piece read by anyone else (one told of every block) counts as
-//!   shown, so that the pieces shown next are new ones.
+//! * a piece read by another subscriber (one told of every block before
+//!   the crowd formed) counts as shown, so that the pieces shown next are
+//!   new ones.
 //!
 //! Anything may still be read from the peer: showing pieces steers the
 //! subscribers that swarm, it does not refuse anyone.

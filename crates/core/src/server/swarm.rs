@@ -325,9 +325,12 @@ impl<W> Subscriptions<W> {
         }
     }
 
-    /// A read of `hash`'s bytes `range` was answered.
+    /// A read of `hash`'s bytes `range` was answered (a connection not
+    /// subscribed to it touches nothing shared).
     pub(super) fn served(&self, hash: &Hash, range: Range<u64>, now: Time) {
-        self.swarms.served(hash, self.conn, range, now);
+        if self.subs.iter().any(|s| s.hash == *hash) {
+            self.swarms.served(hash, self.conn, range, now);
+        }
     }
 
     /// When [`news`](Self::news) may have something to say without any
