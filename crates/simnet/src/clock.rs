@@ -21,6 +21,11 @@ use p2p_core::runtime::{Runtime, Task, Time};
 pub struct Clock {
     state: Mutex<ClockState>,
     ready: Mutex<Ready>,
+    /// Tasks woken after their host went down, to be dropped (cancelled)
+    /// by [`Clock::bury`] rather than inside the wake: a waker may be
+    /// called with a lock held (an event's list of listeners) that the
+    /// task's own drop takes again.
+    dead: Mutex<VecDeque<Runnable>>,
 }
 
 /// Hosts with a task ready to run: the simulation runs only those, rather
@@ -84,6 +89,7 @@ impl Clock {
         for w in due {
             w.wake();
         }
+        self.bury();
         n
     }
 
@@ -101,6 +107,15 @@ impl Clock {
         if !r.queued[host] {
             r.queued[host] = true;
             r.order.push_back(host);
+        }
+    }
+
+    /// Drops every task woken after its host went down, and those their
+    /// drops wake in turn.
+    pub fn bury(&self) {
+        loop {
+            let Some(r) = lock(&self.dead).pop_front() else { return };
+            drop(r);
         }
     }
 
@@ -166,7 +181,9 @@ impl Host {
     /// Runs one ready task; false if none was ready (or the host is down).
     pub fn tick(&self) -> bool {
         let exec = lock(&self.exec).clone();
-        exec.is_some_and(|e| e.tick())
+        let ran = exec.is_some_and(|e| e.tick());
+        self.clock.bury();
+        ran
     }
 
     /// Whether a task is ready to run.
@@ -178,6 +195,7 @@ impl Host {
     pub fn crash(&self) {
         let exec = lock(&self.exec).take();
         drop(exec);
+        self.clock.bury();
     }
 
     /// A new, empty executor after a crash.
@@ -228,16 +246,19 @@ impl Exec {
         // is taken off the list too.
         let forget = Forget(Arc::downgrade(self), id);
         let sched_exec = Arc::downgrade(self);
+        let clock = self.clock.clone();
         let wrapped = async move {
             let _forget = forget;
             fut.await
         };
-        // A task woken after its host crashed is dropped, which cancels it.
-        let schedule = move |r: Runnable| {
-            if let Some(e) = sched_exec.upgrade() {
+        // A task woken after its host crashed is dropped, which cancels
+        // it: soon after, not inside the wake (see `Clock::dead`).
+        let schedule = move |r: Runnable| match sched_exec.upgrade() {
+            Some(e) => {
                 lock(&e.queue).push_back(r);
                 e.clock.mark_ready(e.index);
             }
+            None => lock(&clock.dead).push_back(r),
         };
         let (runnable, task) = async_task::spawn(wrapped, schedule);
         lock(&self.active).wakers.insert(id, runnable.waker());
@@ -267,6 +288,7 @@ impl Drop for Exec {
         }
         let queued: Vec<Runnable> = lock(&self.queue).drain(..).collect();
         drop(queued);
+        self.clock.bury();
     }
 }
 
@@ -372,6 +394,64 @@ mod tests {
             }
         }
         assert_eq!(*lock(&order), [(1, 10), (3, 20), (0, 30), (2, 30)]);
+    }
+
+    /// Wakes what waits on it with its lock held, as an event's list of
+    /// listeners does.
+    #[derive(Default)]
+    struct Notifier {
+        waiting: Mutex<Vec<Waker>>,
+        /// Set when a waiter was dropped while the lock was held.
+        dropped_inside: Mutex<bool>,
+    }
+
+    struct Wait(Arc<Notifier>);
+
+    impl Future for Wait {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            lock(&self.0.waiting).push(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+
+    impl Drop for Wait {
+        fn drop(&mut self) {
+            if self.0.waiting.try_lock().is_err() {
+                *lock(&self.0.dropped_inside) = true;
+            }
+        }
+    }
+
+    struct NotifyOnDrop(Arc<Notifier>);
+
+    impl Drop for NotifyOnDrop {
+        fn drop(&mut self) {
+            let waiting = lock(&self.0.waiting);
+            for w in waiting.iter() {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    #[test]
+    fn a_task_cancelled_by_a_wake_is_dropped_after_it() {
+        let clock = Arc::new(Clock::default());
+        let host = Host::up(&clock, 0);
+        let rt = SimRuntime::new(clock.clone(), &host, 1);
+        let n = Arc::new(Notifier::default());
+        // Dropped first by the crash, it wakes the second with the lock held.
+        let guard = NotifyOnDrop(n.clone());
+        rt.spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await
+        })
+        .detach();
+        rt.spawn(Wait(n.clone())).detach();
+        while host.tick() {}
+        assert_eq!(lock(&n.waiting).len(), 1);
+        host.crash();
+        assert!(!*lock(&n.dropped_inside));
     }
 
     #[test]
