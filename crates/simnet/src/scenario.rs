@@ -325,6 +325,9 @@ pub enum Check {
     /// `peer` sent at most `copies` times the size of its file `name`
     /// (everything it sent counts, headers too).
     SentCopies { peer: String, name: String, copies: f64 },
+    /// No downloader of step `step` kept a byte from peer `source`, and
+    /// at least one dropped it for a corrupt block.
+    Shunned { step: String, source: String },
 }
 
 /// Why a scenario cannot be used.
@@ -560,6 +563,10 @@ impl Scenario {
                 Check::SameFile { peer: p, other, .. } => {
                     peer(p)?;
                     peer(other)?;
+                }
+                Check::Shunned { step: s, source } => {
+                    step(s)?;
+                    peer(source)?;
                 }
                 Check::StepDone(s)
                 | Check::StepWithin { step: s, .. }

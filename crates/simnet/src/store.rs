@@ -70,6 +70,26 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl MemStore {
+    /// Flips bits in `buf`, read at `offset` of a file of `size` bytes, as
+    /// the store's faults say.
+    fn spoil(&self, size: u64, offset: u64, buf: &mut [u8]) {
+        let faults = *lock(&self.faults);
+        if faults.corrupt
+            && let Some(b) = buf.first_mut()
+        {
+            *b ^= 0x01;
+        }
+        if let Some(n) = faults.corrupt_one_in.filter(|&n| n > 0).map(u64::from) {
+            let bs = u64::from(block_size_for(size));
+            let end = offset + buf.len() as u64;
+            for block in offset.div_ceil(bs)..end.div_ceil(bs) {
+                if block % n == n * 37 / 100 {
+                    buf[(block * bs - offset) as usize] ^= 0x01;
+                }
+            }
+        }
+    }
+
     /// An empty store named `label` (for messages), timed by `rt`, with
     /// its content in `pool`'s pages.
     pub fn new(label: &str, rt: SimRuntime, pool: PagePool) -> Self {
@@ -165,21 +185,7 @@ impl ReadAt for MemFile {
         let end = start.checked_add(len).ok_or(io::ErrorKind::UnexpectedEof)?;
         buf.clear();
         self.data.read_into(start, end, &mut buf).ok_or(io::ErrorKind::UnexpectedEof)?;
-        let faults = *lock(&self.store.faults);
-        if faults.corrupt
-            && let Some(b) = buf.first_mut()
-        {
-            *b ^= 0x01;
-        }
-        if let Some(n) = faults.corrupt_one_in.filter(|&n| n > 0).map(u64::from) {
-            let bs = u64::from(block_size_for(self.data.len() as u64));
-            let end = offset + len as u64;
-            for block in offset.div_ceil(bs)..end.div_ceil(bs) {
-                if block % n == n * 37 / 100 {
-                    buf[(block * bs - offset) as usize] ^= 0x01;
-                }
-            }
-        }
+        self.store.spoil(self.data.len() as u64, offset, &mut buf);
         Ok(buf)
     }
 }
@@ -219,7 +225,13 @@ impl ReadAt for MemWriter {
         let start = usize::try_from(offset).map_err(|_| io::ErrorKind::UnexpectedEof)?;
         let end = start.checked_add(len).ok_or(io::ErrorKind::UnexpectedEof)?;
         buf.clear();
-        lock(&file).read_into(start, end, &mut buf).ok_or(io::ErrorKind::UnexpectedEof)?;
+        let size = {
+            let file = lock(&file);
+            file.read_into(start, end, &mut buf).ok_or(io::ErrorKind::UnexpectedEof)?;
+            file.len() as u64
+        };
+        // A corrupt peer serves the blocks it is still downloading corrupt too.
+        self.store.spoil(size, offset, &mut buf);
         Ok(buf)
     }
 }

@@ -209,7 +209,9 @@ impl<T: Transport, R: Runtime> IndexClient<T, R> {
 }
 
 /// The sources a download found sending corrupt blocks, by address, with
-/// the evidence (labels as in `sources`), each once.
+/// the evidence, each once. Labels are as in `sources`; a label not there
+/// is a source heard of while downloading (peer exchange), which is
+/// labelled by its address.
 pub fn corrupt_sources<'a>(
     sources: &'a [SourceSpec],
     problems: impl IntoIterator<Item = (&'a str, &'a Problem)>,
@@ -218,11 +220,43 @@ pub fn corrupt_sources<'a>(
     for (label, problem) in problems {
         if problem.kind == ProblemKind::Corrupt
             && let Some(bad) = &problem.evidence
-            && let Some(s) = sources.iter().find(|s| s.label == label)
-            && !out.iter().any(|(a, _)| *a == s.addr)
         {
-            out.push((s.addr.clone(), bad.clone()));
+            let addr = sources.iter().find(|s| s.label == label).map_or(label, |s| s.addr.as_str());
+            if !out.iter().any(|(a, _)| a == addr) {
+                out.push((addr.to_string(), bad.clone()));
+            }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corrupt(block: u64) -> Problem {
+        Problem {
+            kind: ProblemKind::Corrupt,
+            detail: "bad block".into(),
+            evidence: Some(BadBlock { block, got: [1; 32], want: [2; 32], proof: Vec::new() }),
+        }
+    }
+
+    #[test]
+    fn corrupt_sources_are_named_by_address_each_once() {
+        let sources = [SourceSpec { label: "peer-a".into(), addr: "198.18.0.2:5000".into() }];
+        let refused = Problem { kind: ProblemKind::Refused, detail: "no".into(), evidence: None };
+        let (a, a2, heard, other) = (corrupt(1), corrupt(2), corrupt(3), refused);
+        let problems = [
+            ("peer-a", &a),
+            ("peer-a", &a2),
+            // Heard of by peer exchange: its label is its address.
+            ("198.18.0.9:41000", &heard),
+            ("198.18.0.7:5000", &other),
+        ];
+        let out = corrupt_sources(&sources, problems);
+        let addrs: Vec<&str> = out.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(addrs, ["198.18.0.2:5000", "198.18.0.9:41000"]);
+        assert_eq!(out[0].1.block, 1);
+    }
 }

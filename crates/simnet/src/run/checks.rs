@@ -223,6 +223,27 @@ impl<T: Transport> Sim<'_, T> {
                     Err(format!("{peer} sent {sent_copies:.3} copies of {name}"))
                 }
             }
+            Check::Shunned { step, source } => {
+                let Some((_, StepState::Done { ended, .. })) = self.step_by_id(step) else {
+                    return Err(format!("step {step} has not ended"));
+                };
+                // Named by the index as the peer, or by peer exchange as
+                // its address.
+                let from: Vec<&FromSource> = ended
+                    .sources
+                    .iter()
+                    .filter(|s| s.label == *source || s.label.rsplit_once(':').is_some_and(|(h, _)| h == source))
+                    .collect();
+                let kept = from.iter().filter(|s| s.bytes > 0).count();
+                let dropped = from.iter().filter(|s| s.corrupt).count();
+                if kept > 0 {
+                    Err(format!("{kept} downloads kept bytes from {source}"))
+                } else if dropped == 0 {
+                    Err(format!("no download dropped {source} for a corrupt block"))
+                } else {
+                    Ok(())
+                }
+            }
             Check::StepTook { step, at_least, at_most } => match self.step_by_id(step) {
                 Some((_, StepState::Done { start, end, .. })) => {
                     let took = *end - *start;
@@ -274,6 +295,9 @@ pub(super) fn check_text(c: &Check) -> String {
             format!("step {step} took at most {factor} x the minimum distribution time")
         }
         Check::SentCopies { peer, name, copies } => format!("{peer} sent at most {copies} copies of {name}"),
+        Check::Shunned { step, source } => {
+            format!("the downloads of step {step} dropped {source} and kept nothing from it")
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use p2p_core::download::Wanted;
 use p2p_core::index::{IndexClient, LookupError, corrupt_sources};
 
 pub(super) fn failed(kind: ErrorKind, result: String) -> Ended {
-    Ended { ok: false, kind: Some(kind), result: format!("error: {result}"), parts: Vec::new(), part_ends: Vec::new() }
+    Ended { ok: false, kind: Some(kind), result: format!("error: {result}"), ..Ended::default() }
 }
 
 /// A short word for each kind, as it appears in results.
@@ -116,6 +116,7 @@ pub(super) fn merge(mut done: Vec<(String, Time, Ended)>) -> Ended {
     }
     let kind = done.iter().find_map(|(_, _, e)| e.kind);
     let part_ends: Vec<Time> = done.iter().map(|(_, at, _)| *at).collect();
+    let sources = done.iter().flat_map(|(_, _, e)| e.sources.iter().cloned()).collect();
     let parts = done
         .into_iter()
         .map(|(peer, at, e)| Part {
@@ -127,6 +128,7 @@ pub(super) fn merge(mut done: Vec<(String, Time, Ended)>) -> Ended {
         .collect();
     let mut ended = finish(parts, kind);
     ended.part_ends = part_ends;
+    ended.sources = sources;
     ended
 }
 
@@ -134,7 +136,7 @@ pub(super) fn finish(parts: Vec<Part>, kind: Option<ErrorKind>) -> Ended {
     let ok = kind.is_none();
     let failed = parts.iter().filter(|p| p.result.starts_with("error")).count();
     let result = if ok { "ok".to_string() } else { format!("error: {failed} of {} failed", parts.len()) };
-    Ended { ok, kind, result, parts, part_ends: Vec::new() }
+    Ended { ok, kind, result, parts, ..Ended::default() }
 }
 
 /// Where a download takes its sources from.
@@ -224,7 +226,16 @@ pub(super) async fn fetch<T: Transport>(
                 }
                 Fetched::AlreadyPresent => "ok: already there".to_string(),
             };
-            Ended { ok: true, kind: None, result, parts, part_ends: Vec::new() }
+            let sources = report
+                .sources
+                .iter()
+                .map(|s| FromSource {
+                    label: s.label.clone(),
+                    bytes: s.bytes,
+                    corrupt: s.problem.as_ref().is_some_and(|p| p.kind == ProblemKind::Corrupt),
+                })
+                .collect();
+            Ended { ok: true, kind: None, result, parts, sources, ..Ended::default() }
         }
         Err(e) => {
             let parts: Vec<Part> = e
@@ -233,7 +244,16 @@ pub(super) async fn fetch<T: Transport>(
                 .map(|(peer, why)| Part { peer: peer.clone(), bytes: 0, result: format!("error: {why}"), ended: None })
                 .collect();
             let kind = e.reasons().first().map_or(ErrorKind::Other, |(_, why)| kind_of_problem(why));
-            Ended { ok: false, kind: Some(kind), result: format!("error: {e}"), parts, part_ends: Vec::new() }
+            let sources = e
+                .reasons()
+                .iter()
+                .map(|(label, why)| FromSource {
+                    label: label.clone(),
+                    bytes: 0,
+                    corrupt: why.kind == ProblemKind::Corrupt,
+                })
+                .collect();
+            Ended { ok: false, kind: Some(kind), result: format!("error: {e}"), parts, sources, ..Ended::default() }
         }
     }
 }
@@ -256,7 +276,7 @@ pub(super) async fn index_list<T: Transport>(
         Ok(files) => {
             let n = files.len();
             let result = format!("ok: {n} file{} on the network", if n == 1 { "" } else { "s" });
-            Ended { ok: true, kind: None, result, parts: Vec::new(), part_ends: Vec::new() }
+            Ended { ok: true, kind: None, result, ..Ended::default() }
         }
         Err(e) => failed(kind_of(&e), e.to_string()),
     }

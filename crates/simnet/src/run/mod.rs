@@ -159,7 +159,7 @@ fn client_config(name: &str) -> ClientConfig {
 }
 
 /// How a command step ended.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Ended {
     ok: bool,
     kind: Option<ErrorKind>,
@@ -167,6 +167,19 @@ struct Ended {
     parts: Vec<Part>,
     /// For a command of a group: when each peer's part ended.
     part_ends: Vec<Time>,
+    /// For downloads: what each source gave each downloader.
+    sources: Vec<FromSource>,
+}
+
+/// What one source gave one download.
+#[derive(Debug, Clone)]
+struct FromSource {
+    /// How the download's result names it (a peer, or an address).
+    label: String,
+    /// Verified bytes.
+    bytes: u64,
+    /// Whether it was dropped for a block that failed verification.
+    corrupt: bool,
 }
 
 /// Where a peer's command leaves its result, and when it ended.
@@ -514,8 +527,7 @@ impl<T: Transport> Sim<'_, T> {
                 self.steps[i] = StepState::Running { start: now, slots, _tasks: tasks };
             } else {
                 self.apply_fault(&action);
-                let ended =
-                    Ended { ok: true, kind: None, result: "done".into(), parts: Vec::new(), part_ends: Vec::new() };
+                let ended = Ended { ok: true, kind: None, result: "done".into(), ..Ended::default() };
                 self.steps[i] = StepState::Done { start: now, end: now, ended };
             }
         }
