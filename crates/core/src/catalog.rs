@@ -10,6 +10,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_lock::OnceCell;
+use event_listener::{Event, EventListener};
 use serde::{Deserialize, Serialize};
 
 use crate::bitfield::Bitfield;
@@ -37,6 +38,8 @@ pub struct Catalog<S: Store> {
     live: LiveSet<S>,
     /// Every content that went live here (downloaded, or being).
     went_live: Arc<Mutex<HashSet<Hash>>>,
+    /// Told each time a content goes live.
+    going_live: Arc<Event>,
 }
 
 /// The partial files of a store's downloads, as read from.
@@ -51,6 +54,7 @@ impl<S: Store> Clone for Catalog<S> {
             cache: self.cache.clone(),
             live: self.live.clone(),
             went_live: self.went_live.clone(),
+            going_live: self.going_live.clone(),
         }
     }
 }
@@ -95,7 +99,13 @@ struct Record {
 impl<S: Store> Catalog<S> {
     /// A catalog of `store`.
     pub fn new(store: S) -> Self {
-        Self { store, cache: Arc::default(), live: Arc::default(), went_live: Arc::default() }
+        Self {
+            store,
+            cache: Arc::default(),
+            live: Arc::default(),
+            went_live: Arc::default(),
+            going_live: Arc::default(),
+        }
     }
 
     /// Serves a download's content as it arrives: `have` is what is in
@@ -111,7 +121,14 @@ impl<S: Store> Catalog<S> {
         let live = Arc::new(Live::new(name, manifest.clone(), reader, have));
         self.live.lock().unwrap_or_else(PoisonError::into_inner).insert(manifest.root(), live.clone());
         self.went_live.lock().unwrap_or_else(PoisonError::into_inner).insert(manifest.root());
+        self.going_live.notify(usize::MAX);
         Going::new(live, self.live.clone())
+    }
+
+    /// Completes when a content next goes live here: take it before
+    /// looking at [`went_live`](Self::went_live), so none is missed.
+    pub fn live_listener(&self) -> EventListener {
+        self.going_live.listen()
     }
 
     /// Whether content `hash` was downloaded here (or is being) by this

@@ -465,5 +465,6 @@ pub(crate) fn kind(m: &Message) -> &'static str {
         Message::Subscribe { .. } => "Subscribe",
         Message::Holding { .. } => "Holding",
         Message::Have { .. } => "Have",
+        Message::Fetching { .. } => "Fetching",
     }
 }

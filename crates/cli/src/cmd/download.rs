@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use p2p_core::catalog::Catalog;
+use p2p_core::client::ClientConfig;
 use p2p_core::download::{
     DownloadConfig, DownloadError, DownloadReport, Downloader, Outcome, Problem, SourceSpec, Wanted,
 };
 use p2p_core::hash::Hash;
-use p2p_core::index::{IndexClient, LookupError, corrupt_sources, peer_labels};
+use p2p_core::index::{IndexClient, LookupError, announce_fetching, corrupt_sources, peer_labels};
 use p2p_core::name::FileName;
-use p2p_core::protocol::MAX_READ;
+use p2p_core::protocol::{FileInfo, MAX_READ};
 use p2p_core::runtime::{Runtime, Task, join_all};
 use p2p_core::server::{Server, ServerConfig, UploadPolicy};
 use p2p_core::transport::{Listener, Transport};
@@ -55,12 +56,13 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
     let (targets, index) = if peers.is_empty() {
         let index = require_tracker(ctx, args.tracker.as_deref())?;
         let (net, id) = client_net(ctx, &[Ok(index.clone())])?;
+        let to_index = (net.clone(), client_config(args.timeout, &id));
         let ix = IndexClient::new(net, rt.clone(), &index.addr, client_config(args.timeout, &id));
         let Some(online) = until_cancelled(ctx, online_peers(&ix)) else {
             return Ok(Status::Cancelled);
         };
         match online {
-            Ok(targets) => (targets.into_iter().map(Ok).collect(), Some((index, ix))),
+            Ok(targets) => (targets.into_iter().map(Ok).collect(), Some((index, ix, to_index))),
             Err(e) => {
                 ctx.out.error(&format!("{}: {e}", index.display()));
                 ctx.out.json(&json!({ "index": index.label, "error": e }));
@@ -102,12 +104,20 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
         listen => swarm_server(ctx, &net, &id, args.timeout, catalog.clone(), listen.unwrap_or("0.0.0.0:0"))?,
     };
     config.swarm = Some(serving.as_ref().map_or(0, |s| s.port));
+    // The index names this process to the others as a partial source of
+    // what it downloads.
+    let announce = match (&index, &serving) {
+        (Some((index, _, (net, client))), Some(serving)) => {
+            Some(Announce::new(rt, net.clone(), index.addr.clone(), client.clone(), catalog.clone(), serving.port))
+        }
+        _ => None,
+    };
     let downloader = Downloader::new(net.clone(), rt.clone(), catalog, config);
     let job = Job {
         ctx,
         targets: &targets,
         sources: match &index {
-            Some((index, ix)) => Sources::Index { index, ix },
+            Some((index, ix, _)) => Sources::Index { index, ix, announce: announce.as_ref() },
             None => Sources::Named(&named),
         },
         dir: &dir,
@@ -141,7 +151,10 @@ pub(crate) fn run(ctx: &Context, args: Download) -> anyhow::Result<Status> {
             return Ok(Status::Cancelled);
         }
     }
-    if let Some((_, ix)) = &index {
+    if let Some(a) = &announce {
+        a.stop();
+    }
+    if let Some((_, ix, _)) = &index {
         rt.block_on(ix.close());
     }
     if job.many {
@@ -345,7 +358,46 @@ enum Sources<'a> {
     /// The peers named on the command line, for every file.
     Named(&'a [SourceSpec]),
     /// The peers the index names, file by file.
-    Index { index: &'a Target, ix: &'a Index },
+    Index { index: &'a Target, ix: &'a Index, announce: Option<&'a Announce> },
+}
+
+/// Tells the index what this process downloads, while it serves it: one
+/// session, until dropped.
+struct Announce {
+    files: async_channel::Sender<FileInfo>,
+    task: RefCell<Option<Task<()>>>,
+}
+
+impl Announce {
+    fn new(
+        rt: &SmolRuntime,
+        net: Net,
+        index: String,
+        client: ClientConfig,
+        catalog: Catalog<FsStore>,
+        port: u16,
+    ) -> Self {
+        let (files, receive) = async_channel::unbounded();
+        let rt2 = rt.clone();
+        let task = rt.spawn(async move {
+            let end = announce_fetching(&net, &rt2, &catalog, &index, &client, port, receive).await;
+            if let Err(e) = end {
+                tracing::warn!("index {index}: cannot name this download as a source to the others: {e}");
+            }
+        });
+        Self { files, task: RefCell::new(Some(task)) }
+    }
+
+    /// Not a source any more: the index forgets this process.
+    fn stop(&self) {
+        self.task.borrow_mut().take();
+    }
+
+    /// Names this process to the index as a source of `info` once its
+    /// download has started.
+    fn start(&self, info: FileInfo) {
+        let _ = self.files.try_send(info);
+    }
 }
 
 /// How the files of a command ended.
@@ -371,7 +423,7 @@ impl Job<'_> {
                     }
                 }
             }
-            Sources::Index { index, ix } => match ix.files().await {
+            Sources::Index { index, ix, .. } => match ix.files().await {
                 Ok(files) => names.extend(files.into_iter().map(|f| f.info.name)),
                 Err(e) => self.error(&format!("{}: {}", index.display(), describe(&e))),
             },
@@ -409,8 +461,11 @@ impl Job<'_> {
             Sources::Named(s) => (s.to_vec(), None, w.clone()),
             // The download is pinned to the content the index named: a
             // source offering other content under that name is dropped.
-            Sources::Index { index, ix } => match ix.lookup(w).await {
+            Sources::Index { index, ix, announce } => match ix.lookup(w).await {
                 Ok(found) => {
+                    if let Some(a) = announce {
+                        a.start(found.info.clone());
+                    }
                     let pinned = match w {
                         Wanted::Name(name) => Wanted::Exact { name: name.clone(), hash: found.info.hash },
                         other => other.clone(),

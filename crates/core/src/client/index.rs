@@ -44,6 +44,18 @@ impl<S: Stream, R: Runtime> Session<S, R> {
         }
     }
 
+    /// Tells the index this joined peer downloads `info` and serves what
+    /// it has of it (a partial source, until the session ends). Returns
+    /// how many contents the index lists it fetching.
+    pub async fn fetching(&mut self, info: FileInfo) -> Result<u32, ClientError> {
+        let id = self.id();
+        self.conn.send(&Message::Fetching { id, info }).await?;
+        match self.response(id).await? {
+            Message::Published { files, .. } => Ok(files),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Tells the index this peer is alive.
     pub async fn ping(&mut self) -> Result<(), ClientError> {
         let id = self.id();

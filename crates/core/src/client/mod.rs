@@ -12,7 +12,7 @@ use crate::catalog::Entry;
 use crate::conn::{Conn, ConnError, Wait, kind};
 use crate::manifest::{MAX_FILE_SIZE, Manifest, ManifestError, block_count, block_size_for};
 use crate::protocol::codec::Frame;
-use crate::protocol::{ErrorCode, FileInfo, FileRef, Hello, Message};
+use crate::protocol::{CAP_SWARM, ErrorCode, FileInfo, FileRef, Hello, Message};
 use crate::runtime::{Runtime, Time, timeout};
 use crate::transport::{Fingerprint, Transport};
 
@@ -194,7 +194,9 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
                 .await
                 .map_err(|source| ClientError::Connect { addr: addr.to_owned(), source })?;
             let mut conn = Conn::new(connected.stream, rt.clone(), config.io_timeout);
-            let hello = Hello { peer_id: config.peer_id.clone(), agent: crate::AGENT.into(), capabilities: 0 };
+            // CAP_SWARM: this client understands partial sources (an index
+            // names them to it).
+            let hello = Hello { peer_id: config.peer_id.clone(), agent: crate::AGENT.into(), capabilities: CAP_SWARM };
             let peer = conn.handshake_connect(hello).await?;
             let transport = transport.name();
             Ok::<_, ClientError>(Session {

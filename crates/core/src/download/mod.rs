@@ -48,6 +48,7 @@ mod resume;
 pub mod schedule;
 
 pub use downloader::Downloader;
+pub(crate) use peer::SWARM_FROM;
 pub use peer::SourceError;
 pub use report::{DownloadError, DownloadReport, Outcome, Problem, ProblemKind, Progress, SourceReport};
 

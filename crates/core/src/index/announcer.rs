@@ -20,6 +20,8 @@ use async_channel::Receiver;
 
 use crate::catalog::Catalog;
 use crate::client::{ClientConfig, ClientError, Session};
+use crate::download::SWARM_FROM;
+use crate::index::state::MAX_FETCHING;
 use crate::name::FileName;
 use crate::protocol::{ErrorCode, FileInfo, LIST_PAGE};
 use crate::runtime::{Runtime, Time, join_all};
@@ -292,5 +294,100 @@ impl<T: Transport, R: Runtime, S: Store> Announcer<T, R, S> {
         let removed: Vec<FileName> = self.published.keys().filter(|n| !seen.contains_key(*n)).cloned().collect();
         self.seen = seen;
         Ok((files, removed))
+    }
+}
+
+/// Why a downloader stopped telling the index what it fetches.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchingEnd {
+    /// The session failed.
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    /// The address is a peer, not an index.
+    #[error("{0} is not an index")]
+    NotIndex(String),
+}
+
+/// Tells the index at `index` which contents this peer downloads and
+/// serves what it has of on `port`: each [`FileInfo`] that comes on
+/// `files`, as soon as its download has gone live in `catalog` (before, it
+/// has nothing to serve). One session for them all, kept alive so that
+/// the index names this peer as a partial source of each (and, once one
+/// is done, as a peer that has it all) until the future is dropped, at
+/// most [`MAX_FETCHING`](crate::index::state::MAX_FETCHING) of them. Files
+/// too small to swarm are not told. Returns once `files` is closed and
+/// nothing is left to tell, or if the session fails.
+pub async fn announce_fetching<T: Transport, R: Runtime, S: Store>(
+    transport: &T,
+    rt: &R,
+    catalog: &Catalog<S>,
+    index: &str,
+    client: &ClientConfig,
+    port: u16,
+    files: Receiver<FileInfo>,
+) -> Result<(), FetchingEnd> {
+    let mut waiting: Vec<FileInfo> = Vec::new();
+    let mut session = None;
+    let mut ping_every = Duration::from_secs(10);
+    let mut told = 0;
+    let mut open = true;
+    loop {
+        let listener = catalog.live_listener();
+        let (live, still): (Vec<FileInfo>, Vec<FileInfo>) =
+            waiting.drain(..).partition(|info| catalog.went_live(&info.hash));
+        waiting = still;
+        for info in live {
+            if told >= MAX_FETCHING {
+                tracing::debug!(file = %info.name, "not named to the index: it takes {MAX_FETCHING} at most");
+                continue;
+            }
+            if session.is_none() {
+                let mut s = Session::connect(transport, rt, index, client).await?;
+                if !s.is_index() {
+                    return Err(FetchingEnd::NotIndex(index.to_owned()));
+                }
+                ping_every = (s.join(port).await? / 3).max(Duration::from_millis(100));
+                session = Some(s);
+            }
+            if let Some(s) = session.as_mut() {
+                let name = info.name.clone();
+                s.fetching(info).await?;
+                told += 1;
+                tracing::debug!(file = %name, "the index names this peer as a source");
+            }
+        }
+        if !open && waiting.is_empty() && session.is_none() {
+            return Ok(());
+        }
+        let timer = rt.sleep(ping_every);
+        let next = futures_lite::future::or(
+            async {
+                match open {
+                    true => Some(files.recv().await.ok()),
+                    false => std::future::pending().await,
+                }
+            },
+            futures_lite::future::or(
+                async {
+                    listener.await;
+                    None
+                },
+                async {
+                    timer.await;
+                    None
+                },
+            ),
+        )
+        .await;
+        match next {
+            Some(Some(info)) if info.size >= SWARM_FROM => waiting.push(info),
+            Some(Some(_)) => {}
+            Some(None) => open = false,
+            None => {
+                if let Some(s) = session.as_mut() {
+                    s.ping().await?;
+                }
+            }
+        }
     }
 }

@@ -16,6 +16,11 @@
 //!   and the index leaves that peer out of the answers for that content
 //!   for a while.
 //!
+//! * A downloader that swarms tells the index what it fetches
+//!   ([`announce_fetching`]): the index names it as a partial source of
+//!   that content to the downloaders that swarm (after the peers that
+//!   have the whole file), and never lists it as a file.
+//!
 //! Over TLS the index knows each peer by its certificate, and a private
 //! index lets only peers its gate knows join or ask.
 //!
@@ -28,7 +33,7 @@ mod lookup;
 mod state;
 mod tracker;
 
-pub use announcer::{AnnounceConfig, Announcer};
+pub use announcer::{AnnounceConfig, Announcer, FetchingEnd, announce_fetching};
 pub use lookup::{Found, IndexClient, LookupError, corrupt_sources, peer_labels};
 pub use state::{IndexError, IndexState, Limits};
 pub use tracker::{Tracker, TrackerConfig};

@@ -125,6 +125,9 @@ pub enum IndexError {
     /// A file larger than any peer can serve.
     #[error("{0} is larger than the 4 TiB limit")]
     TooLarge(FileName),
+    /// A session said it downloads more contents than the index keeps.
+    #[error("downloading more than {0} contents at once; the rest are not named as partial sources")]
+    TooManyFetching(usize),
 }
 
 #[derive(Debug)]
@@ -136,7 +139,13 @@ struct Peer {
     files: BTreeMap<FileName, FileInfo>,
     /// What its files cost the index.
     bytes: usize,
+    /// Contents it is downloading and serves as it gets them (a partial
+    /// source), at most [`MAX_FETCHING`].
+    fetching: BTreeMap<Hash, FileInfo>,
 }
+
+/// Contents one session may say it is downloading.
+pub(crate) const MAX_FETCHING: usize = 16;
 
 /// A file of the network's listing.
 #[derive(Debug, Clone, Copy)]
@@ -174,6 +183,9 @@ pub struct IndexState {
     listed: Option<Arc<Vec<IndexedFile>>>,
     /// Who serves each name.
     by_name: HashMap<FileName, BTreeSet<u64>>,
+    /// Who is downloading each content (partial sources), and each name.
+    fetching: HashMap<Hash, BTreeSet<u64>>,
+    fetching_by_name: HashMap<FileName, BTreeSet<u64>>,
     hosts: HashMap<String, HostUse>,
     /// Files listed in all, and what they cost.
     files_total: usize,
@@ -233,7 +245,8 @@ impl IndexState {
             return Err(IndexError::HostFull(self.limits.max_peers_per_host));
         }
         self.hosts.entry(host.clone()).or_default().peers += 1;
-        self.peers.insert(session, Peer { id, addr, host, fingerprint, files: BTreeMap::new(), bytes: 0 });
+        let peer = Peer { id, addr, host, fingerprint, files: BTreeMap::new(), bytes: 0, fetching: BTreeMap::new() };
+        self.peers.insert(session, peer);
         Ok(())
     }
 
@@ -249,6 +262,12 @@ impl IndexState {
 
     fn remove_peer(&mut self, session: u64) {
         self.forget_files(session);
+        if let Some(peer) = self.peers.get_mut(&session) {
+            for (hash, info) in std::mem::take(&mut peer.fetching) {
+                forget(&mut self.fetching, &hash, session);
+                forget(&mut self.fetching_by_name, &info.name, session);
+            }
+        }
         if let Some(peer) = self.peers.remove(&session)
             && let Some(h) = self.hosts.get_mut(&peer.host)
         {
@@ -292,6 +311,29 @@ impl IndexState {
             return Err(e);
         }
         Ok(self.peers.get(&session).map_or(0, |p| p.files.len()))
+    }
+
+    /// Session `session` is downloading `info` and serves what it has of
+    /// it: a partial source, named to askers that swarm, never listed as
+    /// a file. Returns how many contents it is downloading now.
+    pub fn fetch(&mut self, session: u64, info: FileInfo) -> Result<usize, IndexError> {
+        let Some(peer) = self.peers.get_mut(&session) else { return Err(IndexError::NotJoined) };
+        if info.size > MAX_FILE_SIZE {
+            return Err(IndexError::TooLarge(info.name));
+        }
+        if !peer.fetching.contains_key(&info.hash) && peer.fetching.len() >= MAX_FETCHING {
+            return Err(IndexError::TooManyFetching(MAX_FETCHING));
+        }
+        let (hash, name) = (info.hash, info.name.clone());
+        if let Some(old) = peer.fetching.insert(hash, info)
+            && old.name != name
+        {
+            forget(&mut self.fetching_by_name, &old.name, session);
+        }
+        let n = peer.fetching.len();
+        self.fetching.entry(hash).or_default().insert(session);
+        self.fetching_by_name.entry(name).or_default().insert(session);
+        Ok(n)
     }
 
     /// Lists one file of `session`, if every bound allows.
@@ -369,10 +411,9 @@ impl IndexState {
         self.reports = kept;
         // Only a peer the index lists with that content, and only so many
         // reports in all.
-        let listed = self
-            .by_hash
-            .get(&hash)
-            .is_some_and(|holders| holders.iter().any(|(s, _)| self.peers.get(s).is_some_and(|p| p.addr == addr)));
+        let at_addr = |s: &u64| self.peers.get(s).is_some_and(|p| p.addr == addr);
+        let listed = self.by_hash.get(&hash).is_some_and(|holders| holders.iter().any(|(s, _)| at_addr(s)))
+            || self.fetching.get(&hash).is_some_and(|fetchers| fetchers.iter().any(at_addr));
         if !listed || self.reports >= self.limits.max_reports {
             return;
         }
@@ -426,30 +467,62 @@ impl IndexState {
     /// host counting for its first [`Limits::max_contents_per_host`]
     /// contents of the name only, and at most [`Limits::max_contents`] are
     /// named.
-    pub fn locate(&self, file: &FileRef, now: Time, asker: &str) -> Vec<Sources> {
-        let holders: Vec<(u64, &FileName)> = match file {
-            FileRef::Hash(h) => self.by_hash.get(h).into_iter().flatten().map(|(s, n)| (*s, n)).collect(),
-            FileRef::Name(raw) => match FileName::new(raw).ok().and_then(|n| self.by_name.get_key_value(&n)) {
+    ///
+    /// With `partial` (the asker swarms), the peers downloading a content
+    /// count as its holders too, named after those with the whole file.
+    pub fn locate(&self, file: &FileRef, now: Time, asker: &str, partial: bool) -> Vec<Sources> {
+        let name = match file {
+            FileRef::Name(raw) => FileName::new(raw).ok(),
+            FileRef::Hash(_) => None,
+        };
+        let holders: Vec<(u64, &FileName)> = match (file, &name) {
+            (FileRef::Hash(h), _) => self.by_hash.get(h).into_iter().flatten().map(|(s, n)| (*s, n)).collect(),
+            (FileRef::Name(_), Some(n)) => match self.by_name.get_key_value(n) {
                 Some((name, sessions)) => sessions.iter().map(|s| (*s, name)).collect(),
                 None => Vec::new(),
             },
+            (FileRef::Name(_), None) => Vec::new(),
         };
-        // Each content's live holders.
-        let mut contents: BTreeMap<Hash, (FileInfo, Vec<&Peer>)> = BTreeMap::new();
+        // Each content's live holders: whole, then partial.
+        let mut contents: BTreeMap<Hash, (FileInfo, Vec<&Peer>, Vec<&Peer>)> = BTreeMap::new();
         for (session, name) in holders {
             let Some(peer) = self.peers.get(&session) else { continue };
             let Some(info) = peer.files.get(name) else { continue };
             if self.is_suspect(&peer.addr, info.hash, asker, now) {
                 continue;
             }
-            contents.entry(info.hash).or_insert_with(|| (info.clone(), Vec::new())).1.push(peer);
+            contents.entry(info.hash).or_insert_with(|| (info.clone(), Vec::new(), Vec::new())).1.push(peer);
+        }
+        if partial {
+            let fetching: Vec<u64> = match file {
+                FileRef::Hash(h) => self.fetching.get(h).into_iter().flatten().copied().collect(),
+                FileRef::Name(_) => {
+                    name.as_ref().and_then(|n| self.fetching_by_name.get(n)).into_iter().flatten().copied().collect()
+                }
+            };
+            for session in fetching {
+                let Some(peer) = self.peers.get(&session) else { continue };
+                let info = match file {
+                    FileRef::Hash(h) => peer.fetching.get(h),
+                    FileRef::Name(_) => peer.fetching.values().find(|i| Some(&i.name) == name.as_ref()),
+                };
+                let Some(info) = info else { continue };
+                if self.is_suspect(&peer.addr, info.hash, asker, now) {
+                    continue;
+                }
+                let entry = contents.entry(info.hash).or_insert_with(|| (info.clone(), Vec::new(), Vec::new()));
+                // One size per content: a peer that says otherwise is wrong.
+                if entry.0.size == info.size {
+                    entry.2.push(peer);
+                }
+            }
         }
         let first = |info: &FileInfo| self.listing.get(&(info.name.clone(), info.hash)).map_or(u64::MAX, |l| l.first);
         // Which contents each host counts for: its first ones.
         let mut by_host: HashMap<&str, Vec<(u64, Hash)>> = HashMap::new();
-        for (hash, (info, peers)) in &contents {
+        for (hash, (info, whole, part)) in &contents {
             let mut seen = BTreeSet::new();
-            for p in peers {
+            for p in whole.iter().chain(part) {
                 if seen.insert(p.host.as_str()) {
                     by_host.entry(p.host.as_str()).or_default().push((first(info), *hash));
                 }
@@ -464,10 +537,16 @@ impl IndexState {
         }
         let mut found: Vec<(usize, u64, Sources)> = contents
             .into_iter()
-            .filter_map(|(hash, (info, peers))| {
+            .filter_map(|(hash, (info, whole, part))| {
                 let hosts = votes.get(&hash).copied()?;
                 let order = first(&info);
-                Some((hosts, order, Sources { info, peers: spread(peers) }))
+                let mut peers = spread(whole);
+                for p in spread(part) {
+                    if peers.len() < MAX_SOURCES && !peers.iter().any(|o| o.addr == p.addr) {
+                        peers.push(p);
+                    }
+                }
+                Some((hosts, order, Sources { info, peers }))
             })
             .collect();
         found.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.info.hash.cmp(&b.2.info.hash)));
@@ -538,6 +617,16 @@ impl IndexState {
             }
         }
         self.listed = None;
+    }
+}
+
+/// Takes `session` out of the set of `key`, and the set out once empty.
+fn forget<K: std::hash::Hash + Eq>(sets: &mut HashMap<K, BTreeSet<u64>>, key: &K, session: u64) {
+    if let Some(set) = sets.get_mut(key) {
+        set.remove(&session);
+        if set.is_empty() {
+            sets.remove(key);
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::state::{IndexError, IndexState, Limits};
 use crate::conn::{Conn, ConnError, Wait, kind};
 use crate::manifest::verify_proof;
-use crate::protocol::{CAP_INDEX, ErrorCode, Hello, LIST_PAGE, Message, PEER_PAGE};
+use crate::protocol::{CAP_INDEX, CAP_SWARM, ErrorCode, Hello, LIST_PAGE, Message, PEER_PAGE};
 use crate::runtime::{Runtime, Time, timeout};
 use crate::server::accept::{self, Connections, Slot};
 use crate::server::{ClientInfo, Gate, Standing};
@@ -103,6 +103,8 @@ struct Client<St, R> {
     standing: Standing,
     /// The session this connection announces for.
     joined: Option<u64>,
+    /// Its Hello had `CAP_SWARM`: it is named partial sources.
+    swarms: bool,
     /// Publish pages and reports it may still send.
     publishes: Bucket,
     /// Queries it may still make.
@@ -206,6 +208,7 @@ impl<R: Runtime> Tracker<R> {
             info,
             standing: Standing::Stranger,
             joined: None,
+            swarms: false,
             publishes: Bucket::new(self.config.publish_burst, self.config.publish_per_sec, self.rt.now()),
             queries: Bucket::new(self.config.query_burst, self.config.query_per_sec, self.rt.now()),
         };
@@ -229,6 +232,7 @@ impl<R: Runtime> Tracker<R> {
     async fn connection<St: Stream>(&self, c: &mut Client<St, R>, slot: &Slot<R>) -> Result<(), ConnError> {
         let theirs = timeout(&self.rt, self.config.io_timeout, c.conn.handshake_accept()).await??;
         c.info.claimed_id = crate::sanitize(&theirs.peer_id, crate::protocol::MAX_PEER_ID);
+        c.swarms = theirs.capabilities & CAP_SWARM != 0;
         if !c.info.claimed_id.is_empty() {
             c.who = format!("{} ({})", c.info.claimed_id, c.who);
         }
@@ -301,6 +305,23 @@ impl<R: Runtime> Tracker<R> {
                     }
                 }
             }
+            Message::Fetching { id, info } => {
+                let Some(session) = c.joined else {
+                    return c.conn.send(&refuse(id, ErrorCode::BadRequest, IndexError::NotJoined.to_string())).await;
+                };
+                if !c.publishes.take(1, self.rt.now()) {
+                    refuse(id, ErrorCode::Busy, "saying what it fetches too often".into())
+                } else {
+                    match self.state().fetch(session, info) {
+                        Ok(n) => Message::Published { id, files: n as u32 },
+                        Err(e @ IndexError::NotJoined) => {
+                            c.joined = None;
+                            refuse(id, ErrorCode::BadRequest, e.to_string())
+                        }
+                        Err(e) => refuse(id, ErrorCode::TooLarge, e.to_string()),
+                    }
+                }
+            }
             Message::Ping { id } => match c.joined {
                 // Its entry is gone (the same peer joined again from
                 // another session): it must join again to be listed.
@@ -325,7 +346,7 @@ impl<R: Runtime> Tracker<R> {
                     refuse(id, ErrorCode::Busy, ASKING_TOO_OFTEN.into())
                 } else {
                     let asker = host_of(&c.info.remote);
-                    Message::Located { id, found: self.state().locate(&file, self.rt.now(), &asker) }
+                    Message::Located { id, found: self.state().locate(&file, self.rt.now(), &asker, c.swarms) }
                 }
             }
             Message::ListPeers { id } => {
@@ -407,6 +428,7 @@ fn request_id(m: &Message) -> Option<u32> {
     match m {
         Message::Join { id, .. }
         | Message::Publish { id, .. }
+        | Message::Fetching { id, .. }
         | Message::Ping { id }
         | Message::IndexList { id }
         | Message::Locate { id, .. }

@@ -71,6 +71,7 @@
 //! |---|---|
 //! | [`Message::Join`] (a serving peer, once per session) | [`Message::Joined`] with the TTL |
 //! | [`Message::Publish`] (after Join) | [`Message::Published`] |
+//! | [`Message::Fetching`] (after Join) | [`Message::Published`] (the contents it fetches) |
 //! | [`Message::Ping`] | [`Message::Pong`] |
 //! | [`Message::IndexList`] | one or more [`Message::IndexFiles`] pages, the last with `last: true` |
 //! | [`Message::Locate`] | [`Message::Located`] |
@@ -406,6 +407,17 @@ pub enum Message {
         blocks: Vec<u32>,
         /// Others that fetch the content and serve it.
         peers: Vec<String>,
+    },
+    /// A joined peer (one with [`CAP_SWARM`]) downloads `info` and serves
+    /// the blocks it has of it on its joined port, by hash (see
+    /// [`Message::Subscribe`]). The index names it as a partial source of
+    /// the content to askers that swarm, and never lists it as a file.
+    /// It lasts as long as the session.
+    Fetching {
+        /// Request id.
+        id: u32,
+        /// The content: the name it is saved under, size and hash.
+        info: FileInfo,
     },
 }
 

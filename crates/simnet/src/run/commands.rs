@@ -3,7 +3,7 @@
 
 use super::*;
 use p2p_core::download::Wanted;
-use p2p_core::index::{IndexClient, LookupError, corrupt_sources};
+use p2p_core::index::{IndexClient, LookupError, announce_fetching, corrupt_sources};
 
 pub(super) fn failed(kind: ErrorKind, result: String) -> Ended {
     Ended { ok: false, kind: Some(kind), result: format!("error: {result}"), ..Ended::default() }
@@ -163,6 +163,8 @@ pub(super) async fn fetch<T: Transport>(
         return failed(ErrorKind::Other, format!("{name:?} is not a file name"));
     };
     let wanted = Wanted::Name(file.clone());
+    // The peer serves its downloads to the others on its own port.
+    let port = addrs.of(&client.peer_id).rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
     let (sources, index) = match from {
         Sources::Named(peers) => {
             (peers.iter().map(|p| SourceSpec { label: p.clone(), addr: addrs.of(p) }).collect::<Vec<_>>(), None)
@@ -170,7 +172,21 @@ pub(super) async fn fetch<T: Transport>(
         Sources::Index(addr) => {
             let ix = IndexClient::new(transport.clone(), rt.clone(), &addr, client.clone());
             match ix.lookup(&wanted).await {
-                Ok(found) => (found.sources, Some((ix, found.info.hash))),
+                Ok(found) => {
+                    if swarm {
+                        // The index names this peer to the others as a
+                        // source, from when its download starts.
+                        let (tell, told) = async_channel::bounded(1);
+                        let _ = tell.try_send(found.info.clone());
+                        let (t, rt2, catalog, client) =
+                            (transport.clone(), rt.clone(), catalog.clone(), client.clone());
+                        rt.spawn(async move {
+                            let _ = announce_fetching(&t, &rt2, &catalog, &addr, &client, port, told).await;
+                        })
+                        .detach();
+                    }
+                    (found.sources, Some((ix, found.info.hash)))
+                }
                 Err(e) => {
                     ix.close().await;
                     return match e {
@@ -188,8 +204,6 @@ pub(super) async fn fetch<T: Transport>(
         Some(hash) => Wanted::Exact { name: file.clone(), hash },
         None => wanted,
     };
-    // The peer serves its downloads to the others on its own port.
-    let port = addrs.of(&client.peer_id).rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
     let config = DownloadConfig { client: client.clone(), swarm: swarm.then_some(port), ..DownloadConfig::default() };
     let result = download(transport, rt, catalog, wanted, &sources, &config, |_| {}).await;
     if let Some((ix, hash)) = index {

@@ -25,13 +25,13 @@ fn peers_publish_change_and_leave() {
     // A change and a removal.
     let n = s.publish(1, vec![file("a", b"A2")], vec![FileName::new("b").unwrap()], false);
     assert_eq!(n, Ok(1));
-    let located = s.locate(&FileRef::Name("a".into()), Time::ZERO, "me");
+    let located = s.locate(&FileRef::Name("a".into()), Time::ZERO, "me", false);
     assert_eq!(located.len(), 2, "two contents under one name: {located:?}");
-    assert!(s.locate(&FileRef::Hash(Hash::of(b"B")), Time::ZERO, "me").is_empty());
+    assert!(s.locate(&FileRef::Hash(Hash::of(b"B")), Time::ZERO, "me", false).is_empty());
     // Leaving forgets everything the peer served.
     s.leave(1);
     assert_eq!(s.peer_count(), 1);
-    assert!(s.locate(&FileRef::Hash(Hash::of(b"A2")), Time::ZERO, "me").is_empty());
+    assert!(s.locate(&FileRef::Hash(Hash::of(b"A2")), Time::ZERO, "me", false).is_empty());
     assert_eq!(s.files().len(), 1);
     assert_eq!((s.files_total, s.bytes_total), (1, file_bytes(&FileName::new("a").unwrap())));
 }
@@ -50,7 +50,7 @@ fn a_session_never_replaces_another() {
     assert_eq!(s.peer_count(), 2);
     s.leave(2);
     assert!(s.is_joined(1));
-    assert_eq!(addrs(&s.locate(&FileRef::Name("a".into()), Time::ZERO, "me")[0]), ["10.0.0.1:5000"]);
+    assert_eq!(addrs(&s.locate(&FileRef::Name("a".into()), Time::ZERO, "me", false)[0]), ["10.0.0.1:5000"]);
     assert_eq!(s.publish(2, vec![file("y", b"Y")], vec![], false), Err(IndexError::NotJoined));
     // Over TLS, the same certificate at the same address is the same peer
     // come back: it takes its old entry's place. Another certificate does not.
@@ -76,9 +76,9 @@ fn limits_hold() {
     assert!(matches!(s.publish(2, vec![huge], vec![], false), Err(IndexError::TooLarge(_))));
     // Three contents under one name: the two most served are named.
     s.publish(2, vec![file("f0", b"other")], vec![], false).unwrap();
-    let named = s.locate(&FileRef::Name("f0".into()), Time::ZERO, "me");
+    let named = s.locate(&FileRef::Name("f0".into()), Time::ZERO, "me", false);
     assert_eq!(named.len(), 2);
-    assert!(s.locate(&FileRef::Name("../etc".into()), Time::ZERO, "me").is_empty());
+    assert!(s.locate(&FileRef::Name("../etc".into()), Time::ZERO, "me", false).is_empty());
 }
 
 #[test]
@@ -92,7 +92,7 @@ fn a_content_reported_bad_is_left_out_for_the_reporter_and_then_for_all() {
     let t = |secs| Time::ZERO + Duration::from_secs(secs);
     let x = FileRef::Hash(Hash::of(b"X"));
     let at = |s: &IndexState, asker: &str, secs| -> Vec<String> {
-        s.locate(&x, t(secs), asker)[0].peers.iter().map(|p| p.addr.clone()).collect()
+        s.locate(&x, t(secs), asker, false)[0].peers.iter().map(|p| p.addr.clone()).collect()
     };
     s.suspect("a:1", Hash::of(b"X"), "r1", t(10));
     assert_eq!(at(&s, "r1", 20), ["b:1"], "left out for the reporter");
@@ -177,7 +177,7 @@ fn a_name_squatted_from_one_host_still_names_the_real_content_first() {
         let content = format!("fake {}", fake / 2);
         s.publish(100 + fake, vec![file("game.zip", content.as_bytes())], vec![], true).unwrap();
     }
-    let found = s.locate(&FileRef::Name("game.zip".into()), Time::ZERO, "me");
+    let found = s.locate(&FileRef::Name("game.zip".into()), Time::ZERO, "me", false);
     assert_eq!(found[0].info.hash, Hash::of(b"the real one"), "{found:?}");
     assert_eq!(found.len(), 3, "the real one and the squatter's first two");
     // A content served from more hosts ranks above it.
@@ -185,7 +185,7 @@ fn a_name_squatted_from_one_host_still_names_the_real_content_first() {
         join(&mut s, &format!("10.1.{h}.1:5000"), 200 + h);
         s.publish(200 + h, vec![file("game.zip", b"v2")], vec![], true).unwrap();
     }
-    let found = s.locate(&FileRef::Name("game.zip".into()), Time::ZERO, "me");
+    let found = s.locate(&FileRef::Name("game.zip".into()), Time::ZERO, "me", false);
     assert_eq!(found[0].info.hash, Hash::of(b"v2"));
     assert_eq!(found[1].info.hash, Hash::of(b"the real one"));
 }
@@ -199,7 +199,51 @@ fn sources_take_hosts_in_turn() {
     }
     join(&mut s, "10.0.0.1:5000", 999);
     s.publish(999, vec![file("x", b"X")], vec![], true).unwrap();
-    let found = s.locate(&FileRef::Hash(Hash::of(b"X")), Time::ZERO, "me");
+    let found = s.locate(&FileRef::Hash(Hash::of(b"X")), Time::ZERO, "me", false);
     assert_eq!(found[0].peers.len(), MAX_SOURCES);
     assert!(found[0].peers.iter().any(|p| p.addr == "10.0.0.1:5000"), "the other host is named");
+}
+
+/// A downloader that serves what it has is named, after the whole sources,
+/// to askers that swarm only, and never listed as a file; over TLS a
+/// `serve` and a `download` of one identity are two entries.
+#[test]
+fn peers_downloading_a_content_are_partial_sources() {
+    let mut s = IndexState::new(Limits::default());
+    let fp = Fingerprint([7; 32]);
+    s.join(1, "seed".into(), "10.0.0.1:5000".into(), None).unwrap();
+    s.publish(1, vec![file("a", b"A")], vec![], true).unwrap();
+    // The same identity serves a folder and downloads: two ports.
+    s.join(2, "p".into(), "10.0.0.2:5000".into(), Some(fp)).unwrap();
+    s.join(3, "p".into(), "10.0.0.2:41234".into(), Some(fp)).unwrap();
+    assert_eq!(s.fetch(3, file("a", b"A")), Ok(1));
+    assert_eq!(s.fetch(4, file("a", b"A")), Err(IndexError::NotJoined));
+    assert_eq!(s.peer_count(), 3);
+    let by_name = FileRef::Name("a".into());
+    assert_eq!(addrs(&s.locate(&by_name, Time::ZERO, "me", true)[0]), ["10.0.0.1:5000", "10.0.0.2:41234"]);
+    assert_eq!(addrs(&s.locate(&by_name, Time::ZERO, "me", false)[0]), ["10.0.0.1:5000"]);
+    assert_eq!(s.files().len(), 1);
+    assert_eq!(s.files()[0].sources, 1);
+    // Only downloaders have it now: found by hash and by name, by askers
+    // that swarm.
+    s.leave(1);
+    let by_hash = FileRef::Hash(Hash::of(b"A"));
+    assert_eq!(addrs(&s.locate(&by_hash, Time::ZERO, "me", true)[0]), ["10.0.0.2:41234"]);
+    assert_eq!(addrs(&s.locate(&by_name, Time::ZERO, "me", true)[0]), ["10.0.0.2:41234"]);
+    assert!(s.locate(&by_hash, Time::ZERO, "me", false).is_empty());
+    assert!(s.files().is_empty());
+    // A partial source can be reported bad, and is left out for the reporter.
+    s.suspect("10.0.0.2:41234", Hash::of(b"A"), "me", Time::ZERO);
+    assert!(s.locate(&by_hash, Time::ZERO, "me", true).is_empty());
+    assert_eq!(s.locate(&by_hash, Time::ZERO, "other", true).len(), 1);
+    // Bounded per session; the session's end forgets it.
+    for i in 0..MAX_FETCHING as u8 {
+        let r = s.fetch(2, file("b", &[i]));
+        assert_eq!(r, Ok(usize::from(i) + 1));
+    }
+    assert_eq!(s.fetch(2, file("b", b"more")), Err(IndexError::TooManyFetching(MAX_FETCHING)));
+    s.leave(3);
+    assert!(s.locate(&by_hash, Time::ZERO, "other", true).is_empty());
+    s.leave(2);
+    assert!(s.fetching.is_empty() && s.fetching_by_name.is_empty());
 }

@@ -154,6 +154,7 @@ fn file_message() -> impl Strategy<Value = Message> {
             .prop_map(|(id, complete, bits, peers)| Message::Holding { id, complete, bits, peers }),
         (any::<u32>(), prop::collection::vec(any::<u32>(), 0..10), prop::collection::vec(".{0,21}", 0..3))
             .prop_map(|(id, blocks, peers)| Message::Have { id, blocks, peers }),
+        (any::<u32>(), info()).prop_map(|(id, info)| Message::Fetching { id, info }),
     ]
 }
 
@@ -395,6 +396,7 @@ fn wire_snapshots() {
             },
         ),
         ("Have", Message::Have { id: 15, blocks: vec![1, 3, 4096], peers: vec![] }),
+        ("Fetching", Message::Fetching { id: 16, info: info.clone() }),
         (
             "Report",
             Message::Report {
