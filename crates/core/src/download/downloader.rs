@@ -39,6 +39,8 @@ const SETTLE: Duration = Duration::from_millis(500);
 /// Sources of one download at once; peers heard of past this wait until
 /// one goes.
 const MAX_SOURCES: usize = 40;
+/// Events taken in at most between two looks at the schedule.
+const BATCH: usize = 64;
 /// Peers heard of (peer exchange) that one download remembers.
 const MAX_HEARD: usize = 1000;
 /// How long a download waits with nothing in flight and no source that
@@ -316,78 +318,92 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         // alongside the transfer, which does not wait for the disk.
         let mut saving: Option<(u64, Saving<'_>)> = None;
         let mut tick = Box::pin(rt.sleep(TICK));
+        let mut batched = 0;
         let failure = loop {
             if schedule.is_done() {
                 break None;
             }
-            for action in schedule.poll(rt.now(), Some(share.cap())) {
-                tracing::trace!(?action, "schedule");
-                if let Action::GiveUp { peer } = action {
-                    let detail = format!("failed {MAX_STRIKES} requests in a row (late or refused); given up");
-                    reports[peer].problem = Some(Problem::new(ProblemKind::Slow, detail));
-                    alive.remove(&peer);
-                    commands[peer] = None;
-                    continue;
+            // Events already waiting are taken in before the schedule is
+            // asked again (a crowd sends many small ones: blocks it got).
+            let ready = if batched < BATCH { events.try_recv().ok() } else { None };
+            let event = match ready {
+                Some(event) => {
+                    batched += 1;
+                    event
                 }
-                send(&commands, action);
-            }
-            if alive.is_empty() {
-                break Some(None);
-            }
-            // Sources that hold only parts, none of which has what is
-            // left, for long: the rest will not come.
-            if schedule.in_flight() == 0
-                && !alive.iter().any(|&i| schedule.wants_from(i))
-                && rt.now().saturating_since(last_news) > STUCK
-            {
-                tracing::debug!(file = %name, "no source has the rest");
-                break Some(None);
-            }
-            share.set(schedule.in_flight());
-            if saving.is_none() && done - recorded >= record_every {
-                // Everything `blocks` claims was written before this sync.
-                let snapshot = blocks.encode(&manifest);
-                let partial = &partial;
-                let save = async move { partial.sync().await.is_ok() && partial.save_record(snapshot).await.is_ok() };
-                saving = Some((done, Box::pin(save)));
-            }
-            progress(Progress { done, size, active: alive.len() });
-            let wake = futures_lite::future::or(
-                async { events.recv().await.map_or(Wake::Closed, Wake::Event) },
-                futures_lite::future::or(
-                    async {
-                        tick.as_mut().await;
-                        Wake::Tick
-                    },
-                    async {
-                        match saving.as_mut() {
-                            Some((_, save)) => Wake::Saved(save.await),
-                            None => std::future::pending().await,
+                None => {
+                    batched = 0;
+                    for action in schedule.poll(rt.now(), Some(share.cap())) {
+                        tracing::trace!(?action, "schedule");
+                        if let Action::GiveUp { peer } = action {
+                            let detail = format!("failed {MAX_STRIKES} requests in a row (late or refused); given up");
+                            reports[peer].problem = Some(Problem::new(ProblemKind::Slow, detail));
+                            alive.remove(&peer);
+                            commands[peer] = None;
+                            continue;
                         }
-                    },
-                ),
-            )
-            .await;
-            let event = match wake {
-                Wake::Event(event) => event,
-                // The sources' tasks are all gone (one panicked): never
-                // publish a file with holes.
-                Wake::Closed => break Some(None),
-                Wake::Tick => {
-                    tick = Box::pin(rt.sleep(TICK));
-                    continue;
-                }
-                Wake::Saved(ok) => {
-                    if let Some((covered, _)) = saving.take() {
-                        // A record that could not be saved (a full disk)
-                        // is tried again a record's worth of bytes later,
-                        // not at once.
-                        recorded = covered;
-                        if !ok {
-                            tracing::debug!(file = %name, "cannot save the resume record");
+                        send(&commands, action);
+                    }
+                    if alive.is_empty() {
+                        break Some(None);
+                    }
+                    // Sources that hold only parts, none of which has what is
+                    // left, for long: the rest will not come.
+                    if schedule.in_flight() == 0
+                        && !alive.iter().any(|&i| schedule.wants_from(i))
+                        && rt.now().saturating_since(last_news) > STUCK
+                    {
+                        tracing::debug!(file = %name, "no source has the rest");
+                        break Some(None);
+                    }
+                    share.set(schedule.in_flight());
+                    if saving.is_none() && done - recorded >= record_every {
+                        // Everything `blocks` claims was written before this sync.
+                        let snapshot = blocks.encode(&manifest);
+                        let partial = &partial;
+                        let save =
+                            async move { partial.sync().await.is_ok() && partial.save_record(snapshot).await.is_ok() };
+                        saving = Some((done, Box::pin(save)));
+                    }
+                    progress(Progress { done, size, active: alive.len() });
+                    let wake = futures_lite::future::or(
+                        async { events.recv().await.map_or(Wake::Closed, Wake::Event) },
+                        futures_lite::future::or(
+                            async {
+                                tick.as_mut().await;
+                                Wake::Tick
+                            },
+                            async {
+                                match saving.as_mut() {
+                                    Some((_, save)) => Wake::Saved(save.await),
+                                    None => std::future::pending().await,
+                                }
+                            },
+                        ),
+                    )
+                    .await;
+                    match wake {
+                        Wake::Event(event) => event,
+                        // The sources' tasks are all gone (one panicked): never
+                        // publish a file with holes.
+                        Wake::Closed => break Some(None),
+                        Wake::Tick => {
+                            tick = Box::pin(rt.sleep(TICK));
+                            continue;
+                        }
+                        Wake::Saved(ok) => {
+                            if let Some((covered, _)) = saving.take() {
+                                // A record that could not be saved (a full disk)
+                                // is tried again a record's worth of bytes later,
+                                // not at once.
+                                recorded = covered;
+                                if !ok {
+                                    tracing::debug!(file = %name, "cannot save the resume record");
+                                }
+                            }
+                            continue;
                         }
                     }
-                    continue;
                 }
             };
             // Peers a source named (peer exchange): sources from now on.

@@ -144,6 +144,10 @@ struct Peer {
     strikes: u32,
     /// The blocks it has, if not all (swarming).
     holds: Option<Bitfield>,
+    /// It had nothing missing to give as of this [`Schedule::put_backs`]:
+    /// not looked at again until something goes back to the missing
+    /// ranges or it has more.
+    dry: Option<u64>,
 }
 
 /// Hands out the ranges of a file to sources.
@@ -167,6 +171,8 @@ pub struct Schedule {
     counts: Vec<u32>,
     /// Blocks delivered (for the random first few).
     delivered_blocks: u64,
+    /// How many times bytes went back to `missing` (see `Peer::dry`).
+    put_backs: u64,
     rng: fastrand::Rng,
 }
 
@@ -200,6 +206,7 @@ impl Schedule {
             swarm: false,
             counts: Vec::new(),
             delivered_blocks: 0,
+            put_backs: 0,
             rng: fastrand::Rng::with_seed(config_seed),
         }
     }
@@ -219,6 +226,7 @@ impl Schedule {
             self.swarm = true;
         }
         self.peers[peer].holds = blocks;
+        self.peers[peer].dry = None;
         self.count(peer);
         let gone: Vec<u64> = self.peers[peer]
             .queue
@@ -238,9 +246,14 @@ impl Schedule {
 
     /// Source `peer` has `block` now.
     pub fn has(&mut self, peer: usize, block: u64) {
+        let start = block * self.block;
+        let missing = self.missing.range(..=start).next_back().is_some_and(|(_, &end)| end > start);
         let Some(p) = self.peers.get_mut(peer) else { return };
         let Some(holds) = p.holds.as_mut() else { return };
         if holds.set(block) && p.active {
+            if missing {
+                p.dry = None;
+            }
             self.counts_mut()[block as usize] += 1;
         }
     }
@@ -258,6 +271,9 @@ impl Schedule {
     /// and not asked of anyone).
     pub fn wants_from(&self, peer: usize) -> bool {
         let Some(p) = self.peers.get(peer) else { return false };
+        if p.dry == Some(self.put_backs) {
+            return false;
+        }
         match &p.holds {
             None => !self.missing.is_empty(),
             Some(h) => self.missing.iter().any(|(&s, &e)| self.blocks_of(&(s..e)).any(|b| h.get(b))),
@@ -547,6 +563,9 @@ impl Schedule {
         if !self.swarm {
             return self.cut(want);
         }
+        if self.peers[peer].dry == Some(self.put_backs) {
+            return None;
+        }
         let random = self.delivered_blocks < RANDOM_FIRST;
         let holds = self.peers[peer].holds.as_ref();
         // The rarest block it has, random among equals (reservoir
@@ -572,7 +591,10 @@ impl Schedule {
                 best = Some((rarity, b, start));
             }
         }
-        let (_, first, start) = best?;
+        let Some((_, first, start)) = best else {
+            self.peers[peer].dry = Some(self.put_backs);
+            return None;
+        };
         let end = self.missing[&start];
         let from = (first * self.block).max(start);
         let mut to = from;
@@ -703,6 +725,7 @@ impl Schedule {
         }
         debug_assert!(end <= self.size);
         self.missing.insert(start, end);
+        self.put_backs += 1;
     }
 }
 
