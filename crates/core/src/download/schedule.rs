@@ -13,7 +13,9 @@
 //!   one block and [`MAX_REQUEST`], unless the caller pins its size.
 //! * When nothing is left to hand out, a source with room takes over a
 //!   range pending at a source that would finish it at least three times
-//!   later; the first verified answer wins and the other is cancelled.
+//!   later (by its rate, or by how long the range has waited there once
+//!   that is longer: a source that stalled); the first verified answer
+//!   wins and the other is cancelled.
 //!   While swarming, only once every missing byte is asked of someone
 //!   (the end game).
 //! * A request that takes far longer than its source's rate promises is
@@ -657,10 +659,13 @@ impl Schedule {
                 if f.twin.is_some() || !self.holds(peer, &f.range) {
                     continue;
                 }
+                let waited = now.saturating_since(f.sent);
                 let theirs = match p.rate {
-                    Some(r) => Duration::from_secs_f64(ahead as f64 / r.max(1.0)),
+                    // Overdue (its source stalled: a lost connection, a
+                    // queue at a busy peer): as long again as it waited.
+                    Some(r) => Duration::from_secs_f64(ahead as f64 / r.max(1.0)).max(waited),
                     // Nothing delivered yet: as slow as its wait so far says.
-                    None => now.saturating_since(f.sent) * 2,
+                    None => waited * 2,
                 };
                 let mine = Duration::from_secs_f64((me.queued + len) as f64 / my_rate.max(1.0));
                 if theirs > mine.mul_f64(STEAL_FACTOR)

@@ -457,3 +457,33 @@ fn a_source_that_says_it_holds_less_has_those_requests_cancelled() {
     assert!(again.contains(&(1, back[0].clone())), "handed out again: {again:?}");
     assert!(!again.iter().any(|(p, r)| *p == 0 && back.contains(r)), "not asked of 0 again: {again:?}");
 }
+
+#[test]
+fn an_idle_source_takes_over_a_request_long_overdue_at_a_fast_one() {
+    // Source 1 delivers fast, then stops answering (a connection gone
+    // quiet) with a request outstanding. Once nothing else is left, the
+    // idle source 0 asks for that range too, long before the timeout.
+    let config = ScheduleConfig { request: Some(256 * KIB), ..ScheduleConfig::default() };
+    let mut s = Schedule::new(MIB, 16 * 1024, config, &[]);
+    s.join(0);
+    s.join(1);
+    let asked = fetches(&s.poll(t(0.0), None));
+    let of = |peer| asked.iter().filter(|(p, _)| *p == peer).map(|(_, r)| r.clone()).collect::<Vec<_>>();
+    let (zero, one) = (of(0), of(1));
+    assert!(one.len() >= 2, "{asked:?}");
+    for r in &zero {
+        let _ = s.arrived(0, r, t(0.1));
+    }
+    let _ = s.arrived(1, &one[0], t(0.1));
+    for r in &one[2..] {
+        let _ = s.arrived(1, r, t(0.1));
+    }
+    // Not yet overdue: nobody duplicates it.
+    assert!(fetches(&s.poll(t(0.12), None)).is_empty());
+    let stuck = one[1].clone();
+    let later = fetches(&s.poll(t(3.0), None));
+    assert_eq!(later, [(0, stuck.clone())]);
+    // The first answer wins; the other request is cancelled.
+    assert_eq!(s.arrived(0, &stuck, t(3.1)), [Action::Cancel { peer: 1, range: stuck }]);
+    assert!(s.is_done());
+}
