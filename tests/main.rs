@@ -14,5 +14,6 @@ mod local;
 mod lockout;
 mod serve;
 mod shell;
+mod swarm;
 mod tls;
 mod usage;
