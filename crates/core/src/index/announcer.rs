@@ -329,6 +329,9 @@ pub async fn announce_fetching<T: Transport, R: Runtime, S: Store>(
     let mut waiting: Vec<FileInfo> = Vec::new();
     let mut session = None;
     let mut ping_every = Duration::from_secs(10);
+    // The index must hear from this session within its TTL, whatever
+    // else wakes this loop.
+    let mut next_ping: Option<Time> = None;
     let mut told = 0;
     let mut open = true;
     loop {
@@ -351,15 +354,28 @@ pub async fn announce_fetching<T: Transport, R: Runtime, S: Store>(
             }
             if let Some(s) = session.as_mut() {
                 let name = info.name.clone();
-                s.fetching(info).await?;
-                told += 1;
-                tracing::debug!(file = %name, "the index names this peer as a source");
+                match s.fetching(info).await {
+                    Ok(_) => {
+                        told += 1;
+                        tracing::debug!(file = %name, "the index names this peer as a source");
+                    }
+                    // Refused (too many at once, say): the others stay named.
+                    Err(e) if e.code().is_some() => tracing::debug!(file = %name, "the index did not take it: {e}"),
+                    Err(e) => return Err(e.into()),
+                }
+                next_ping = Some(rt.now() + ping_every);
             }
+        }
+        if let (Some(s), Some(at)) = (session.as_mut(), next_ping)
+            && rt.now() >= at
+        {
+            s.ping().await?;
+            next_ping = Some(rt.now() + ping_every);
         }
         if !open && waiting.is_empty() && session.is_none() {
             return Ok(());
         }
-        let timer = rt.sleep(ping_every);
+        let timer = rt.sleep(next_ping.map_or(ping_every, |at| at.saturating_since(rt.now())));
         let next = futures_lite::future::or(
             async {
                 match open {
@@ -381,13 +397,8 @@ pub async fn announce_fetching<T: Transport, R: Runtime, S: Store>(
         .await;
         match next {
             Some(Some(info)) if info.size >= SWARM_FROM => waiting.push(info),
-            Some(Some(_)) => {}
+            Some(Some(_)) | None => {}
             Some(None) => open = false,
-            None => {
-                if let Some(s) = session.as_mut() {
-                    s.ping().await?;
-                }
-            }
         }
     }
 }
