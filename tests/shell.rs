@@ -24,7 +24,7 @@ fn redact(net: &Net, text: &str, others: &[(&str, &str)]) -> String {
     for (from, to) in others {
         text = text.replace(from, to);
     }
-    let lines: Vec<String> = net
+    let lines = net
         .redact(&text)
         .lines()
         // Over TLS, a peer trusted on first use is logged with a time.
@@ -35,6 +35,17 @@ fn redact(net: &Net, text: &str, others: &[(&str, &str)]) -> String {
                 (Some(i), Some(j)) => format!("{}resumed: [BYTES] of [SIZE]{}", &l[..i], &l[j..]),
                 _ => l.to_string(),
             },
+        })
+        .collect::<Vec<String>>();
+    // What a resumed download fetched depends on what arrived before.
+    let lines: Vec<String> = (0..lines.len())
+        .map(|i| {
+            let l = &lines[i];
+            let resumed = lines.get(i + 1).is_some_and(|next| next.contains("resumed: [BYTES]"));
+            match (resumed && l.starts_with("downloaded "), l.find(": "), l.find(" in [TIME]")) {
+                (true, Some(a), Some(b)) if a < b => format!("{}: [FETCHED]{}", &l[..a], &l[b..]),
+                _ => l.clone(),
+            }
         })
         .collect();
     lines.join("\n") + "\n"
