@@ -8,7 +8,8 @@
 //! * Every source works at once. Each keeps about `rate × target` bytes
 //!   queued: it starts with a small window that grows by what it delivers
 //!   (slow start), then follows its measured rate, between a floor of two
-//!   requests and a cap.
+//!   requests (one for a source that holds only part of the file: many
+//!   downloaders share its uplink) and a cap.
 //! * A request is about a quarter of the window, in whole blocks, between
 //!   one block and [`MAX_REQUEST`], unless the caller pins its size.
 //! * When nothing is left to hand out, a source with room takes over a
@@ -385,7 +386,7 @@ impl Schedule {
         if p.slow_start {
             p.window += range.end - range.start;
         }
-        let floor = 2 * self.first_request();
+        let floor = if self.peers[peer].holds.is_some() { self.first_request() } else { 2 * self.first_request() };
         let p = &mut self.peers[peer];
         if let Some(rate) = p.rate {
             let want = (rate * self.config.target.as_secs_f64()) as u64;

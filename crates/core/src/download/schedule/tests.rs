@@ -487,3 +487,23 @@ fn an_idle_source_takes_over_a_request_long_overdue_at_a_fast_one() {
     assert_eq!(s.arrived(0, &stuck, t(3.1)), [Action::Cancel { peer: 1, range: stuck }]);
     assert!(s.is_done());
 }
+
+#[test]
+fn a_slow_partial_source_has_half_as_much_queued() {
+    // Many downloaders share a partial source's uplink: once it is slow,
+    // each keeps one first request's worth queued there (256 KiB), where
+    // a source with the whole file gets two, so the blocks it has are not
+    // held up behind long queues.
+    let size = 8 * MIB;
+    let mut s = Schedule::new(size, 16 * 1024, ScheduleConfig::default(), &[]);
+    let _ = s.holding(1, Some(Bitfield::full(size / (16 * KIB))));
+    s.join(0);
+    s.join(1);
+    let first = fetches(&s.poll(t(0.0), None));
+    for (peer, range) in &first {
+        let _ = s.arrived(*peer, range, t(10.0));
+    }
+    let next = fetches(&s.poll(t(10.0), None));
+    let queued = |peer| next.iter().filter(|(p, _)| *p == peer).map(|(_, r)| r.end - r.start).sum::<u64>();
+    assert_eq!((queued(0), queued(1)), (512 * KIB, 256 * KIB), "{next:?}");
+}
