@@ -2,11 +2,10 @@
 //! verified while it downloads (`--listen`), and a second downloader that
 //! hears of it from the seed (peer exchange) fetches from it.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::proxy::Proxy;
-use crate::common::{Mode, Net, P2P, content, eventually, run_in, wait_with_deadline};
+use crate::common::{Mode, Net, content, eventually, run_in, spawn_in, wait_with_deadline};
 
 fn a_download_serves_what_it_has_to_the_next(mode: Mode) {
     let net = Net::start(mode, &["peer1"]);
@@ -19,15 +18,8 @@ fn a_download_serves_what_it_has_to_the_next(mode: Mode) {
     let (host, port) = proxy.addr.rsplit_once(':').unwrap();
     let line = format!("via {host} {port} {}", net.fingerprint("peer1").unwrap_or_default());
     net.write_settings(&[line.trim_end()]);
-    let first = Command::new(P2P)
-        .args(["--json", "download", "big.bin", "via", "--listen", "127.0.0.1:0"])
-        .current_dir(net.root.path().join("client"))
-        .env("P2P_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let client = net.root.path().join("client");
+    let first = spawn_in(&client, &["--json", "download", "big.bin", "via", "--listen", "127.0.0.1:0"]);
     assert!(eventually(Duration::from_secs(30), || proxy.served() >= 1 << 20), "the first download started");
     // The second, from the seed only: the seed names the first to it.
     let second_dir = net.root.path().join("second");

@@ -372,7 +372,12 @@ fn replace_timing(s: &str) -> String {
 }
 
 pub fn run_in(dir: &Path, args: &[&str]) -> Run {
-    let child = Command::new(P2P)
+    wait_with_deadline(spawn_in(dir, args), COMMAND_DEADLINE)
+}
+
+/// Starts `p2p ARGS` in `dir` (output piped, for [`wait_with_deadline`]).
+pub fn spawn_in(dir: &Path, args: &[&str]) -> Child {
+    Command::new(P2P)
         .args(args)
         .current_dir(dir)
         .env("P2P_LOG", "warn")
@@ -380,8 +385,7 @@ pub fn run_in(dir: &Path, args: &[&str]) -> Run {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    wait_with_deadline(child, COMMAND_DEADLINE)
+        .unwrap()
 }
 
 pub fn wait_with_deadline(child: Child, deadline: Duration) -> Run {

@@ -215,6 +215,11 @@ pub(super) async fn fetch<T: Transport>(
         let _ = ix.report_corrupt(hash, &corrupt_sources(&sources, problems)).await;
         ix.close().await;
     }
+    // What each source gave, for the checks.
+    let sources: Vec<FromSource> = match &result {
+        Ok(r) => r.sources.iter().map(|s| FromSource::new(&s.label, s.bytes, s.problem.as_ref())).collect(),
+        Err(e) => e.reasons().iter().map(|(label, why)| FromSource::new(label, 0, Some(why))).collect(),
+    };
     match result {
         Ok(report) => {
             let parts = report
@@ -240,15 +245,6 @@ pub(super) async fn fetch<T: Transport>(
                 }
                 Fetched::AlreadyPresent => "ok: already there".to_string(),
             };
-            let sources = report
-                .sources
-                .iter()
-                .map(|s| FromSource {
-                    label: s.label.clone(),
-                    bytes: s.bytes,
-                    corrupt: s.problem.as_ref().is_some_and(|p| p.kind == ProblemKind::Corrupt),
-                })
-                .collect();
             Ended { ok: true, kind: None, result, parts, sources, ..Ended::default() }
         }
         Err(e) => {
@@ -258,15 +254,6 @@ pub(super) async fn fetch<T: Transport>(
                 .map(|(peer, why)| Part { peer: peer.clone(), bytes: 0, result: format!("error: {why}"), ended: None })
                 .collect();
             let kind = e.reasons().first().map_or(ErrorKind::Other, |(_, why)| kind_of_problem(why));
-            let sources = e
-                .reasons()
-                .iter()
-                .map(|(label, why)| FromSource {
-                    label: label.clone(),
-                    bytes: 0,
-                    corrupt: why.kind == ProblemKind::Corrupt,
-                })
-                .collect();
             Ended { ok: false, kind: Some(kind), result: format!("error: {e}"), parts, sources, ..Ended::default() }
         }
     }

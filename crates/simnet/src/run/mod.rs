@@ -182,6 +182,13 @@ struct FromSource {
     corrupt: bool,
 }
 
+impl FromSource {
+    fn new(label: &str, bytes: u64, problem: Option<&Problem>) -> Self {
+        let corrupt = problem.is_some_and(|p| p.kind == ProblemKind::Corrupt);
+        Self { label: label.to_owned(), bytes, corrupt }
+    }
+}
+
 /// Where a peer's command leaves its result, and when it ended.
 type Slot = Arc<Mutex<Option<(Time, Ended)>>>;
 
