@@ -169,14 +169,21 @@ impl KnownPeers {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(source) => return Err(IdentityError::Io { path: path.to_owned(), source }),
         };
+        // Another process may be appending a line this moment: a last line
+        // without its newline that does not read yet is not there yet.
+        let unfinished = text.lines().count().saturating_sub(usize::from(!text.ends_with('\n')));
         let mut entries = BTreeMap::new();
         for (i, line) in text.lines().enumerate() {
+            let last_unfinished = i >= unfinished;
             let line = line.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
                 continue;
             }
             let bad = |why: &str| IdentityError::KnownPeers { path: path.to_owned(), line: i + 1, why: why.into() };
             let fields: Vec<&str> = line.split_whitespace().collect();
+            if last_unfinished && (fields.len() != 3 || fields[2].parse::<Fingerprint>().is_err()) {
+                break;
+            }
             let [kind, who, fp] = fields[..] else {
                 return Err(bad("expected \"server HOST:PORT FINGERPRINT\" or \"client ID FINGERPRINT\""));
             };
@@ -243,15 +250,22 @@ impl KnownPeers {
         }
         let record =
             |why: String| TrustError::Record { key: key.to_owned(), file: self.path.display().to_string(), why };
-        let fresh = !self.path.exists();
+        let before = std::fs::read(&self.path).ok();
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)
             .map_err(|e| record(e.to_string()))?;
-        let header =
-            if fresh { "# p2p: fingerprints trusted on first use. Delete a line to trust anew.\n" } else { "" };
-        writeln!(f, "{header}{key} {fingerprint}").map_err(|e| record(e.to_string()))?;
+        let header = match before.as_deref() {
+            None | Some([]) => "# p2p: fingerprints trusted on first use. Delete a line to trust anew.\n",
+            // A line the user left without its newline stays whole.
+            Some(text) if !text.ends_with(b"\n") => "\n",
+            Some(_) => "",
+        };
+        // One write of the whole line: appends from other processes (every
+        // command may meet a new peer) land between lines, never inside one.
+        let line = format!("{header}{key} {fingerprint}\n");
+        f.write_all(line.as_bytes()).map_err(|e| record(e.to_string()))?;
         drop(f);
         state.entries.insert(key.to_owned(), fingerprint);
         state.modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
@@ -289,6 +303,54 @@ mod tests {
         std::fs::write(&path, "# ok\nserver a:1 zz\n").unwrap();
         let e = KnownPeers::open(&path).unwrap_err().to_string();
         assert!(e.contains("k.txt:2: not a fingerprint"), "{e}");
+    }
+
+    #[test]
+    fn a_line_being_appended_is_not_read_yet_and_a_last_line_without_newline_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_peers.txt");
+        let a = Fingerprint([1; 32]);
+        // Another process is halfway through its line.
+        std::fs::write(&path, format!("server a:1 {a}\nserver b:2 0101")).unwrap();
+        let known = KnownPeers::open(&path).unwrap();
+        assert_eq!(known.check("server a:1", a), Ok(Seen::Known));
+        assert_eq!(known.check("server b:2", a), Ok(Seen::New));
+        // A whole line the user saved without its newline counts, and the
+        // next line recorded does not run into it.
+        std::fs::write(&path, format!("server a:1 {a}")).unwrap();
+        let known = KnownPeers::open(&path).unwrap();
+        assert_eq!(known.check("server a:1", a), Ok(Seen::Known));
+        assert_eq!(known.remember("client c", a), Ok(Seen::New));
+        let again = KnownPeers::open(&path).unwrap();
+        assert_eq!(again.check("server a:1", a), Ok(Seen::Known));
+        assert_eq!(again.check("client c", a), Ok(Seen::Known));
+        // A malformed line in the middle is still an error.
+        std::fs::write(&path, format!("server b:2 0101\nserver a:1 {a}\n")).unwrap();
+        assert!(KnownPeers::open(&path).is_err());
+    }
+
+    #[test]
+    fn many_writers_at_once_leave_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_peers.txt");
+        std::thread::scope(|scope| {
+            for t in 0..8u8 {
+                let path = &path;
+                scope.spawn(move || {
+                    for i in 0..50u8 {
+                        // Separate handles, as separate processes would have.
+                        let known = KnownPeers::open(path).unwrap();
+                        known.remember(&format!("server h{t}:{i}"), Fingerprint([t ^ i; 32])).unwrap();
+                    }
+                });
+            }
+        });
+        let known = KnownPeers::open(&path).unwrap();
+        for t in 0..8u8 {
+            for i in 0..50u8 {
+                assert_eq!(known.check(&format!("server h{t}:{i}"), Fingerprint([t ^ i; 32])), Ok(Seen::Known));
+            }
+        }
     }
 
     #[test]
