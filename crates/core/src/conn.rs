@@ -466,5 +466,7 @@ pub(crate) fn kind(m: &Message) -> &'static str {
         Message::Holding { .. } => "Holding",
         Message::Have { .. } => "Have",
         Message::Fetching { .. } => "Fetching",
+        Message::Choke { .. } => "Choke",
+        Message::Interest { .. } => "Interest",
     }
 }

@@ -44,13 +44,26 @@ struct State {
     /// The blocks in the order they came, for subscribers to catch up on.
     log: Vec<u32>,
     standing: Standing,
+    /// Peers that fetch the same content from this one and serve it
+    /// (`host:port`), in the order they came: sources for the download
+    /// here too.
+    met: Vec<String>,
 }
+
+/// Peers remembered per live content as fetching it from here.
+const MAX_MET: usize = 256;
 
 impl<W> Live<W> {
     pub(crate) fn new(name: FileName, manifest: Arc<Manifest>, reader: W, have: Bitfield) -> Self {
         let log = have.iter().map(|b| b as u32).collect();
         let standing = if have.is_full() { Standing::Complete } else { Standing::Growing };
-        Self { name, manifest, reader, state: Mutex::new(State { have, log, standing }), changed: Event::new() }
+        Self {
+            name,
+            manifest,
+            reader,
+            state: Mutex::new(State { have, log, standing, met: Vec::new() }),
+            changed: Event::new(),
+        }
     }
 
     /// The name it will have.
@@ -92,6 +105,23 @@ impl<W> Live<W> {
         }
         let bs = u64::from(self.manifest.block_size());
         (start / bs..end.div_ceil(bs).max(start / bs + 1)).all(|b| s.have.get(b))
+    }
+
+    /// A peer fetching this content from here serves it at `addr` (a
+    /// connection goes one way: without this, a peer nobody was told of
+    /// would upload to nobody).
+    pub(crate) fn met(&self, addr: &str) {
+        let mut s = self.lock();
+        if s.met.len() < MAX_MET && !s.met.iter().any(|a| a == addr) {
+            s.met.push(addr.to_owned());
+        }
+    }
+
+    /// The peers met after position `from`, and the new position.
+    pub fn met_since(&self, from: usize) -> (Vec<String>, usize) {
+        let s = self.lock();
+        let from = from.min(s.met.len());
+        (s.met[from..].to_vec(), s.met.len())
     }
 
     /// A future that completes at its next change.

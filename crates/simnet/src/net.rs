@@ -185,6 +185,7 @@ impl Network {
         let arrive = reserve(&mut s.down_busy[to], now, earliest, take);
         s.sent[from] += len;
         s.received[to] += len;
+        tracing::trace!(target: "simnet::wire", from, to, len, now = now.since_epoch().as_secs_f64(), left = left.since_epoch().as_secs_f64(), "chunk");
         Some(arrive)
     }
 

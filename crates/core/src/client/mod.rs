@@ -12,7 +12,7 @@ use crate::catalog::Entry;
 use crate::conn::{Conn, ConnError, Wait, kind};
 use crate::manifest::{MAX_FILE_SIZE, Manifest, ManifestError, block_count, block_size_for};
 use crate::protocol::codec::Frame;
-use crate::protocol::{CAP_SWARM, ErrorCode, FileInfo, FileRef, Hello, Message};
+use crate::protocol::{CAP_CHOKE, CAP_SWARM, ErrorCode, FileInfo, FileRef, Hello, Message};
 use crate::runtime::{Runtime, Time, timeout};
 use crate::transport::{Fingerprint, Transport};
 
@@ -195,8 +195,9 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
                 .map_err(|source| ClientError::Connect { addr: addr.to_owned(), source })?;
             let mut conn = Conn::new(connected.stream, rt.clone(), config.io_timeout);
             // CAP_SWARM: this client understands partial sources (an index
-            // names them to it).
-            let hello = Hello { peer_id: config.peer_id.clone(), agent: crate::AGENT.into(), capabilities: CAP_SWARM };
+            // names them to it); CAP_CHOKE: it takes turns at them.
+            let capabilities = CAP_SWARM | CAP_CHOKE;
+            let hello = Hello { peer_id: config.peer_id.clone(), agent: crate::AGENT.into(), capabilities };
             let peer = conn.handshake_connect(hello).await?;
             let transport = transport.name();
             Ok::<_, ClientError>(Session {
@@ -408,6 +409,12 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
             Some(f) => Ok(f),
             None => Err(ConnError::Closed.into()),
         }
+    }
+
+    /// Tells the peer whether this side wants anything it has of
+    /// subscription `id` (it takes turns: `CAP_CHOKE`).
+    pub(crate) async fn send_interest(&mut self, id: u32, interested: bool) -> Result<(), ClientError> {
+        Ok(self.conn.send(&Message::Interest { id, interested }).await?)
     }
 
     /// Stops an earlier request (frames of it may still arrive).

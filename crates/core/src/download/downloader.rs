@@ -39,6 +39,11 @@ const SETTLE: Duration = Duration::from_millis(500);
 /// Sources of one download at once; peers heard of past this wait until
 /// one goes.
 const MAX_SOURCES: usize = 40;
+/// Sources past [`MAX_SOURCES`] for the peers that fetch the content from
+/// this one: a connection goes one way, so a peer that joined a crowd late
+/// (when every other had its fill of sources) would otherwise upload to
+/// nobody.
+const MAX_MET_SOURCES: usize = 40;
 /// Events taken in at most between two looks at the schedule.
 const BATCH: usize = 64;
 /// Peers heard of (peer exchange) that one download remembers.
@@ -161,7 +166,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                 tasks.push(None);
                 continue;
             }
-            let (tx, task) = self.start_source(index, &spec.addr, file.clone(), &events_tx);
+            let (tx, task) = self.start_source(index, &spec.addr, file.clone(), None, &events_tx);
             commands.push(Some(tx));
             tasks.push(Some(task));
         }
@@ -233,6 +238,8 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
 
         let size = entry.info.size;
         let manifest = entry.manifest.clone();
+        // What peers heard of are asked for: this content, by hash.
+        let content = Entry { info: info.clone(), manifest: manifest.clone() };
         if size == 0 && hash != Hash::of(b"") {
             // Nothing to fetch, but the claim must still hold.
             let chosen = entries.iter().position(|e| e.as_ref().is_some_and(|e| e.info.hash == hash)).unwrap_or(0);
@@ -291,6 +298,9 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         let mut schedule = Schedule::new(size, manifest.block_size(), schedule_config, &have);
         // Peers known to this download, and those heard of (bounded).
         let mut heard: HashSet<String> = sources.iter().map(|s| s.addr.clone()).collect();
+        // How far into the peers met by the server here (fetching this
+        // content from it) the download has looked.
+        let mut met_seen = 0;
         let mut last_news = rt.now();
         for (i, tx) in commands.iter_mut().enumerate() {
             if active.contains(&i) {
@@ -319,6 +329,10 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         let mut saving: Option<(u64, Saving<'_>)> = None;
         let mut tick = Box::pin(rt.sleep(TICK));
         let mut batched = 0;
+        // For each source that takes turns (it said whether it serves this
+        // download now): whether it was told this download wants
+        // something from it.
+        let mut interest: Vec<Option<bool>> = Vec::new();
         let failure = loop {
             if schedule.is_done() {
                 break None;
@@ -343,6 +357,16 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                             continue;
                         }
                         send(&commands, action);
+                    }
+                    for (i, told) in interest.iter_mut().enumerate() {
+                        let Some(told) = told else { continue };
+                        let wants = alive.contains(&i) && schedule.interested_in(i);
+                        if wants != *told {
+                            *told = wants;
+                            if let Some(Some(tx)) = commands.get(i) {
+                                let _ = tx.try_send(Command::Interest(wants));
+                            }
+                        }
                     }
                     if alive.is_empty() {
                         break Some(None);
@@ -416,6 +440,9 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                         send(&commands, action);
                     }
                     let n = before - schedule.remaining();
+                    if n == 0 {
+                        tracing::trace!(target: "p2p::waste", len = range.end - range.start, "a range that arrived twice");
+                    }
                     if n > 0 {
                         blocks.set_range(&manifest, &range);
                         let bs = u64::from(manifest.block_size());
@@ -443,6 +470,15 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                         schedule.has(source, u64::from(b));
                     }
                     heard_of = peers;
+                }
+                Event::Choke { source, choked } => {
+                    tracing::trace!(now = ?rt.now(), me = %config.client.peer_id, from = %sources[source].label, choked, "choke");
+                    if interest.len() <= source {
+                        interest.resize(source + 1, None);
+                    }
+                    // It starts out thinking this download wants nothing.
+                    interest[source].get_or_insert(false);
+                    schedule.choke(source, choked);
                 }
                 Event::NotYet { source, range } => {
                     tracing::debug!(source = %sources[source].label, ?range, "not there yet");
@@ -481,15 +517,28 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                         }
                     }
                     Ok(e) => {
-                        reports[source].problem = Some(wrong_content(&wanted, &e).unwrap_or_else(|| different(&e)))
+                        reports[source].problem = Some(wrong_content(&wanted, &e).unwrap_or_else(|| different(&e)));
+                        commands[source] = None;
                     }
-                    Err(e) => reports[source].problem = Some(self.refusal(&sources[source], &e, &wanted)),
+                    Err(e) => {
+                        reports[source].problem = Some(self.refusal(&sources[source], &e, &wanted));
+                        commands[source] = None;
+                    }
                 },
             }
             if !heard_of.is_empty() {
-                let learnt = Learn { hash, spawner: &spawner, heard: &mut heard, alive: alive.len() };
+                let learnt = Learn { entry: &content, spawner: &spawner, heard: &mut heard };
                 let roster = (&mut sources, &mut entries, &mut swarms, &mut reports);
-                self.learn(learnt, heard_of, roster, &mut commands, &mut tasks);
+                self.learn(learnt, heard_of, MAX_SOURCES, roster, &mut commands, &mut tasks);
+            }
+            // Peers fetching from this one serve the content too.
+            let (met, at) = going.live().met_since(met_seen);
+            if !met.is_empty() {
+                met_seen = at;
+                let learnt = Learn { entry: &content, spawner: &spawner, heard: &mut heard };
+                let roster = (&mut sources, &mut entries, &mut swarms, &mut reports);
+                let limit = MAX_SOURCES + MAX_MET_SOURCES;
+                self.learn(learnt, met, limit, roster, &mut commands, &mut tasks);
             }
         };
         drop(share);
@@ -561,6 +610,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         index: usize,
         addr: &str,
         file: FileRef,
+        known: Option<Entry>,
         events: &async_channel::Sender<Event>,
     ) -> (async_channel::Sender<Command<P>>, Task<()>) {
         let (tx, rx) = async_channel::unbounded();
@@ -576,6 +626,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             commands: rx,
             events: events.clone(),
             swarm: self.config.swarm,
+            known,
         };
         (tx, self.rt.spawn(source.run()))
     }
@@ -586,6 +637,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         &self,
         learn: Learn<'_>,
         peers: Vec<String>,
+        limit: usize,
         (sources, entries, swarms, reports): Roster<'_>,
         commands: &mut Vec<Option<async_channel::Sender<Command<P>>>>,
         tasks: &mut Vec<Option<Task<()>>>,
@@ -593,10 +645,11 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         if self.config.swarm.is_none() {
             return;
         }
-        let mut running =
-            learn.alive + tasks.iter().zip(entries.iter()).filter(|(t, e)| t.is_some() && e.is_none()).count();
+        // Transferring or still answering: a source that failed or turned
+        // out not to have the content has no sender any more.
+        let mut running = commands.iter().flatten().count();
         for addr in peers {
-            if running >= MAX_SOURCES || learn.heard.len() >= MAX_HEARD {
+            if running >= limit || learn.heard.len() >= MAX_HEARD {
                 return;
             }
             if !plausible_addr(&addr) || !learn.heard.insert(addr.clone()) || self.is_down(&addr).is_some() {
@@ -605,7 +658,8 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             let Some(events) = learn.spawner.upgrade() else { return };
             let index = sources.len();
             tracing::debug!(%addr, "a peer fetching the same content");
-            let (tx, task) = self.start_source(index, &addr, FileRef::Hash(learn.hash), &events);
+            let known = Some(learn.entry.clone());
+            let (tx, task) = self.start_source(index, &addr, FileRef::Hash(learn.entry.info.hash), known, &events);
             sources.push(SourceSpec { label: addr.clone(), addr });
             entries.push(None);
             swarms.push(false);
@@ -693,11 +747,10 @@ type Roster<'a> = (&'a mut Vec<SourceSpec>, &'a mut Vec<Option<Entry>>, &'a mut 
 
 /// What [`Downloader::learn`] needs of a download.
 struct Learn<'a> {
-    hash: Hash,
+    /// The content.
+    entry: &'a Entry,
     spawner: &'a async_channel::WeakSender<Event>,
     heard: &'a mut HashSet<String>,
-    /// Sources transferring now.
-    alive: usize,
 }
 
 /// Whether `addr` looks like `host:port` (a peer's word for where another

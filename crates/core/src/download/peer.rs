@@ -52,6 +52,8 @@ pub(super) enum Command<P> {
     Fetch(Range<u64>),
     /// Stop fetching this range.
     Cancel(Range<u64>),
+    /// Tell the source whether it has anything wanted (it takes turns).
+    Interest(bool),
 }
 
 /// What a source tells the coordinator.
@@ -65,6 +67,9 @@ pub(super) enum Event {
     Holding { source: usize, blocks: Option<Bitfield>, peers: Vec<String> },
     /// The source has more blocks now, or knows more peers.
     Have { source: usize, blocks: Vec<u32>, peers: Vec<String> },
+    /// The source serves this downloader's reads now (or not): it takes
+    /// turns among those fetching from it.
+    Choke { source: usize, choked: bool },
     /// The source does not have this range (yet) but stays.
     NotYet { source: usize, range: Range<u64> },
     /// A range is verified and written.
@@ -108,6 +113,9 @@ pub(super) struct Source<T: Transport, R, P> {
     /// it holds, saying this side serves the content on this port (0:
     /// nowhere).
     pub(super) swarm: Option<u16>,
+    /// The content, when the peer was heard of from another (by hash):
+    /// its manifest is known already.
+    pub(super) known: Option<Entry>,
 }
 
 /// A range being fetched.
@@ -251,15 +259,27 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
     /// there is one) and its answer for the file's manifest.
     async fn offer(&self) -> Result<(Session<T::Stream, R>, Result<Entry, ClientError>), ClientError> {
         if let Some(mut session) = self.pool.take(&self.addr, self.rt.now()) {
-            match session.manifest(self.file.clone()).await {
+            match self.manifest(&mut session).await {
                 // The peer closed it meanwhile (or said so): a new one.
                 Err(ClientError::Conn(_)) => drop(session),
                 result => return Ok((session, result)),
             }
         }
         let mut session = self.connect().await?;
-        let result = session.manifest(self.file.clone()).await;
+        let result = self.manifest(&mut session).await;
         Ok((session, result))
+    }
+
+    /// The peer's manifest for the file. One heard of from another peer
+    /// that swarms is not asked: the manifest is known (and verified)
+    /// already, and its answer to the subscription says whether it has
+    /// the content. (With dozens of peers in a crowd, each asking each
+    /// for a manifest of 64 KiB costs every uplink a second at the start.)
+    async fn manifest(&self, session: &mut Session<T::Stream, R>) -> Result<Entry, ClientError> {
+        match &self.known {
+            Some(entry) if self.swarm.is_some() && session.peer().capabilities & CAP_SWARM != 0 => Ok(entry.clone()),
+            _ => session.manifest(self.file.clone()).await,
+        }
     }
 
     /// Hands the session to the next download from this peer.
@@ -375,10 +395,17 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
                 Next::Command(Some(Command::Fetch(range))) => self.fetch(range)?,
                 Next::Command(Some(Command::Cancel(range))) => self.cancel(session, &range).await?,
                 Next::Command(Some(Command::Start { .. })) => {}
+                Next::Command(Some(Command::Interest(interested))) => {
+                    if let Some(sub) = self.sub {
+                        session.send_interest(sub, interested).await?;
+                    }
+                }
                 Next::Wrote(result) => self.wrote(result).await?,
                 Next::Frame(frame) => match frame? {
                     Frame::Data(d) => self.data(d.id, d.offset, d.bytes).await?,
-                    Frame::Control(m @ (Message::Holding { .. } | Message::Have { .. })) => self.news(m).await?,
+                    Frame::Control(m @ (Message::Holding { .. } | Message::Have { .. } | Message::Choke { .. })) => {
+                        self.news(m).await?
+                    }
                     Frame::Control(Message::Error { id, code, message }) if Some(id) == self.sub => {
                         // What it had is gone (its download there stopped).
                         return Err(ClientError::Refused { code, message: crate::sanitize(&message, 500) }.into());
@@ -423,6 +450,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
                 }
                 Event::Have { source, blocks, peers: peers.into_iter().map(|p| crate::sanitize(&p, 300)).collect() }
             }
+            Message::Choke { id, choked } if Some(id) == self.sub => Event::Choke { source, choked },
             m => return Err(unexpected(format!("{} for no subscription", crate::conn::kind(&m)))),
         };
         let _ = self.source.events.send(event).await;
@@ -519,6 +547,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
     async fn data(&mut self, id: u32, offset: u64, bytes: &[u8]) -> Result<(), Stop> {
         self.keepalives = 0;
         if !self.skip_to(id)? {
+            tracing::trace!(target: "p2p::waste", len = bytes.len(), "bytes of a forgotten read");
             return Ok(());
         }
         let Some(read) = self.reads.front_mut() else { return Ok(()) };
@@ -532,6 +561,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
             }
         }
         if cancelled {
+            tracing::trace!(target: "p2p::waste", len = bytes.len(), "bytes of a cancelled read");
             return Ok(());
         }
         let Some(job) = self.jobs.iter_mut().find(|j| j.range == job_range) else {

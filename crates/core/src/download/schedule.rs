@@ -151,6 +151,8 @@ struct Peer {
     /// not looked at again until something goes back to the missing
     /// ranges or it has more.
     dry: Option<u64>,
+    /// It serves others now, not this download ([`Schedule::choke`]).
+    choked: bool,
 }
 
 /// Hands out the ranges of a file to sources.
@@ -270,6 +272,21 @@ impl Schedule {
         }
     }
 
+    /// Source `peer` serves this download now, or not (it takes turns
+    /// among those fetching from it). Choked, it is asked nothing more;
+    /// what was asked of it already is still answered.
+    pub fn choke(&mut self, peer: usize, choked: bool) {
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.choked = choked;
+        }
+    }
+
+    /// Whether source `peer` has anything for this download: something
+    /// still to give, or requests still open there.
+    pub fn interested_in(&self, peer: usize) -> bool {
+        self.peers.get(peer).is_some_and(|p| p.active && !p.queue.is_empty()) || self.wants_from(peer)
+    }
+
     /// Whether a source has something this download still needs (missing
     /// and not asked of anyone).
     pub fn wants_from(&self, peer: usize) -> bool {
@@ -331,8 +348,8 @@ impl Schedule {
         let first = self.first_request();
         let p = &mut self.peers[peer];
         if !p.active {
-            let holds = p.holds.take();
-            *p = Peer { active: true, window: 4 * first, slow_start: true, holds, ..Peer::default() };
+            let (holds, choked) = (p.holds.take(), p.choked);
+            *p = Peer { active: true, window: 4 * first, slow_start: true, holds, choked, ..Peer::default() };
             self.count(peer);
         }
     }
@@ -467,7 +484,7 @@ impl Schedule {
         while !open.is_empty() {
             open.retain(|&peer| {
                 let p = &self.peers[peer];
-                if !p.active || p.rest_until.is_some_and(|t| now < t) || p.queued >= p.window {
+                if !p.active || p.choked || p.rest_until.is_some_and(|t| now < t) || p.queued >= p.window {
                     return false;
                 }
                 if self.in_flight >= cap {
@@ -480,6 +497,7 @@ impl Schedule {
                     true
                 } else if let Some(victim) = self.end_game(peer).then(|| self.steal_for(peer, now)).flatten() {
                     let range = self.flights[&victim].range.clone();
+                    tracing::trace!(target: "p2p::waste", len = range.end - range.start, "a range asked twice");
                     let twin = self.add_flight(peer, range.clone(), now, Some(victim));
                     if let Some(v) = self.flights.get_mut(&victim) {
                         v.twin = Some(twin);

@@ -56,7 +56,8 @@
 //! | [`Message::Read`] | data frames covering the range in order, nothing after |
 //! | [`Message::Offer`] (upload) | [`Message::Stored`] at once if unchanged; else [`Message::Accept`], then the uploader sends the manifest pages and the data frames, and the receiver answers [`Message::Stored`] once the file is verified, synced and in place |
 //! | [`Message::Cancel`] | nothing; the named request stops at the next frame |
-//! | [`Message::Subscribe`] (a peer with [`CAP_SWARM`]) | [`Message::Holding`], then [`Message::Have`] as it gets blocks or hears of peers, until cancelled or it has every block |
+//! | [`Message::Subscribe`] (a peer with [`CAP_SWARM`]) | [`Message::Holding`], then [`Message::Have`] as it gets blocks or hears of peers, until cancelled or it has every block; to a client with [`CAP_CHOKE`], [`Message::Choke`] too |
+//! | [`Message::Interest`] (on a subscription, a client with [`CAP_CHOKE`]) | nothing |
 //!
 //! A peer with [`CAP_SWARM`] serves the contents it is still downloading,
 //! block by block as each is verified and written: [`Message::GetManifest`]
@@ -137,6 +138,13 @@ pub const CAP_INDEX: u32 = 4;
 /// downloading, and answers a read of blocks it does not have yet with
 /// [`ErrorCode::NotYet`].
 pub const CAP_SWARM: u32 = 8;
+/// Capability bit (a client's): this side takes turns at partial sources.
+/// A peer serving a content it is still downloading then serves a few
+/// such subscribers at a time: it tells each whether it is served now
+/// ([`Message::Choke`]), and each tells it whether it wants anything it
+/// has ([`Message::Interest`]). Subscribers without the bit are served as
+/// they ask.
+pub const CAP_CHOKE: u32 = 16;
 /// Most bytes of a [`Message::Holding`] bitfield: one bit per block of the
 /// largest file.
 pub const MAX_BITFIELD: usize = 1 << 17;
@@ -418,6 +426,25 @@ pub enum Message {
         id: u32,
         /// The content: the name it is saved under, size and hash.
         info: FileInfo,
+    },
+    /// For a [`Message::Subscribe`] of a client with [`CAP_CHOKE`] to a
+    /// content the peer is still downloading: whether the peer serves the
+    /// subscriber's reads now. A choked subscriber asks others (reads it
+    /// sent before it heard are still answered); it is unchoked in turn
+    /// while it is interested.
+    Choke {
+        /// The Subscribe answered.
+        id: u32,
+        /// Not served now.
+        choked: bool,
+    },
+    /// From a subscriber with [`CAP_CHOKE`], on its subscription: whether
+    /// the peer has blocks it still wants. No answer.
+    Interest {
+        /// The Subscribe it is about.
+        id: u32,
+        /// It wants some of the peer's blocks.
+        interested: bool,
     },
 }
 

@@ -47,6 +47,8 @@ pub(super) struct Link<St, R> {
     pub(super) host: std::sync::Arc<str>,
     /// Where it comes from (`host:port`).
     pub(super) remote: String,
+    /// Its client takes turns at partial sources (`CAP_CHOKE`).
+    pub(super) chokes: bool,
 }
 
 impl<St: Stream, R: Runtime> Link<St, R> {
@@ -151,7 +153,11 @@ impl<St: Stream, R: Runtime> Link<St, R> {
 fn check_request(m: &Message) -> Result<(), ConnError> {
     let too_long = |name: &str| name.len() > MAX_RAW_NAME;
     match m {
-        Message::List { .. } | Message::Read { .. } | Message::Cancel { .. } | Message::Subscribe { .. } => Ok(()),
+        Message::List { .. }
+        | Message::Read { .. }
+        | Message::Cancel { .. }
+        | Message::Subscribe { .. }
+        | Message::Interest { .. } => Ok(()),
         Message::GetManifest { file: FileRef::Hash(_), .. } => Ok(()),
         Message::GetManifest { file: FileRef::Name(n), .. } | Message::Offer { name: n, .. } if !too_long(n) => Ok(()),
         Message::GetManifest { .. } | Message::Offer { .. } => {

@@ -10,6 +10,7 @@
 
 pub(crate) mod accept;
 pub(crate) mod admission;
+mod choke;
 mod fair;
 mod link;
 mod read;
@@ -29,7 +30,9 @@ use crate::catalog::PartialReader;
 use crate::conn::{Conn, ConnError, kind};
 use crate::hash::Hash;
 use crate::name::FileName;
-use crate::protocol::{CAP_SERVE, CAP_SWARM, CAP_UPLOAD, ErrorCode, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, Message};
+use crate::protocol::{
+    CAP_CHOKE, CAP_SERVE, CAP_SWARM, CAP_UPLOAD, ErrorCode, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, Message,
+};
 use crate::runtime::{Runtime, Time, timeout};
 use crate::store::{Store, StoreError};
 use crate::transport::{Connected, Fingerprint, Listener, Stream};
@@ -341,6 +344,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
             id: slot.id(),
             host: Arc::from(crate::transport::host_of(&remote)),
             remote: remote.clone(),
+            chokes: false,
         };
         if let Err(e) = self.connection(&mut link, &remote, &slot).await {
             match e {
@@ -374,6 +378,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
         let handshake = link.conn.handshake_accept();
         let theirs = timeout(&self.rt, self.config.io_timeout, handshake).await??;
         let client = crate::sanitize(&theirs.peer_id, crate::protocol::MAX_PEER_ID);
+        link.chokes = theirs.capabilities & CAP_CHOKE != 0;
         if !client.is_empty() {
             link.who = format!("{client} ({})", link.who);
         }
@@ -474,6 +479,10 @@ impl<S: Store, R: Runtime> Server<S, R> {
             // cancel arrived.
             Message::Cancel { id } => {
                 subs.cancel(id, self.rt.now());
+                return Ok(());
+            }
+            Message::Interest { id, interested } => {
+                subs.interest(id, interested, self.rt.now());
                 return Ok(());
             }
             other => return Err(ConnError::Unexpected(format!("{} is not a request", kind(&other)))),
@@ -584,7 +593,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
         // The subscriber serves the content where its connection comes
         // from, on the port it names.
         let addr = (port != 0).then(|| crate::transport::with_port(&link.remote, port));
-        let first = subs.subscribe(id, hash, addr, held, self.rt.now());
+        let first = subs.subscribe(id, hash, addr, held, link.chokes, self.rt.now());
         link.conn.send(&first).await?;
         Ok(())
     }

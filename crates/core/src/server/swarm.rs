@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use event_listener::{Event, EventListener};
 
 use super::admission::ConnId;
+use super::choke::Choker;
 use super::seeding::Seeding;
 use crate::bitfield::Bitfield;
 use crate::download::schedule::SWARM_REQUEST;
@@ -40,12 +41,16 @@ pub(super) struct Swarms {
 struct Members {
     /// Each subscribing connection that serves the content, and where.
     peers: BTreeMap<ConnId, String>,
+    /// How many subscribers each was told of.
+    told_of: HashMap<ConnId, u32>,
     /// Connections subscribed, serving or not.
     subscribers: usize,
     changed: Arc<Event>,
     /// The crowd fetching it whole from here, once there is one, and
     /// the file's block size.
     seeding: Option<(Seeding, u64)>,
+    /// The subscribers that take turns at it while it is downloaded here.
+    choker: Choker,
 }
 
 impl Swarms {
@@ -69,9 +74,14 @@ impl Swarms {
         let mut all = self.lock();
         if let Some(m) = all.get_mut(hash) {
             if !another && m.peers.remove(&conn).is_some() {
+                m.told_of.remove(&conn);
                 m.changed.notify(usize::MAX);
             }
             m.subscribers = m.subscribers.saturating_sub(1);
+            if !another && m.choker.has(conn) {
+                m.choker.leave(conn, now);
+                m.changed.notify(usize::MAX);
+            }
             if !another && let Some((seeding, _)) = m.seeding.as_mut() {
                 seeding.leave(conn, now);
                 if seeding.is_empty() {
@@ -116,6 +126,44 @@ impl Swarms {
         (seeding.take(conn), seeding.deadline())
     }
 
+    /// `conn` takes turns with the other subscribers of `hash`.
+    fn take_turns(&self, hash: &Hash, conn: ConnId) {
+        if let Some(m) = self.lock().get_mut(hash) {
+            m.choker.join(conn);
+        }
+    }
+
+    /// `conn` wants something of `hash` from here, or nothing more.
+    fn interest(&self, hash: &Hash, conn: ConnId, interested: bool, now: Time) {
+        let mut all = self.lock();
+        if let Some(m) = all.get_mut(hash) {
+            let before = m.choker.changes();
+            m.choker.interest(conn, interested, now);
+            if m.choker.changes() != before {
+                // Others may have been choked or unchoked.
+                m.changed.notify(usize::MAX);
+            }
+        }
+    }
+
+    /// Whether `conn` is to be told it is choked (or unchoked) now, after
+    /// the turns that are over ended.
+    fn choked(&self, hash: &Hash, conn: ConnId, now: Time) -> Option<bool> {
+        let mut all = self.lock();
+        let m = all.get_mut(hash)?;
+        let before = m.choker.changes();
+        m.choker.tick(now);
+        if m.choker.changes() != before {
+            m.changed.notify(usize::MAX);
+        }
+        m.choker.take(conn)
+    }
+
+    /// When the turns at `hash` change by themselves.
+    fn turns_deadline(&self, hash: &Hash) -> Option<Time> {
+        self.lock().get(hash)?.choker.deadline()
+    }
+
     /// Whether `hash` is shown piece by piece to a crowd.
     fn is_seeding(&self, hash: &Hash) -> bool {
         self.lock().get(hash).is_some_and(|m| m.seeding.is_some())
@@ -148,11 +196,26 @@ impl Swarms {
         }
     }
 
-    /// The members of `hash` other than `conn`, except those in `told`.
-    fn others(&self, hash: &Hash, conn: ConnId, told: &[String]) -> Vec<String> {
-        let all = self.lock();
-        let Some(m) = all.get(hash) else { return Vec::new() };
-        m.peers.iter().filter(|(c, a)| **c != conn && !told.contains(a)).map(|(_, a)| a.clone()).collect()
+    /// Up to `limit` members of `hash` other than `conn`, except those in
+    /// `told`: those told of least so far first, so that every member is
+    /// known to about as many as the others (a member nobody is told of
+    /// uploads to nobody).
+    fn others(&self, hash: &Hash, conn: ConnId, told: &[String], limit: usize) -> Vec<String> {
+        let mut all = self.lock();
+        let Some(m) = all.get_mut(hash) else { return Vec::new() };
+        let mut candidates: Vec<(u32, ConnId, &String)> = m
+            .peers
+            .iter()
+            .filter(|(c, a)| **c != conn && !told.contains(a))
+            .map(|(&c, a)| (m.told_of.get(&c).copied().unwrap_or(0), c, a))
+            .collect();
+        candidates.sort_unstable();
+        candidates.truncate(limit);
+        let chosen: Vec<(ConnId, String)> = candidates.into_iter().map(|(_, c, a)| (c, a.clone())).collect();
+        for (c, _) in &chosen {
+            *m.told_of.entry(*c).or_default() += 1;
+        }
+        chosen.into_iter().map(|(_, a)| a).collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Hash, Members>> {
@@ -184,6 +247,8 @@ struct Sub<W> {
     seeding: bool,
     /// For a whole file: its blocks and block size.
     whole: Option<(u64, u64)>,
+    /// It takes turns with the other subscribers ([`Choker`]).
+    turns: bool,
 }
 
 /// What a subscription is to, when it starts.
@@ -209,13 +274,22 @@ impl<W> Subscriptions<W> {
 
     /// Starts subscription `id` to `hash` (serving it at `addr`, if
     /// anywhere) and returns its first answer. A subscription of the same
-    /// id replaces the older one.
-    pub(super) fn subscribe(&mut self, id: u32, hash: Hash, addr: Option<String>, held: Held<W>, now: Time) -> Message {
+    /// id replaces the older one. A subscriber that `chokes` (its client
+    /// has [`CAP_CHOKE`](crate::protocol::CAP_CHOKE)) takes turns at a
+    /// content downloaded here.
+    pub(super) fn subscribe(
+        &mut self,
+        id: u32,
+        hash: Hash,
+        addr: Option<String>,
+        held: Held<W>,
+        chokes: bool,
+        now: Time,
+    ) -> Message {
         self.now = now;
         self.cancel(id, now);
-        let members = self.swarms.join(hash, self.conn, addr);
-        let mut told = self.swarms.others(&hash, self.conn, &[]);
-        told.truncate(MAX_EXCHANGE);
+        let members = self.swarms.join(hash, self.conn, addr.clone());
+        let told = self.swarms.others(&hash, self.conn, &[], MAX_EXCHANGE);
         let mut seeding = false;
         let mut whole = None;
         let (complete, bits, cursor, live) = match held {
@@ -229,6 +303,9 @@ impl<W> Subscriptions<W> {
                 }
             }
             Held::Live(live) => {
+                if let Some(addr) = &addr {
+                    live.met(addr);
+                }
                 let (have, cursor, standing) = live.snapshot();
                 let complete = standing == Standing::Complete || have.is_full();
                 let bits = if complete { Vec::new() } else { have.as_bytes().to_vec() };
@@ -236,8 +313,20 @@ impl<W> Subscriptions<W> {
             }
         };
         let first = Message::Holding { id, complete, bits, peers: told.clone() };
-        self.subs.push(Sub { id, hash, live, cursor, members, told, seeding, whole });
+        let turns = chokes && live.is_some();
+        if turns {
+            self.swarms.take_turns(&hash, self.conn);
+        }
+        self.subs.push(Sub { id, hash, live, cursor, members, told, seeding, whole, turns });
         first
+    }
+
+    /// Subscriber `id` wants something from here, or nothing more.
+    pub(super) fn interest(&mut self, id: u32, interested: bool, now: Time) {
+        self.now = now;
+        if let Some(s) = self.subs.iter().find(|s| s.id == id && s.turns) {
+            self.swarms.interest(&s.hash, self.conn, interested, now);
+        }
     }
 
     /// Ends subscription `id`, if there is one.
@@ -294,10 +383,14 @@ impl<W> Subscriptions<W> {
                 }
                 blocks = new;
             }
+            if s.turns
+                && let Some(choked) = self.swarms.choked(&s.hash, self.conn, now)
+            {
+                out.push(News::Have(Message::Choke { id: s.id, choked }));
+            }
             let mut peers = Vec::new();
             if s.told.len() < TOLD_AT_MOST {
-                peers = self.swarms.others(&s.hash, self.conn, &s.told);
-                peers.truncate(MAX_EXCHANGE.min(TOLD_AT_MOST - s.told.len()));
+                peers = self.swarms.others(&s.hash, self.conn, &s.told, MAX_EXCHANGE.min(TOLD_AT_MOST - s.told.len()));
                 s.told.extend(peers.iter().cloned());
             }
             let mut chunks = blocks.chunks(MAX_HAVE).peekable();
@@ -336,7 +429,9 @@ impl<W> Subscriptions<W> {
     /// When [`news`](Self::news) may have something to say without any
     /// change: a shown piece's slot frees up then.
     pub(super) fn deadline(&self) -> Option<Time> {
-        self.subs.iter().filter(|s| s.seeding).filter_map(|s| self.swarms.shown_deadline(&s.hash)).min()
+        let shown = self.subs.iter().filter(|s| s.seeding).filter_map(|s| self.swarms.shown_deadline(&s.hash));
+        let turns = self.subs.iter().filter(|s| s.turns).filter_map(|s| self.swarms.turns_deadline(&s.hash));
+        shown.chain(turns).min()
     }
 
     /// Whether there is any subscription.
@@ -401,13 +496,13 @@ mod tests {
 
         let mut a = Subscriptions::new(1, swarms.clone());
         let now = Time::ZERO;
-        let first = a.subscribe(7, hash, Some("10.0.0.1:5000".into()), Held::Live(live.clone()), now);
+        let first = a.subscribe(7, hash, Some("10.0.0.1:5000".into()), Held::Live(live.clone()), false, now);
         assert_eq!(bits_of(&first, 5).unwrap().iter().collect::<Vec<_>>(), [0]);
         assert!(a.news(now).is_empty());
         // A second subscriber: each hears of the other.
         let mut b = Subscriptions::<()>::new(2, swarms.clone());
         let Message::Holding { peers, .. } =
-            b.subscribe(3, hash, Some("10.0.0.2:5000".into()), Held::Live(live.clone()), now)
+            b.subscribe(3, hash, Some("10.0.0.2:5000".into()), Held::Live(live.clone()), false, now)
         else {
             panic!()
         };
@@ -441,10 +536,10 @@ mod tests {
         let whole = || Held::<()>::Whole { blocks: 64, block_size: 16 << 10 };
         let now = Time::ZERO;
         let mut a = Subscriptions::new(1, swarms.clone());
-        let first = a.subscribe(1, hash, None, whole(), now);
+        let first = a.subscribe(1, hash, None, whole(), false, now);
         assert!(matches!(first, Message::Holding { complete: true, .. }), "alone, it is told of every block");
         let mut b = Subscriptions::new(2, swarms.clone());
-        let Message::Holding { complete: false, bits, .. } = b.subscribe(1, hash, None, whole(), now) else {
+        let Message::Holding { complete: false, bits, .. } = b.subscribe(1, hash, None, whole(), false, now) else {
             panic!("a second is shown pieces")
         };
         assert!(bits.iter().all(|&x| x == 0));

@@ -1,0 +1,228 @@
+//! Whom a peer serves a content it is still downloading to, when many
+//! fetch it from it: a plain state machine, the time in, the choke state
+//! of each subscriber out.
+//!
+//! Split over every requester, a partial source's uplink gives each a
+//! crawl, and a block it has just verified reaches all of them at once,
+//! late, with nobody to pass it on sooner. Served a few at a time
+//! ([`SLOTS`]), each gets it at a useful rate and can serve it onward
+//! while the others still wait: a block spreads as a tree, not a star.
+//!
+//! * Only subscribers that say they want something ([`Message::Interest`])
+//!   hold a slot; one that stops wanting frees its slot at once.
+//! * Slots go to those waiting longest since their last turn, newcomers
+//!   (never served) first: a newcomer soon has something to trade.
+//! * A turn lasts [`TURN`] while others wait; then the slot goes to the
+//!   next in line, so that nobody waits for long.
+//!
+//! Subscribers without [`CAP_CHOKE`](crate::protocol::CAP_CHOKE) are not
+//! members: they are served as they ask.
+//!
+//! [`Message::Interest`]: crate::protocol::Message::Interest
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::admission::ConnId;
+use crate::runtime::Time;
+
+/// Subscribers served at once.
+pub(super) const SLOTS: usize = 4;
+/// How long a subscriber is served while others wait.
+pub(super) const TURN: Duration = Duration::from_secs(2);
+
+/// The subscribers of one content that take turns.
+#[derive(Debug, Default)]
+pub(super) struct Choker {
+    members: BTreeMap<ConnId, Member>,
+    /// How many times someone was choked or unchoked.
+    changes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Member {
+    interested: bool,
+    /// Served since then.
+    since: Option<Time>,
+    /// When its last turn ended (never served: none, first in line).
+    last_turn: Option<Time>,
+    /// What it was last told (none yet: it is told once it joins).
+    told: Option<bool>,
+}
+
+impl Choker {
+    /// Subscriber `conn` joins, choked and not interested until it says.
+    pub(super) fn join(&mut self, conn: ConnId) {
+        self.members.entry(conn).or_default();
+    }
+
+    /// Subscriber `conn` left.
+    pub(super) fn leave(&mut self, conn: ConnId, now: Time) {
+        if self.members.remove(&conn).is_some() {
+            self.decide(now);
+        }
+    }
+
+    /// Whether `conn` is a member.
+    pub(super) fn has(&self, conn: ConnId) -> bool {
+        self.members.contains_key(&conn)
+    }
+
+    /// `conn` wants something (or nothing more) from this peer.
+    pub(super) fn interest(&mut self, conn: ConnId, interested: bool, now: Time) {
+        let Some(m) = self.members.get_mut(&conn) else { return };
+        if m.interested == interested {
+            return;
+        }
+        m.interested = interested;
+        self.decide(now);
+    }
+
+    /// Ends the turns that are over.
+    pub(super) fn tick(&mut self, now: Time) {
+        self.decide(now);
+    }
+
+    /// When a turn ends next, if anyone waits for a slot.
+    pub(super) fn deadline(&self) -> Option<Time> {
+        if !self.members.values().any(|m| m.interested && m.since.is_none()) {
+            return None;
+        }
+        self.members.values().filter_map(|m| m.since).map(|s| s + TURN).min()
+    }
+
+    /// How many times someone was choked or unchoked so far.
+    pub(super) fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Whether `conn` is choked, if it has not been told yet.
+    pub(super) fn take(&mut self, conn: ConnId) -> Option<bool> {
+        let m = self.members.get_mut(&conn)?;
+        let choked = m.since.is_none();
+        if m.told == Some(choked) {
+            return None;
+        }
+        m.told = Some(choked);
+        Some(choked)
+    }
+
+    /// Frees the slots of those no longer interested or whose turn is
+    /// over (while others wait), then fills the free slots in turn.
+    fn decide(&mut self, now: Time) {
+        for m in self.members.values_mut() {
+            if !m.interested && m.since.is_some() {
+                m.since = None;
+                m.last_turn = Some(now);
+                self.changes += 1;
+            }
+        }
+        // Those whose turn ends now wait for the next round.
+        let mut ended = Vec::new();
+        loop {
+            let served = self.members.values().filter(|m| m.since.is_some()).count();
+            // The one waiting longest: never served first, then by the end
+            // of its last turn, then by connection (the oldest).
+            let next = self
+                .members
+                .iter()
+                .filter(|(c, m)| m.interested && m.since.is_none() && !ended.contains(*c))
+                .min_by_key(|&(&c, m)| (m.last_turn, c))
+                .map(|(&c, _)| c);
+            let Some(next) = next else { return };
+            if served >= SLOTS {
+                // A turn that is over makes room.
+                let over = self
+                    .members
+                    .iter()
+                    .filter_map(|(&c, m)| m.since.map(|s| (s, c)))
+                    .filter(|&(s, _)| now >= s + TURN)
+                    .min();
+                let Some((_, c)) = over else { return };
+                if let Some(m) = self.members.get_mut(&c) {
+                    m.since = None;
+                    m.last_turn = Some(now);
+                }
+                ended.push(c);
+                self.changes += 1;
+            }
+            if let Some(m) = self.members.get_mut(&next) {
+                m.since = Some(now);
+            }
+            self.changes += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn told(c: &mut Choker, conns: &[ConnId]) -> Vec<(ConnId, bool)> {
+        conns.iter().filter_map(|&k| c.take(k).map(|x| (k, x))).collect()
+    }
+
+    #[test]
+    fn a_few_interested_subscribers_are_served_and_the_rest_wait_their_turn() {
+        let mut c = Choker::default();
+        let t0 = Time::ZERO;
+        let all: Vec<ConnId> = (1..=6).collect();
+        for &k in &all {
+            c.join(k);
+        }
+        // Nobody is interested yet: all are told they are choked, once.
+        assert_eq!(told(&mut c, &all), all.iter().map(|&k| (k, true)).collect::<Vec<_>>());
+        assert!(told(&mut c, &all).is_empty());
+        assert_eq!(c.deadline(), None);
+        for &k in &all {
+            c.interest(k, true, t0);
+        }
+        // The first SLOTS (by connection) are served; two wait.
+        assert_eq!(told(&mut c, &all), [(1, false), (2, false), (3, false), (4, false)]);
+        assert_eq!(c.deadline(), Some(t0 + TURN));
+        // One loses interest: the next in line gets its slot at once.
+        let t1 = t0 + Duration::from_millis(300);
+        c.interest(2, false, t1);
+        assert_eq!(told(&mut c, &all), [(2, true), (5, false)]);
+        // The turns of the first ones end; those waiting go first.
+        let t2 = t0 + TURN;
+        c.tick(t2);
+        assert_eq!(told(&mut c, &all), [(1, true), (6, false)]);
+        // Nobody else waits: the rest keep their slots past their turn.
+        c.tick(t2 + TURN);
+        assert_eq!(told(&mut c, &all), [(1, false), (3, true)]);
+        c.interest(1, false, t2 + TURN);
+        c.interest(5, false, t2 + TURN);
+        c.interest(6, false, t2 + TURN);
+        assert_eq!(told(&mut c, &all), [(1, true), (3, false), (5, true), (6, true)]);
+        assert_eq!(c.deadline(), None, "nobody waits");
+    }
+
+    #[test]
+    fn a_newcomer_goes_first_and_leaving_frees_a_slot() {
+        let mut c = Choker::default();
+        let t0 = Time::ZERO;
+        for k in 1..=5 {
+            c.join(k);
+            c.interest(k, true, t0);
+        }
+        let all: Vec<ConnId> = (1..=7).collect();
+        let _ = told(&mut c, &all);
+        let t1 = t0 + TURN;
+        c.tick(t1);
+        // 1 made room for 5; nobody else waits, so 2, 3 and 4 stay.
+        assert_eq!(told(&mut c, &all), [(1, true), (5, false)]);
+        // A newcomer takes the slot of the one served longest, and 1 (who
+        // waits) that of the next.
+        let t2 = t1 + Duration::from_millis(100);
+        c.join(7);
+        c.interest(7, true, t2);
+        assert_eq!(told(&mut c, &all), [(1, false), (2, true), (3, true), (7, false)]);
+        // Leaving frees a slot for the one waiting longest (2), and 3 takes
+        // that of 4, whose turn is over too.
+        c.leave(7, t2);
+        assert!(!c.has(7));
+        assert_eq!(told(&mut c, &all), [(2, false), (3, false), (4, true)]);
+        assert_eq!(c.deadline(), Some(t1 + TURN), "4 waits for the turn of 5");
+    }
+}
