@@ -65,6 +65,29 @@ impl Bitfield {
         i < self.count && self.bits[(i / 8) as usize] & (1 << (i % 8)) != 0
     }
 
+    /// Whether any block of `range` is in the set (a byte at a time where
+    /// the range covers whole bytes).
+    pub fn any_in(&self, range: std::ops::Range<u64>) -> bool {
+        let (mut i, end) = (range.start, range.end.min(self.count));
+        if self.ones == 0 {
+            return false;
+        }
+        while i < end {
+            if i % 8 == 0 && i + 8 <= end {
+                if self.bits[(i / 8) as usize] != 0 {
+                    return true;
+                }
+                i += 8;
+            } else {
+                if self.get(i) {
+                    return true;
+                }
+                i += 1;
+            }
+        }
+        false
+    }
+
     /// Blocks of the file.
     pub fn count(&self) -> u64 {
         self.count
@@ -94,6 +117,20 @@ impl Bitfield {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_in_a_range() {
+        let mut b = Bitfield::new(40);
+        assert!(!b.any_in(0..40));
+        b.set(21);
+        for (range, want) in
+            [(0..21, false), (0..22, true), (21..22, true), (22..40, false), (16..24, true), (8..16, false)]
+        {
+            assert_eq!(b.any_in(range.clone()), want, "{range:?}");
+        }
+        assert!(!b.any_in(30..100), "past the end is empty");
+        assert!(Bitfield::full(40).any_in(39..40));
+    }
 
     #[test]
     fn bits_round_trip_and_count() {

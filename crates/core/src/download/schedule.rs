@@ -296,7 +296,7 @@ impl Schedule {
         }
         match &p.holds {
             None => !self.missing.is_empty(),
-            Some(h) => self.missing.iter().any(|(&s, &e)| self.blocks_of(&(s..e)).any(|b| h.get(b))),
+            Some(h) => self.missing.iter().any(|(&s, &e)| h.any_in(self.blocks_of(&(s..e)))),
         }
     }
 
