@@ -43,6 +43,9 @@ struct Members {
     peers: BTreeMap<ConnId, String>,
     /// How many subscribers each was told of.
     told_of: HashMap<ConnId, u32>,
+    /// How many serving members joined so far (a subscription looks for
+    /// peers to be told of only when this moved).
+    joined: u64,
     /// Connections subscribed, serving or not.
     subscribers: usize,
     changed: Arc<Event>,
@@ -63,6 +66,7 @@ impl Swarms {
         members.subscribers += 1;
         if let Some(addr) = addr {
             members.peers.insert(conn, addr);
+            members.joined += 1;
             members.changed.notify(usize::MAX);
         }
         members.changed.clone()
@@ -196,6 +200,11 @@ impl Swarms {
         }
     }
 
+    /// How many serving members of `hash` joined so far.
+    fn joined(&self, hash: &Hash) -> u64 {
+        self.lock().get(hash).map_or(0, |m| m.joined)
+    }
+
     /// Up to `limit` members of `hash` other than `conn`, except those in
     /// `told`: those told of least so far first, so that every member is
     /// known to about as many as the others (a member nobody is told of
@@ -249,6 +258,10 @@ struct Sub<W> {
     whole: Option<(u64, u64)>,
     /// It takes turns with the other subscribers ([`Choker`]).
     turns: bool,
+    /// The members joined when it was last told of every one (see
+    /// [`Swarms::joined`]): nobody new to tell of until that moves. (Every
+    /// change of the turns wakes every subscription of the content.)
+    joined_seen: u64,
 }
 
 /// What a subscription is to, when it starts.
@@ -317,7 +330,8 @@ impl<W> Subscriptions<W> {
         if turns {
             self.swarms.take_turns(&hash, self.conn);
         }
-        self.subs.push(Sub { id, hash, live, cursor, members, told, seeding, whole, turns });
+        let joined_seen = self.swarms.joined(&hash);
+        self.subs.push(Sub { id, hash, live, cursor, members, told, seeding, whole, turns, joined_seen });
         first
     }
 
@@ -389,9 +403,15 @@ impl<W> Subscriptions<W> {
                 out.push(News::Have(Message::Choke { id: s.id, choked }));
             }
             let mut peers = Vec::new();
-            if s.told.len() < TOLD_AT_MOST {
-                peers = self.swarms.others(&s.hash, self.conn, &s.told, MAX_EXCHANGE.min(TOLD_AT_MOST - s.told.len()));
+            let joined = self.swarms.joined(&s.hash);
+            if s.told.len() < TOLD_AT_MOST && joined != s.joined_seen {
+                let limit = MAX_EXCHANGE.min(TOLD_AT_MOST - s.told.len());
+                peers = self.swarms.others(&s.hash, self.conn, &s.told, limit);
                 s.told.extend(peers.iter().cloned());
+                if peers.len() < limit {
+                    // Every member was told of: nobody more until one joins.
+                    s.joined_seen = joined;
+                }
             }
             let mut chunks = blocks.chunks(MAX_HAVE).peekable();
             if chunks.peek().is_none() && !peers.is_empty() {
