@@ -507,3 +507,38 @@ fn a_slow_partial_source_has_half_as_much_queued() {
     let queued = |peer| next.iter().filter(|(p, _)| *p == peer).map(|(_, r)| r.end - r.start).sum::<u64>();
     assert_eq!((queued(0), queued(1)), (512 * KIB, 256 * KIB), "{next:?}");
 }
+
+#[test]
+fn a_choked_source_is_asked_nothing_until_it_serves_again() {
+    // Two partial sources with every block; the second takes turns and
+    // does not serve this download now.
+    let size = 4 * MIB;
+    let blocks = size / (16 * KIB);
+    let mut s = Schedule::new(size, 16 * 1024, ScheduleConfig::default(), &[]);
+    let _ = s.holding(0, Some(Bitfield::full(blocks)));
+    let _ = s.holding(1, Some(Bitfield::full(blocks)));
+    s.join(0);
+    s.join(1);
+    s.choke(1, true);
+    let first = fetches(&s.poll(t(0.0), None));
+    assert!(!first.is_empty() && first.iter().all(|(p, _)| *p == 0), "{first:?}");
+    // It still has what this download wants: interested, though choked.
+    assert!(s.interested_in(1));
+    s.choke(1, false);
+    let next = fetches(&s.poll(t(0.1), None));
+    assert!(next.iter().any(|(p, _)| *p == 1), "{next:?}");
+    // Requests open at a source keep this download interested in it.
+    assert!(s.interested_in(1));
+    // Once every block is here, neither has anything wanted.
+    let mut now = 0.2;
+    while !s.is_done() {
+        let open: Vec<(usize, Range<u64>)> = s.flights.values().map(|f| (f.peer, f.range.clone())).collect();
+        for (peer, range) in open {
+            let _ = s.arrived(peer, &range, t(now));
+        }
+        let _ = s.poll(t(now), None);
+        now += 0.1;
+        assert!(now < 100.0, "done in time");
+    }
+    assert!(!s.interested_in(0) && !s.interested_in(1), "nothing left to want");
+}
