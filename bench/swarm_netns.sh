@@ -46,10 +46,16 @@
 #     while it downloads and lingers to seed). Finish = the moment its JSON
 #     result line appears (the file is then in place, verified and synced).
 #     Seed payload = the leechers' JSON sources[].bytes from the seed.
+#     Up to 31 peers share this machine's cores, so each runs with
+#     `--threads 1` (--p2p-threads; libtorrent's peers are given few
+#     threads alike): with its default of one thread per core every peer
+#     wakes threads across cores, and on 2 cores the N = 20 crowd took
+#     1.79 x T_min instead of 1.35 x.
 #   - libtorrent (python3-libtorrent, swarm_netns/lt_peer.py): opentracker
 #     (Debian's is whitelist-only: the infohash is whitelisted), mktorrent
-#     256 KiB pieces, DHT/LSD/UPnP/NAT-PMP/uTP off. Finish = the torrent's
-#     finished alert. Seed payload = total_payload_upload.
+#     256 KiB pieces, DHT/LSD/UPnP/NAT-PMP/uTP off, 2 disk threads and 1
+#     hashing thread. Finish = the torrent's finished alert. Seed payload
+#     = total_payload_upload.
 #   - aria2c: same tracker and torrent, DHT/LPD off. Finish = its
 #     --on-bt-download-complete hook. Seed payload = uploadLength (RPC).
 #   libtorrent and aria2 leechers keep seeding until the last one
@@ -72,6 +78,7 @@
 #   --timeout SECS  per run, from the common start (default 60 + 6 x T_min:
 #                   140 s for 32 MiB); leechers not done by then count as
 #                   not finished
+#   --p2p-threads N p2p's --threads (default 1; 0: p2p's own default)
 #   --p2p PATH      the binary (default target/release/p2p of the project
 #                   root, ../ of this script; it is not rebuilt)
 #   --out DIR       results: RESULTS.md, results.json, swarm.log, iperf3 and
@@ -87,7 +94,7 @@ helpers=$here/swarm_netns
 root=$(cd "$here/.." && pwd)
 
 n_list=10,20,30 size_mib=32 systems=p2p,libtorrent,aria2 reps=1 up=20 down=100 delay_ms=15 cc=cubic
-timeout=auto p2p=$root/target/release/p2p out="" keep=0 inside=0
+timeout=auto p2p=$root/target/release/p2p p2p_threads_n=1 out="" keep=0 inside=0
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
     case $1 in
@@ -101,6 +108,7 @@ while [ $# -gt 0 ]; do
         --cc) cc=$2; shift ;;
         --timeout) timeout=$2; shift ;;
         --p2p) p2p=$2; shift ;;
+        --p2p-threads) p2p_threads_n=$2; shift ;;
         --out) out=$2; shift ;;
         --keep) keep=1 ;;
         --inside) inside=1 ;;
@@ -142,13 +150,15 @@ if [ "$inside" = 0 ]; then
     # A private network, mount and pid namespace: when it ends, so does
     # every process and namespace made in it.
     args=(--inside --n "$n_list" --size "$size_mib" --systems "$systems" --reps "$reps" --up "$up" --down "$down"
-          --delay-ms "$delay_ms" --cc "$cc" --timeout "$timeout")
+          --delay-ms "$delay_ms" --cc "$cc" --timeout "$timeout" --p2p-threads "$p2p_threads_n")
     [ "$keep" = 0 ] || args+=(--keep)
     exec unshare --net --mount --propagation private --pid --fork --kill-child --mount-proc -- bash "$0" "${args[@]}"
 fi
 
 # ----------------------------------------------------------------- inside
 out=$SWARM_OUT p2p=$SWARM_P2P
+p2p_threads=()
+[ "$p2p_threads_n" = 0 ] || p2p_threads=(--threads "$p2p_threads_n")
 work=$out/work
 mkdir -p "$work" "$out/runs"
 began=$SECONDS
@@ -204,6 +214,17 @@ hash_of() {
 counters() {
     ip netns exec hub bash -c 'cd /sys/class/net && for d in h-*; do
         echo "${d#h-} $(<"$d/statistics/rx_bytes") $(<"$d/statistics/tx_bytes")"; done' > "$1"
+}
+
+# Every 0.5 s while FLAG exists: the time, the machine's CPU line and what
+# every namespace sent so far ("NS:TX_BYTES"), one line each, to FILE: the
+# uplinks' use over time (report.py timeline).
+sampler() { # FILE FLAG
+    touch "$2"
+    ip netns exec hub bash -c 'cd /sys/class/net; while [ -e "$1" ]; do
+        l="$EPOCHREALTIME $(head -1 /proc/stat)"
+        for d in h-*; do l+=" ${d#h-}:$(<"$d/statistics/rx_bytes")"; done
+        echo "$l"; sleep 0.5; done' sampler "$2" > "$1"
 }
 
 # ---- the network
@@ -348,14 +369,14 @@ run_one() {
     p2p)
         mkdir -p "$wd/index" "$wd/seed/served_files"
         cp "$data" "$wd/seed/served_files/$fname"
-        spawn trk "$wd/index" "$od/tracker.log" "$p2p" tracker --listen "$TRK:6969" --transport tcp
+        spawn trk "$wd/index" "$od/tracker.log" "$p2p" "${p2p_threads[@]}" tracker --listen "$TRK:6969" --transport tcp
         wait_for "p2p tracker" 15 listening trk 6969 || ok=0
-        spawn p0 "$wd/seed" "$od/seed.log" "$p2p" serve seed --listen "$(peer_ip 0):5000" \
+        spawn p0 "$wd/seed" "$od/seed.log" "$p2p" "${p2p_threads[@]}" serve seed --listen "$(peer_ip 0):5000" \
             --tracker "$TRK:6969" --transport tcp
         [ $ok = 0 ] || wait_for "the seed's file in the index" 90 p2p_listed || ok=0
         for i in $(seq 1 "$n"); do
             spawn "p$i" "$wd/l$i" "$od/l$i.wrapper.log" bash -c 'leecher "$@"' _ "$od" "l$i" "$go" \
-                p2p_json "$od" "l$i" "$p2p" --json download "$fname" --tracker "$TRK:6969" --transport tcp \
+                p2p_json "$od" "l$i" "$p2p" "${p2p_threads[@]}" --json download "$fname" --tracker "$TRK:6969" --transport tcp \
                 --listen "$(peer_ip "$i"):0"
         done ;;
     libtorrent|aria2)
@@ -395,6 +416,7 @@ run_one() {
         counters "$od/counters0"
         cpu0=$(head -1 /proc/stat)
         t0=$EPOCHREALTIME
+        sampler "$od/samples" "$od/sampling" &
         flock -u "$gofd"
         end=$(( ${t0%.*} + limit ))
         while :; do
@@ -408,6 +430,7 @@ run_one() {
         done
         counters "$od/counters1"
         cpu1=$(head -1 /proc/stat)
+        rm -f "$od/sampling"
         case $sys in
             p2p) # leechers stop seeding 3 s after the last peer leaves
                 wait_for "the p2p leechers to exit" 20 all_marked exit || true ;;
@@ -441,7 +464,7 @@ IFS=, read -ra sys_ <<< "$systems"
 nmax=0
 for n in "${ns_[@]}"; do [ "$n" -le "$nmax" ] || nmax=$n; done
 [ "$nmax" -le 200 ] || die "at most 200 leechers"
-log "p2p: $p2p (built $(date -r "$p2p" '+%F %T'), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'))"
+log "p2p: $p2p (built $(date -r "$p2p" '+%F %T'), commit $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')), ${p2p_threads[*]:-default threads}"
 net_up "$nmax"
 check_links
 bytes=$((size_mib * 1048576))

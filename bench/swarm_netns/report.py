@@ -5,13 +5,16 @@
   report.py run RUNDIR          -> RUNDIR/result.json, and one summary line
   report.py final OUTDIR        -> OUTDIR/results.json and OUTDIR/RESULTS.md
                                    (the markdown table is printed too)
+  report.py timeline RUNDIR     -> per second: leechers done, the seed's and
+                                   the leechers' uplinks in use, CPU busy
 
 A run folder holds `meta` (KEY=VALUE lines written by the script), per
 leecher lK.start / lK.done (epoch seconds), lK.verified (ok, bad or
 missing), the namespaces' byte counters at the start and at the end
 (counters0/counters1: "NS SENT RECEIVED"), and the applications' own
 counts: p2p's JSON results (lK.out, each line "EPOCH JSON"), libtorrent's
-seed.stats.json, aria2's seed.rpc.json.
+seed.stats.json, aria2's seed.rpc.json; `samples` (the script's sampler:
+"EPOCH cpu ... NS:SENT ..." every 0.5 s).
 """
 import glob
 import json
@@ -191,5 +194,36 @@ def final(out):
     print(text)
 
 
+def timeline(d):
+    """Where the time went: for each second from the common start, how many
+    leechers were done, the seed's uplink and the leechers' uplinks in use
+    (share of the nominal rate; "busy" counts leechers above half of it),
+    and the machine's CPU. Uplinks idle while leechers still wait point at
+    the protocol; everything slow at full CPU points at the machine."""
+    m = kv(os.path.join(d, "meta"))
+    n, up, t0 = int(m["n"]), float(m["up"]) * 1e6 / 8, float(m["t0"])
+    done = sorted(t - t0 for t in (num(os.path.join(d, f"l{k}.done")) for k in range(1, n + 1)) if t)
+    rows = []
+    for line in open(os.path.join(d, "samples")):
+        f = line.split()
+        if len(f) < 12:
+            continue
+        sent = dict((k, int(v)) for k, v in (x.split(":") for x in f[12:]))
+        rows.append((float(f[0]) - t0, " ".join(f[1:12]), sent))
+    print("   t  done  seed%  leechers%  busy  cpu%")
+    last = None
+    for t, cpu, sent in rows:
+        if last is None or t - last[0] >= 0.99:
+            if last is not None:
+                dt = t - last[0]
+                rate = lambda ns: (sent.get(ns, 0) - last[2].get(ns, 0)) / dt / up
+                seed = rate("p0")
+                leech = [rate(f"p{k}") for k in range(1, n + 1)]
+                print(f"{t:5.1f}  {sum(1 for x in done if x <= t):4d}  {100 * seed:5.0f}  "
+                      f"{100 * sum(leech) / n:9.0f}  {sum(1 for x in leech if x > 0.5):4d}  "
+                      f"{cpu_busy(last[1], cpu) or 0:4d}")
+            last = (t, cpu, sent)
+
+
 if __name__ == "__main__":
-    {"iperf": iperf, "run": run, "final": final}[sys.argv[1]](sys.argv[2])
+    {"iperf": iperf, "run": run, "final": final, "timeline": timeline}[sys.argv[1]](sys.argv[2])
