@@ -66,6 +66,9 @@ pub(crate) struct Cli {
     /// trust certificates issued by the CA in FILE (PEM) instead of pins and first use
     #[argh(option, arg_name = "FILE")]
     pub(crate) ca: Option<PathBuf>,
+    /// threads that run transfers (default: one per core, at least 2); 1 where many peers share few cores
+    #[argh(option, arg_name = "N")]
+    pub(crate) threads: Option<usize>,
     #[argh(subcommand)]
     pub(crate) command: Command,
 }

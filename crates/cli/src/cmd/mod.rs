@@ -29,10 +29,21 @@ use crate::peers::{Target, resolve};
 use crate::settings::PeerList;
 use crate::{Context, Status, UsageError};
 
+/// Most `--threads`.
+const MAX_THREADS: usize = 256;
+
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<Status> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1);
-    let rt = SmolRuntime::new(threads);
+    // The thread that runs the command runs tasks too: N threads are N - 1
+    // workers. One thread costs no wake-up between threads, which is what
+    // a machine running dozens of peers on two cores runs short of; more
+    // move a single large transfer faster.
+    let workers = match cli.threads {
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1),
+        Some(n @ 1..=MAX_THREADS) => n - 1,
+        Some(n) => return Err(UsageError(format!("--threads {n}: expected 1 to {MAX_THREADS}")).into()),
+    };
+    let rt = SmolRuntime::new(workers);
     let globals = Globals {
         json: cli.json,
         quiet: cli.quiet,
