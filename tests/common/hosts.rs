@@ -20,7 +20,7 @@ impl FromHost {
 }
 
 impl Transport for FromHost {
-    type Stream = async_net::TcpStream;
+    type Stream = p2p_transport_tcp::TcpStream;
     type Listener = <TcpTransport as Transport>::Listener;
 
     fn name(&self) -> &'static str {
@@ -36,7 +36,7 @@ impl Transport for FromHost {
         // On loopback the connection is made at once: no need to wait.
         connect(&fd, &to)?;
         let stream = async_net::TcpStream::try_from(std::net::TcpStream::from(fd))?;
-        Ok(Connected::anonymous(stream))
+        Ok(Connected::anonymous(stream.into()))
     }
 
     async fn bind(&self, addr: &str) -> io::Result<Self::Listener> {

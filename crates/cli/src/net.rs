@@ -228,8 +228,8 @@ impl Net {
 /// A connection over either transport.
 #[derive(Debug)]
 pub(crate) enum NetStream {
-    Tcp(async_net::TcpStream),
-    Tls(Box<TlsStream<Sniff<async_net::TcpStream>>>),
+    Tcp(p2p_transport_tcp::TcpStream),
+    Tls(Box<TlsStream<Sniff<p2p_transport_tcp::TcpStream>>>),
 }
 
 /// A listener over either transport.
