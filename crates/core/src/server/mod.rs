@@ -197,6 +197,14 @@ struct Shared {
 /// often would let anyone asking for random hashes keep the disk busy.
 const RESCAN_EVERY: Duration = Duration::from_secs(1);
 
+/// How often at most a connection looks for news for its subscriptions
+/// (blocks verified, turns, peers): what changed meanwhile goes out in one
+/// message. A partial source verifies a block every few milliseconds, and
+/// the turns and pieces of a crowd change as often; looking at each
+/// change woke every subscriber's connection each time, and that work,
+/// not the bytes, took most of a crowded machine's CPU.
+const NEWS_EVERY: Duration = Duration::from_millis(50);
+
 /// Why a request failed, as told to the client.
 struct Refusal {
     code: ErrorCode,
@@ -421,11 +429,17 @@ impl<S: Store, R: Runtime> Server<S, R> {
             link.conn.flush().await?;
             // A shown piece's slot frees up at its deadline.
             let wake = subs.deadline().map(|d| self.rt.sleep(d.saturating_since(now)));
+            let rt = &self.rt;
             let next =
                 futures_lite::future::or(async { Some(link.next_request(self.config.idle_timeout).await) }, async {
                     match wake {
                         Some(w) => futures_lite::future::or(changed, w).await,
                         None => changed.await,
+                    }
+                    // Changes that come close together are told at once.
+                    let since = rt.now().saturating_since(now);
+                    if since < NEWS_EVERY {
+                        rt.sleep(NEWS_EVERY - since).await;
                     }
                     None
                 })
@@ -461,7 +475,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
             Message::List { id } => (id, self.list(link, id).await),
             Message::GetManifest { id, file } => (id, self.manifest(link, id, file).await),
             Message::Read { id, hash, offset, len } => {
-                subs.asked(&hash, offset..offset.saturating_add(len));
+                subs.asked(&hash, offset..offset.saturating_add(len), self.rt.now());
                 let result = self.read(link, read::ReadRequest { id, hash, offset, len }).await;
                 if result.is_ok() {
                     subs.served(&hash, offset..offset.saturating_add(len), self.rt.now());

@@ -6,16 +6,22 @@
 //! time ([`Message::Have`](crate::protocol::Message::Have) of the piece's
 //! blocks) instead, so that:
 //!
-//! * the uplink goes to a few subscribers at a time ([`SLOTS`]), each
-//!   fetching at a useful rate, rather than to every one at a crawl; the
-//!   subscribers take turns, newcomers first, so that a newcomer soon has
-//!   a piece to trade;
+//! * the uplink goes to a few pieces at a time, each fetched at a useful
+//!   rate, rather than to every subscriber at a crawl; the subscribers
+//!   take turns, newcomers first, so that a newcomer soon has a piece to
+//!   trade;
+//! * [`SLOTS`] pieces at most wait to be asked for. A piece asked for
+//!   frees its slot at once: the next in line is shown one while it is
+//!   still being sent, so the uplink always has the next piece asked for
+//!   when one is done (waiting for the answer first leaves the uplink idle
+//!   for a round trip and more per piece, most of it on a loaded link).
+//!   [`MAX_OPEN`] pieces at most are shown and not fetched yet;
 //! * each piece shown is the one shown least so far: the uplink puts new
 //!   pieces into the swarm, and a second copy of a piece leaves only once
 //!   every piece has left once;
 //! * a piece not asked for within [`ASK_WITHIN`] (the subscriber got it
 //!   from another peer) or not fetched within [`SHOWN_FOR`] (it is slow)
-//!   frees its slot for the next;
+//!   is no longer waited for;
 //! * a piece read by another subscriber (one told of every block before
 //!   the crowd formed) counts as shown, so that the pieces shown next are
 //!   new ones.
@@ -31,8 +37,14 @@ use super::admission::ConnId;
 use crate::bitfield::Bitfield;
 use crate::runtime::Time;
 
-/// Subscribers fetching a shown piece at once.
+/// Pieces shown and not asked for yet, at most.
 pub(super) const SLOTS: usize = 4;
+/// Pieces shown and not fetched yet, at most: what the uplink has queued
+/// (2 MiB of 256 KiB pieces: most of a second of a 20 Mbit/s uplink).
+pub(super) const MAX_OPEN: usize = 2 * SLOTS;
+/// Pieces one subscriber may have open at once: one being fetched, the
+/// next asked for.
+const PER_SUBSCRIBER: usize = 2;
 /// How long a shown piece holds its slot unless asked for: the
 /// subscriber asks at once if it lacks the piece (it may have it from
 /// another peer by now).
@@ -59,6 +71,8 @@ pub(super) struct Seeding {
     open: Vec<Open>,
     /// Blocks to tell each subscriber of.
     tell: HashMap<ConnId, Vec<u32>>,
+    /// How many pieces were shown so far.
+    shows: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +103,7 @@ impl Seeding {
             seen: HashMap::new(),
             open: Vec::new(),
             tell: HashMap::new(),
+            shows: 0,
         }
     }
 
@@ -121,18 +136,30 @@ impl Seeding {
         self.seen.is_empty()
     }
 
-    /// `conn` asked for `blocks`: a piece of them shown to it holds its
-    /// slot until fetched (or [`SHOWN_FOR`]).
-    pub(super) fn asked(&mut self, conn: ConnId, blocks: Range<u64>) {
+    /// `conn` asked for `blocks`: a piece of them shown to it stays open
+    /// until fetched (or [`SHOWN_FOR`]), and its slot goes to the next in
+    /// line.
+    pub(super) fn asked(&mut self, conn: ConnId, blocks: Range<u64>, now: Time) {
         let pb = self.piece_blocks;
-        for o in self.open.iter_mut().filter(|o| o.conn == conn && overlaps(o.piece, pb, &blocks)) {
+        let mut any = false;
+        for o in self.open.iter_mut().filter(|o| o.conn == conn && !o.asked && overlaps(o.piece, pb, &blocks)) {
             o.asked = true;
+            any = true;
+        }
+        if any {
+            self.fill(now);
         }
     }
 
+    /// How many pieces were shown so far: when it changes, subscribers
+    /// may have pieces to be told of.
+    pub(super) fn shows(&self) -> u64 {
+        self.shows
+    }
+
     /// A read of `blocks` for `conn` was answered: a piece of them shown
-    /// to `conn` frees its slot; read by one not shown it, a piece counts
-    /// as shown.
+    /// to `conn` is fetched; read by one not shown it, a piece counts as
+    /// shown.
     pub(super) fn served(&mut self, conn: ConnId, blocks: Range<u64>, now: Time) {
         let pb = self.piece_blocks;
         let before = self.open.len();
@@ -150,7 +177,7 @@ impl Seeding {
         }
     }
 
-    /// Frees the slots of pieces not asked for, or not fetched, in time.
+    /// Gives up on pieces not asked for, or not fetched, in time.
     pub(super) fn tick(&mut self, now: Time) {
         let before = self.open.len();
         self.open.retain(|o| now < o.until());
@@ -172,11 +199,21 @@ impl Seeding {
     /// Shows pieces while slots are free and someone has a piece left to
     /// be shown.
     fn fill(&mut self, now: Time) {
-        while self.open.len() < SLOTS {
-            // The first in turn without a piece open and with one left to
-            // be shown; it goes to the back of the line.
+        loop {
+            let waiting = self.open.iter().filter(|o| !o.asked).count();
+            if waiting >= SLOTS || self.open.len() >= MAX_OPEN {
+                return;
+            }
+            // The first in turn with no piece waiting to be asked for, room
+            // for one more, and one left to be shown; it goes to the back
+            // of the line.
             let next = self.turn.iter().enumerate().find_map(|(i, &c)| {
-                if self.open.iter().any(|o| o.conn == c) {
+                let (mut open, mut waits) = (0, false);
+                for o in self.open.iter().filter(|o| o.conn == c) {
+                    open += 1;
+                    waits |= !o.asked;
+                }
+                if waits || open >= PER_SUBSCRIBER {
                     return None;
                 }
                 self.least_shown(c).map(|p| (i, c, p))
@@ -185,6 +222,7 @@ impl Seeding {
             self.turn.remove(i);
             self.turn.push_back(conn);
             self.shown[piece as usize] += 1;
+            self.shows += 1;
             self.cursor = (piece as usize + 1) % self.shown.len();
             if let Some(seen) = self.seen.get_mut(&conn) {
                 seen.set(piece);
@@ -265,18 +303,55 @@ mod tests {
         assert_eq!(pieces_told(&mut s, 1), [0]);
         assert_eq!(pieces_told(&mut s, 2), [1]);
         assert_eq!(s.deadline(), Some(t(0) + ASK_WITHIN));
-        // 1 asks for its piece; 2 does not (it has it from elsewhere).
-        s.asked(1, 0..4);
+        // 1 asks at once: while its piece is sent, the next in line with
+        // room is shown one (1 itself: 2 still has one to ask for).
+        s.asked(1, 0..4, t(100));
+        assert_eq!(pieces_told(&mut s, 1), [2]);
+        // 2 does not ask (it has piece 1 from elsewhere): once ASK_WITHIN
+        // is over it is shown another.
         s.tick(t(0) + ASK_WITHIN);
-        assert_eq!(pieces_told(&mut s, 2), [2], "2 is shown the next piece");
-        assert!(pieces_told(&mut s, 1).is_empty(), "1 keeps its slot while it fetches");
-        // 1 is too slow: its slot frees up, and it is shown what it lacks.
-        s.tick(t(0) + SHOWN_FOR);
+        assert_eq!(pieces_told(&mut s, 2), [0], "2 is shown the next piece");
+        assert!(pieces_told(&mut s, 1).is_empty());
+        // 1 never fetches piece 0 (nor asks for piece 2): after SHOWN_FOR
+        // both are given up, and each is shown the piece it was not shown.
+        s.tick(t(100) + SHOWN_FOR);
+        assert!(s.open.iter().all(|o| o.since > t(100)), "{:?}", s.open);
         assert_eq!(pieces_told(&mut s, 1), [1]);
-        assert_eq!(pieces_told(&mut s, 2), [0]);
+        assert_eq!(pieces_told(&mut s, 2), [2]);
         s.leave(1, t(10_000));
         s.leave(2, t(10_000));
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_piece_asked_for_lets_the_next_in_line_be_shown_while_it_is_sent() {
+        // 40 pieces of one block; 12 subscribers.
+        let mut s = Seeding::new(40, 1);
+        for c in 1..=12 {
+            s.join(c, t(0));
+        }
+        let told = |s: &mut Seeding| (1..=12).filter(|&c| !pieces_told(s, c).is_empty()).count();
+        assert_eq!(told(&mut s), SLOTS, "SLOTS pieces wait to be asked for");
+        // Each asks for its piece at once: the uplink keeps the next ones
+        // asked for before these are sent, up to MAX_OPEN.
+        for round in 1..=3 {
+            let waiting: Vec<Open> = s.open.iter().filter(|o| !o.asked).copied().collect();
+            for o in waiting {
+                s.asked(o.conn, o.piece..o.piece + 1, t(10 * round));
+            }
+        }
+        assert_eq!(s.open.len(), MAX_OPEN, "no more than MAX_OPEN at once");
+        assert_eq!(s.open.iter().filter(|o| !o.asked).count(), 0);
+        assert_eq!(told(&mut s), MAX_OPEN - SLOTS);
+        // One is sent: one more is shown, to a subscriber that had none.
+        let o = s.open[0];
+        s.served(o.conn, o.piece..o.piece + 1, t(100));
+        let open: Vec<ConnId> = s.open.iter().map(|o| o.conn).collect();
+        let new = s.open.last().map(|o| o.conn);
+        assert_eq!(open.len(), MAX_OPEN);
+        assert!(new.is_some_and(|c| open.iter().filter(|&&x| x == c).count() == 1));
+        // New pieces only: none has left twice.
+        assert!(s.shown.iter().all(|&n| n <= 1), "{:?}", s.shown);
     }
 
     #[test]

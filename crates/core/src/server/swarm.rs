@@ -121,9 +121,9 @@ impl Swarms {
         let mut all = self.lock();
         let Some(m) = all.get_mut(hash) else { return (Vec::new(), None) };
         let Some((seeding, _)) = m.seeding.as_mut() else { return (Vec::new(), None) };
-        let before = seeding.deadline();
+        let before = seeding.shows();
         seeding.tick(now);
-        if seeding.deadline() != before {
+        if seeding.shows() != before {
             // Others may have been shown pieces.
             m.changed.notify(usize::MAX);
         }
@@ -180,10 +180,14 @@ impl Swarms {
     }
 
     /// `conn` asked for `hash`'s bytes `range`.
-    fn asked(&self, hash: &Hash, conn: ConnId, range: Range<u64>) {
+    fn asked(&self, hash: &Hash, conn: ConnId, range: Range<u64>, now: Time) {
         let mut all = self.lock();
-        if let Some((seeding, bs)) = all.get_mut(hash).and_then(|m| m.seeding.as_mut()) {
-            seeding.asked(conn, range.start / *bs..range.end.div_ceil(*bs));
+        let Some(m) = all.get_mut(hash) else { return };
+        let Some((seeding, bs)) = m.seeding.as_mut() else { return };
+        let before = seeding.shows();
+        seeding.asked(conn, range.start / *bs..range.end.div_ceil(*bs), now);
+        if seeding.shows() != before {
+            m.changed.notify(usize::MAX);
         }
     }
 
@@ -192,10 +196,10 @@ impl Swarms {
         let mut all = self.lock();
         let Some(m) = all.get_mut(hash) else { return };
         let Some((seeding, bs)) = m.seeding.as_mut() else { return };
-        let before = seeding.deadline();
+        let before = seeding.shows();
         tracing::trace!(?now, conn, ?range, "served to a crowd");
         seeding.served(conn, range.start / *bs..range.end.div_ceil(*bs), now);
-        if seeding.deadline() != before {
+        if seeding.shows() != before {
             m.changed.notify(usize::MAX);
         }
     }
@@ -432,9 +436,9 @@ impl<W> Subscriptions<W> {
     }
 
     /// A read of `hash`'s bytes `range` is being answered.
-    pub(super) fn asked(&self, hash: &Hash, range: Range<u64>) {
+    pub(super) fn asked(&self, hash: &Hash, range: Range<u64>, now: Time) {
         if self.subs.iter().any(|s| s.seeding && s.hash == *hash) {
-            self.swarms.asked(hash, self.conn, range);
+            self.swarms.asked(hash, self.conn, range, now);
         }
     }
 
