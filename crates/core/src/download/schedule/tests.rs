@@ -489,11 +489,11 @@ fn an_idle_source_takes_over_a_request_long_overdue_at_a_fast_one() {
 }
 
 #[test]
-fn a_slow_partial_source_has_half_as_much_queued() {
-    // Many downloaders share a partial source's uplink: once it is slow,
-    // each keeps one first request's worth queued there (256 KiB), where
-    // a source with the whole file gets two, so the blocks it has are not
-    // held up behind long queues.
+fn a_slow_source_keeps_two_requests_queued_whole_or_partial() {
+    // Slow (10 s for its first answers), each source still keeps two first
+    // requests' worth queued (512 KiB): one alone would leave its uplink
+    // idle for a round trip between answers, whether it has the whole file
+    // or serves what it has while it downloads.
     let size = 8 * MIB;
     let mut s = Schedule::new(size, 16 * 1024, ScheduleConfig::default(), &[]);
     let _ = s.holding(1, Some(Bitfield::full(size / (16 * KIB))));
@@ -505,7 +505,10 @@ fn a_slow_partial_source_has_half_as_much_queued() {
     }
     let next = fetches(&s.poll(t(10.0), None));
     let queued = |peer| next.iter().filter(|(p, _)| *p == peer).map(|(_, r)| r.end - r.start).sum::<u64>();
-    assert_eq!((queued(0), queued(1)), (512 * KIB, 256 * KIB), "{next:?}");
+    for peer in [0, 1] {
+        let q = queued(peer);
+        assert!((512 * KIB..768 * KIB).contains(&q), "peer {peer}: {q} bytes queued, {next:?}");
+    }
 }
 
 #[test]
