@@ -120,6 +120,10 @@ pub struct PeerGroup {
     /// Refuses uploads.
     #[serde(default)]
     pub no_uploads: bool,
+    /// Connections served at once (default: the server's, 512); past it
+    /// the peer answers "busy".
+    #[serde(default)]
+    pub max_connections: Option<u32>,
     /// Runs the index (`p2p tracker`) instead of serving files.
     #[serde(default)]
     pub index: bool,

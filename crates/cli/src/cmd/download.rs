@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use p2p_core::catalog::Catalog;
 use p2p_core::client::ClientConfig;
 use p2p_core::download::{
-    DownloadConfig, DownloadError, DownloadReport, Downloader, Outcome, Problem, SourceSpec, Wanted,
+    DownloadConfig, DownloadError, DownloadReport, Downloader, Finder, Outcome, Problem, SourceSpec, Wanted,
 };
 use p2p_core::hash::Hash;
 use p2p_core::index::{IndexClient, LookupError, announce_fetching, corrupt_sources, peer_labels};
@@ -479,7 +479,13 @@ impl Job<'_> {
             },
         };
         let mut bar = self.board.borrow().file(&w.to_string(), !self.many);
-        let result = self.downloader.download(pinned, &sources, |p| bar.update(p)).await;
+        // With an index, the download asks it again when short of sources
+        // (a seed too busy for a crowd, sources that finished and left).
+        let finder = match &self.sources {
+            Sources::Index { ix, .. } => Some(*ix as &dyn Finder),
+            Sources::Named(_) => None,
+        };
+        let result = self.downloader.download_finding(pinned, &sources, finder, |p| bar.update(p)).await;
         drop(bar);
         if let Some((ix, hash)) = index {
             // The index leaves a peer that served bad data out of its

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use super::find::{Finder, Finding};
 use super::peer::{self, Command, Event, SourceError};
 use super::pin;
 use super::pool::{Budget, Pool};
@@ -54,6 +55,9 @@ const STUCK: Duration = Duration::from_secs(60);
 /// How long a peer that could not be reached is skipped by the downloads
 /// that follow.
 const DOWN_FOR: Duration = Duration::from_secs(30);
+/// How long a source that was busy or closed the connection is left
+/// alone before it may be tried again, when it is heard of again.
+const RETRY_AFTER: Duration = Duration::from_secs(10);
 
 /// A resume record on its way to the disk: whether it got there.
 type Saving<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
@@ -66,6 +70,8 @@ enum Wake {
     Tick,
     /// The resume record was saved, or failed to be.
     Saved(bool),
+    /// The finder named these.
+    Found(Vec<SourceSpec>),
 }
 
 /// Runs downloads into one store; they share sessions with their peers and
@@ -147,10 +153,27 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         &self,
         wanted: impl Into<Wanted>,
         sources: &[SourceSpec],
+        progress: impl FnMut(Progress),
+    ) -> Result<DownloadReport, DownloadError> {
+        self.download_finding(wanted, sources, None, progress).await
+    }
+
+    /// Downloads `wanted` from `sources`, and from the sources `finder`
+    /// names while it runs (asked when the download is short of sources,
+    /// at growing intervals; for content pinned by its hash only). With a
+    /// finder, a download whose sources are all busy or gone waits for
+    /// others rather than failing, as long as the rules for a stuck
+    /// download allow.
+    pub async fn download_finding(
+        &self,
+        wanted: impl Into<Wanted>,
+        sources: &[SourceSpec],
+        finder: Option<&dyn Finder>,
         mut progress: impl FnMut(Progress),
     ) -> Result<DownloadReport, DownloadError> {
         let (rt, catalog, config) = (&self.rt, &self.catalog, &self.config);
         let wanted = wanted.into();
+        let mut finding = finder.zip(wanted.pinned()).map(|(f, hash)| Finding::new(f, hash, rt.now()));
         let file = wanted.request();
         let (events_tx, events) = async_channel::unbounded();
         let mut commands = Vec::new();
@@ -171,16 +194,25 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             tasks.push(Some(task));
         }
         // Kept weakly, for sources heard of later: once every source's
-        // task is gone, the channel closes.
+        // task is gone, the channel closes. With a finder, sources may
+        // come after all are gone: it stays open.
         let spawner = events_tx.downgrade();
-        drop(events_tx);
+        let _open = finding.is_some().then_some(events_tx);
 
         let mut entries: Vec<Option<Entry>> = vec![None; sources.len()];
         let mut swarms = vec![false; sources.len()];
-        let waiting = tasks.iter().filter(|t| t.is_some()).count();
-        self.offers(sources, &events, &wanted, waiting, &mut entries, &mut swarms, &mut reports).await;
+        // Peers known to this download, and those heard of (bounded); and
+        // those that were busy or went away, with when they may be tried
+        // again.
+        let mut heard: HashSet<String> = sources.iter().map(|s| s.addr.clone()).collect();
+        let mut cooling: HashMap<String, Time> = HashMap::new();
         let mut sources: Vec<SourceSpec> = sources.to_vec();
         let named = sources.len();
+        let learnt =
+            Learn { file: file.clone(), known: None, spawner: &spawner, heard: &mut heard, cooling: &mut cooling };
+        let roster = (&mut sources, &mut entries, &mut swarms, &mut reports);
+        self.offers(&wanted, &events, learnt, roster, &mut commands, &mut tasks, &mut finding).await;
+        tracing::debug!(now = ?rt.now(), me = %config.client.peer_id, offered = entries.iter().flatten().count(), "offers in");
         // The content: pinned by the request, or else the majority's.
         let offered = entries.iter().zip(&sources).map(|(e, s)| e.as_ref().map(|e| (s.addr.as_str(), e.info.hash)));
         let chosen = wanted.pinned().or_else(|| pin::majority(offered));
@@ -296,8 +328,6 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         };
         let schedule_config = ScheduleConfig { seed, ..config.schedule.clone() };
         let mut schedule = Schedule::new(size, manifest.block_size(), schedule_config, &have);
-        // Peers known to this download, and those heard of (bounded).
-        let mut heard: HashSet<String> = sources.iter().map(|s| s.addr.clone()).collect();
         // How far into the peers met by the server here (fetching this
         // content from it) the download has looked.
         let mut met_seen = 0;
@@ -368,8 +398,16 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                             }
                         }
                     }
-                    if alive.is_empty() {
+                    // With nothing running and nowhere to find more, the
+                    // rest will not come.
+                    let running = commands.iter().flatten().count();
+                    if alive.is_empty() && running == 0 && !(finding.is_some() && self.hopeful(&cooling)) {
                         break Some(None);
+                    }
+                    if let Some(f) = finding.as_mut()
+                        && f.poll(rt.now(), running)
+                    {
+                        tracing::debug!(now = ?rt.now(), me = %config.client.peer_id, running, "asking for more sources");
                     }
                     // Sources that hold only parts, none of which has what is
                     // left, for long: the rest will not come.
@@ -390,19 +428,28 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                         saving = Some((done, Box::pin(save)));
                     }
                     progress(Progress { done, size, active: alive.len() });
+                    let found = async {
+                        match finding.as_mut() {
+                            Some(f) => Wake::Found(f.answer(|| rt.now()).await),
+                            None => std::future::pending().await,
+                        }
+                    };
                     let wake = futures_lite::future::or(
                         async { events.recv().await.map_or(Wake::Closed, Wake::Event) },
                         futures_lite::future::or(
-                            async {
-                                tick.as_mut().await;
-                                Wake::Tick
-                            },
-                            async {
-                                match saving.as_mut() {
-                                    Some((_, save)) => Wake::Saved(save.await),
-                                    None => std::future::pending().await,
-                                }
-                            },
+                            found,
+                            futures_lite::future::or(
+                                async {
+                                    tick.as_mut().await;
+                                    Wake::Tick
+                                },
+                                async {
+                                    match saving.as_mut() {
+                                        Some((_, save)) => Wake::Saved(save.await),
+                                        None => std::future::pending().await,
+                                    }
+                                },
+                            ),
                         ),
                     )
                     .await;
@@ -413,6 +460,19 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                         Wake::Closed => break Some(None),
                         Wake::Tick => {
                             tick = Box::pin(rt.sleep(TICK));
+                            continue;
+                        }
+                        Wake::Found(found) => {
+                            tracing::debug!(now = ?rt.now(), me = %config.client.peer_id, found = found.len(), "sources found");
+                            let learnt = Learn {
+                                file: FileRef::Hash(hash),
+                                known: Some(&content),
+                                spawner: &spawner,
+                                heard: &mut heard,
+                                cooling: &mut cooling,
+                            };
+                            let roster = (&mut sources, &mut entries, &mut swarms, &mut reports);
+                            self.learn(learnt, found, MAX_SOURCES, roster, &mut commands, &mut tasks);
                             continue;
                         }
                         Wake::Saved(ok) => {
@@ -490,12 +550,21 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                 }
                 Event::Failed { source, error } => {
                     tracing::debug!(source = %sources[source].label, %error, "source dropped");
-                    reports[source].problem = Some(problem_of(&error, &manifest));
+                    let problem = problem_of(&error, &manifest);
+                    cool(&mut cooling, &sources[source].addr, &problem, rt.now());
+                    reports[source].problem = Some(problem);
                     schedule.gone(source);
                     alive.remove(&source);
                     commands[source] = None;
-                    if alive.is_empty() {
+                    let running = commands.iter().flatten().count();
+                    if alive.is_empty() && running == 0 && !(finding.is_some() && self.hopeful(&cooling)) {
                         break Some(None);
+                    }
+                }
+                Event::Busy { source } => {
+                    tracing::debug!(now = ?rt.now(), me = %config.client.peer_id, source = %sources[source].label, "busy");
+                    if let Some(f) = finding.as_mut() {
+                        f.hurry(rt.now());
                     }
                 }
                 Event::LocalWrite { error } => {
@@ -521,24 +590,31 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                         commands[source] = None;
                     }
                     Err(e) => {
-                        reports[source].problem = Some(self.refusal(&sources[source], &e, &wanted));
+                        let problem = self.refusal(&sources[source], &e, &wanted);
+                        cool(&mut cooling, &sources[source].addr, &problem, rt.now());
+                        reports[source].problem = Some(problem);
                         commands[source] = None;
                     }
                 },
             }
-            if !heard_of.is_empty() {
-                let learnt = Learn { entry: &content, spawner: &spawner, heard: &mut heard };
-                let roster = (&mut sources, &mut entries, &mut swarms, &mut reports);
-                self.learn(learnt, heard_of, MAX_SOURCES, roster, &mut commands, &mut tasks);
-            }
-            // Peers fetching from this one serve the content too.
+            // Peers a source named, and then peers fetching from this one
+            // (they serve the content too), become sources.
             let (met, at) = going.live().met_since(met_seen);
-            if !met.is_empty() {
-                met_seen = at;
-                let learnt = Learn { entry: &content, spawner: &spawner, heard: &mut heard };
+            met_seen = at;
+            for (peers, limit) in [(heard_of, MAX_SOURCES), (met, MAX_SOURCES + MAX_MET_SOURCES)] {
+                if peers.is_empty() {
+                    continue;
+                }
+                let learnt = Learn {
+                    file: FileRef::Hash(hash),
+                    known: Some(&content),
+                    spawner: &spawner,
+                    heard: &mut heard,
+                    cooling: &mut cooling,
+                };
                 let roster = (&mut sources, &mut entries, &mut swarms, &mut reports);
-                let limit = MAX_SOURCES + MAX_MET_SOURCES;
-                self.learn(learnt, met, limit, roster, &mut commands, &mut tasks);
+                let peers = peers.into_iter().map(|addr| SourceSpec { label: addr.clone(), addr }).collect();
+                self.learn(learnt, peers, limit, roster, &mut commands, &mut tasks);
             }
         };
         drop(share);
@@ -631,12 +707,14 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         (tx, self.rt.spawn(source.run()))
     }
 
-    /// Peers a source named as fetching the same content and serving it:
-    /// each new one becomes a source (asked by hash), within bounds.
+    /// Peers a source named as fetching the same content and serving it,
+    /// or that a finder named: each new one becomes a source (asked by
+    /// hash), within bounds. One tried before is tried again only if it
+    /// was busy or went away, once [`RETRY_AFTER`] has passed.
     fn learn<P: WriteAt>(
         &self,
         learn: Learn<'_>,
-        peers: Vec<String>,
+        peers: Vec<SourceSpec>,
         limit: usize,
         (sources, entries, swarms, reports): Roster<'_>,
         commands: &mut Vec<Option<async_channel::Sender<Command<P>>>>,
@@ -645,69 +723,160 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         if self.config.swarm.is_none() {
             return;
         }
+        let now = self.rt.now();
         // Transferring or still answering: a source that failed or turned
         // out not to have the content has no sender any more.
         let mut running = commands.iter().flatten().count();
-        for addr in peers {
-            if running >= limit || learn.heard.len() >= MAX_HEARD {
+        for peer in peers {
+            if running >= limit {
                 return;
             }
-            if !plausible_addr(&addr) || !learn.heard.insert(addr.clone()) || self.is_down(&addr).is_some() {
+            let addr = peer.addr;
+            if !plausible_addr(&addr) || self.is_down(&addr).is_some() {
                 continue;
+            }
+            if learn.heard.contains(&addr) {
+                match learn.cooling.get(&addr) {
+                    Some(&at) if now >= at => learn.cooling.remove(&addr),
+                    _ => continue,
+                };
+            } else if learn.heard.len() >= MAX_HEARD {
+                continue;
+            } else {
+                learn.heard.insert(addr.clone());
             }
             let Some(events) = learn.spawner.upgrade() else { return };
             let index = sources.len();
-            tracing::debug!(%addr, "a peer fetching the same content");
-            let known = Some(learn.entry.clone());
-            let (tx, task) = self.start_source(index, &addr, FileRef::Hash(learn.entry.info.hash), known, &events);
-            sources.push(SourceSpec { label: addr.clone(), addr });
+            tracing::debug!(%addr, "a peer with the same content");
+            let (tx, task) = self.start_source(index, &addr, learn.file.clone(), learn.known.cloned(), &events);
+            // Tried again, under the name it had; else named by the finder
+            // as the index knows it, or by its address.
+            let before = sources.iter().find(|s| s.addr == addr).map(|s| s.label.clone());
+            let label = before.unwrap_or(if peer.label.is_empty() { addr.clone() } else { peer.label });
+            sources.push(SourceSpec { label: label.clone(), addr });
             entries.push(None);
             swarms.push(false);
-            reports.push(SourceReport { label: sources[index].label.clone(), bytes: 0, problem: None, identity: None });
+            reports.push(SourceReport { label, bytes: 0, problem: None, identity: None });
             commands.push(Some(tx));
             tasks.push(Some(task));
             running += 1;
         }
     }
 
-    /// Waits for the answers of the `waiting` sources, but once one has
-    /// the file gives the others only [`GRACE`]: a slow source joins later
-    /// if it has the same file.
+    /// Waits for the sources' answers, but once one has the file gives the
+    /// others only [`GRACE`]: a slow source joins later if it has the same
+    /// file. While none has it, sources the finder names are asked too,
+    /// until one has it or [`STUCK`] has passed.
     #[allow(clippy::too_many_arguments)]
-    async fn offers(
+    async fn offers<P: WriteAt>(
         &self,
-        sources: &[SourceSpec],
-        events: &async_channel::Receiver<Event>,
         wanted: &Wanted,
-        waiting: usize,
-        entries: &mut [Option<Entry>],
-        swarms: &mut [bool],
-        reports: &mut [SourceReport],
+        events: &async_channel::Receiver<Event>,
+        learn: Learn<'_>,
+        (sources, entries, swarms, reports): Roster<'_>,
+        commands: &mut Vec<Option<async_channel::Sender<Command<P>>>>,
+        tasks: &mut Vec<Option<Task<()>>>,
+        finding: &mut Option<Finding<'_>>,
     ) {
-        let mut answered = 0;
-        let mut grace: Option<Pin<Box<dyn Future<Output = ()> + Send>>> = None;
-        while answered < waiting {
-            let event = match grace.as_mut() {
-                None => events.recv().await.ok(),
-                Some(g) => {
-                    futures_lite::future::or(async { events.recv().await.ok() }, async {
-                        g.await;
-                        None
-                    })
-                    .await
+        let rt = &self.rt;
+        let mut waiting = tasks.iter().filter(|t| t.is_some()).count();
+        let give_up = rt.now() + STUCK;
+        let mut grace: Option<Time> = None;
+        // Sources that said they are busy, and those the finder named, that
+        // have not answered yet: once one has the file, they are not
+        // waited for (they join when they answer).
+        let mut not_waited: BTreeSet<usize> = BTreeSet::new();
+        enum Next {
+            Event(Option<Event>),
+            Found(Vec<SourceSpec>),
+            Time,
+        }
+        loop {
+            let now = rt.now();
+            if grace.is_some_and(|g| now >= g) || (grace.is_some() && waiting == not_waited.len()) {
+                return;
+            }
+            let running = commands.iter().flatten().count();
+            // Sources are looked for while none has offered the file, as
+            // long as one is still answering or was only busy.
+            let looking = grace.is_none() && now < give_up && (waiting > 0 || self.hopeful(learn.cooling));
+            if waiting == 0 && !(looking && finding.is_some()) {
+                return;
+            }
+            let mut wake = grace;
+            if let Some(f) = finding.as_mut().filter(|_| looking) {
+                f.poll(now, running);
+                wake = [f.wake(running), Some(give_up)].into_iter().flatten().min();
+            }
+            let sleep = async {
+                match wake {
+                    Some(at) => rt.sleep(at.saturating_since(now)).await,
+                    None => std::future::pending().await,
+                }
+                Next::Time
+            };
+            let found = async {
+                match finding.as_mut() {
+                    Some(f) => Next::Found(f.answer(|| rt.now()).await),
+                    None => std::future::pending().await,
                 }
             };
-            let Some(Event::Manifest { source, result, identity, swarms: swarming }) = event else { break };
-            answered += 1;
+            let next = futures_lite::future::or(
+                async { Next::Event(events.recv().await.ok()) },
+                futures_lite::future::or(found, sleep),
+            )
+            .await;
+            let event = match next {
+                Next::Time => continue,
+                Next::Found(found) => {
+                    tracing::debug!(now = ?rt.now(), me = %self.config.client.peer_id, found = found.len(), "sources found");
+                    let before = sources.len();
+                    let roster = (&mut *sources, &mut *entries, &mut *swarms, &mut *reports);
+                    let relearn = Learn {
+                        file: learn.file.clone(),
+                        known: None,
+                        spawner: learn.spawner,
+                        heard: &mut *learn.heard,
+                        cooling: &mut *learn.cooling,
+                    };
+                    self.learn(relearn, found, MAX_SOURCES, roster, commands, tasks);
+                    waiting += sources.len() - before;
+                    not_waited.extend(before..sources.len());
+                    continue;
+                }
+                Next::Event(event) => event,
+            };
+            // Every source's task is gone.
+            let Some(event) = event else { return };
+            let (source, result, identity, swarming) = match event {
+                Event::Manifest { source, result, identity, swarms } => (source, result, identity, swarms),
+                Event::Busy { source } => {
+                    tracing::debug!(now = ?rt.now(), me = %self.config.client.peer_id, source = %sources[source].label, "busy");
+                    not_waited.insert(source);
+                    if let Some(f) = finding.as_mut() {
+                        f.hurry(rt.now());
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            not_waited.remove(&source);
+            waiting = waiting.saturating_sub(1);
             reports[source].identity = identity;
             swarms[source] = swarming;
             match result {
                 Ok(e) if let Some(problem) = wrong_content(wanted, &e) => reports[source].problem = Some(problem),
                 Ok(e) => {
                     entries[source] = Some(e);
-                    grace.get_or_insert_with(|| Box::pin(self.rt.sleep(GRACE)));
+                    grace.get_or_insert(rt.now() + GRACE);
                 }
-                Err(e) => reports[source].problem = Some(self.refusal(&sources[source], &e, wanted)),
+                Err(e) => {
+                    let problem = self.refusal(&sources[source], &e, wanted);
+                    cool(learn.cooling, &sources[source].addr, &problem, rt.now());
+                    reports[source].problem = Some(problem);
+                    // Stopped: it is not running any more.
+                    commands[source] = None;
+                }
             }
         }
     }
@@ -723,6 +892,12 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         problem
     }
 
+    /// Whether a source that was busy or went away may come back: one not
+    /// known to be down.
+    fn hopeful(&self, cooling: &HashMap<String, Time>) -> bool {
+        cooling.keys().any(|addr| self.is_down(addr).is_none())
+    }
+
     /// Why `addr` is skipped, if it could not be reached within the last
     /// [`DOWN_FOR`].
     fn is_down(&self, addr: &str) -> Option<Problem> {
@@ -733,10 +908,36 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
 }
 
 /// Of the sources heard of (after the `named` ones), keeps in the report
-/// those that sent something or sent corrupt data.
+/// those that sent something or sent corrupt data. A peer tried more than
+/// once is told once: what it sent in all, and how its last try ended
+/// (unless an earlier one caught it sending corrupt data).
 fn keep_telling(reports: &mut Vec<SourceReport>, named: usize) {
+    let mut first: HashMap<String, usize> = HashMap::new();
+    let mut tried_again = vec![false; reports.len()];
+    for i in 0..reports.len() {
+        match first.get(&reports[i].label) {
+            None => {
+                first.insert(reports[i].label.clone(), i);
+            }
+            Some(&j) => {
+                tried_again[i] = true;
+                let later = std::mem::replace(&mut reports[i].bytes, 0);
+                reports[j].bytes += later;
+                if reports[j].problem.as_ref().is_none_or(|p| p.kind != ProblemKind::Corrupt) {
+                    reports[j].problem = reports[i].problem.take();
+                }
+                if reports[j].identity.is_none() {
+                    reports[j].identity = reports[i].identity.take();
+                }
+            }
+        }
+    }
     let mut i = 0;
     reports.retain(|r| {
+        if tried_again[i] {
+            i += 1;
+            return false;
+        }
         i += 1;
         i <= named || r.bytes > 0 || r.problem.as_ref().is_some_and(|p| p.kind == ProblemKind::Corrupt)
     });
@@ -747,10 +948,23 @@ type Roster<'a> = (&'a mut Vec<SourceSpec>, &'a mut Vec<Option<Entry>>, &'a mut 
 
 /// What [`Downloader::learn`] needs of a download.
 struct Learn<'a> {
-    /// The content.
-    entry: &'a Entry,
+    /// What to ask a new source for.
+    file: FileRef,
+    /// The content, once known.
+    known: Option<&'a Entry>,
     spawner: &'a async_channel::WeakSender<Event>,
+    /// Every address tried.
     heard: &'a mut HashSet<String>,
+    /// Those that were busy or went away, and when they may be tried again.
+    cooling: &'a mut HashMap<String, Time>,
+}
+
+/// A source was dropped for `problem`: if it was busy or went away, it may
+/// be tried again after a while.
+fn cool(cooling: &mut HashMap<String, Time>, addr: &str, problem: &Problem, now: Time) {
+    if matches!(problem.kind, ProblemKind::Busy | ProblemKind::Unreachable) {
+        cooling.insert(addr.to_owned(), now + RETRY_AFTER);
+    }
 }
 
 /// Whether `addr` looks like `host:port` (a peer's word for where another

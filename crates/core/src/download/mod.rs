@@ -40,6 +40,7 @@
 //! ```
 
 mod downloader;
+mod find;
 mod peer;
 mod pin;
 mod pool;
@@ -48,6 +49,7 @@ mod resume;
 pub mod schedule;
 
 pub use downloader::Downloader;
+pub use find::Finder;
 pub(crate) use peer::SWARM_FROM;
 pub use peer::SourceError;
 pub use report::{DownloadError, DownloadReport, Outcome, Problem, ProblemKind, Progress, SourceReport};

@@ -41,8 +41,11 @@ pub(crate) const SWARM_FROM: u64 = 1 << 20;
 const SUBSCRIBED_IDLE: Duration = Duration::from_secs(600);
 /// Reads open on one connection at once.
 const MAX_READS: usize = 8;
-/// Tries to connect to a source that answers "busy" before giving up.
+/// Tries to connect to a source that answers "busy" (or closes the
+/// connection before it answers) before giving up.
 const BUSY_TRIES: u32 = 5;
+/// The first wait before trying a busy source again; it doubles each time.
+const BUSY_WAIT: Duration = Duration::from_millis(500);
 
 /// What the coordinator tells a source.
 pub(super) enum Command<P> {
@@ -78,6 +81,9 @@ pub(super) enum Event {
     Refused { source: usize, range: Range<u64>, error: ClientError },
     /// The source failed; its unfinished ranges must go elsewhere.
     Failed { source: usize, error: SourceError },
+    /// The source said it is busy (each time it does); it is tried again
+    /// a few times.
+    Busy { source: usize },
     /// Writing to the local partial file failed: the download cannot go on.
     LocalWrite { error: std::io::Error },
 }
@@ -265,9 +271,24 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
                 result => return Ok((session, result)),
             }
         }
-        let mut session = self.connect().await?;
-        let result = self.manifest(&mut session).await;
-        Ok((session, result))
+        // A full server may close a connection that has not asked for
+        // anything yet to make room for another: it is tried again, as one
+        // that says it is busy.
+        let mut wait = BUSY_WAIT;
+        let mut tries = 1;
+        loop {
+            let mut session = self.connect().await?;
+            match self.manifest(&mut session).await {
+                Err(ClientError::Conn(ConnError::Closed)) if tries < BUSY_TRIES => {
+                    tracing::debug!(addr = %self.addr, "closed before it answered; trying again in {wait:?}");
+                    let _ = self.events.send(Event::Busy { source: self.index }).await;
+                    self.rt.sleep(wait).await;
+                    wait *= 2;
+                    tries += 1;
+                }
+                result => return Ok((session, result)),
+            }
+        }
     }
 
     /// The peer's manifest for the file. One heard of from another peer
@@ -291,12 +312,14 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
 
     /// Connects, waiting and trying again while the peer says it is busy.
     async fn connect(&self) -> Result<Session<T::Stream, R>, ClientError> {
-        let mut wait = Duration::from_millis(500);
+        let mut wait = BUSY_WAIT;
         let mut tries = 1;
         loop {
             match Session::connect(&self.transport, &self.rt, &self.addr, &self.config).await {
                 Err(e) if e.code() == Some(ErrorCode::Busy) && tries < BUSY_TRIES => {
                     tracing::debug!(addr = %self.addr, "busy; trying again in {wait:?}");
+                    // Each time, the download may look for other sources.
+                    let _ = self.events.send(Event::Busy { source: self.index }).await;
                     self.rt.sleep(wait).await;
                     wait *= 2;
                     tries += 1;

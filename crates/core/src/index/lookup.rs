@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_lock::Mutex;
 
 use crate::client::{ClientConfig, ClientError, Session};
-use crate::download::{Problem, ProblemKind, SourceSpec, Wanted};
+use crate::download::{Finder, Problem, ProblemKind, SourceSpec, Wanted};
 use crate::hash::Hash;
 use crate::protocol::{BadBlock, ErrorCode, FileInfo, IndexedFile, PeerInfo, Sources};
 use crate::runtime::Runtime;
@@ -83,6 +83,29 @@ pub struct IndexClient<T: Transport, R> {
 impl<T: Transport, R> std::fmt::Debug for IndexClient<T, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IndexClient").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
+/// A download asks the index again for the peers that hold its content
+/// (whole or in part), when it is short of sources. This peer itself (its
+/// own download, announced under its id) is left out.
+impl<T: Transport, R: Runtime> Finder for IndexClient<T, R> {
+    fn find(&self, hash: Hash) -> BoxFuture<'_, Vec<SourceSpec>> {
+        Box::pin(async move {
+            match self.lookup(&Wanted::Hash(hash)).await {
+                Ok(found) => found
+                    .sources
+                    .into_iter()
+                    .zip(&found.peers)
+                    .filter(|(_, p)| p.id != self.config.peer_id || self.config.peer_id.is_empty())
+                    .map(|(s, _)| s)
+                    .collect(),
+                Err(e) => {
+                    tracing::debug!(index = %self.addr, "cannot ask for more sources: {e}");
+                    Vec::new()
+                }
+            }
+        })
     }
 }
 

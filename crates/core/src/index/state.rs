@@ -540,8 +540,13 @@ impl IndexState {
             .filter_map(|(hash, (info, whole, part))| {
                 let hosts = votes.get(&hash).copied()?;
                 let order = first(&info);
-                let mut peers = spread(whole);
-                for p in spread(part) {
+                let mut peers = spread(whole, 0);
+                // Partial sources from a place that differs by asker and
+                // moment: a crowd larger than an answer is spread over all
+                // of them, not sent to the same few.
+                let start = Hash::of(format!("{asker} {:?} {hash}", now.since_epoch()).as_bytes());
+                let start = u64::from_le_bytes(start.as_bytes()[..8].try_into().unwrap_or_default());
+                for p in spread(part, start) {
                     if peers.len() < MAX_SOURCES && !peers.iter().any(|o| o.addr == p.addr) {
                         peers.push(p);
                     }
@@ -631,17 +636,23 @@ fn forget<K: std::hash::Hash + Eq>(sets: &mut HashMap<K, BTreeSet<u64>>, key: &K
 }
 
 /// At most [`MAX_SOURCES`] of `peers`, each address once, taking hosts in
-/// turn (the first peer of every host, then the second...).
-fn spread(peers: Vec<&Peer>) -> Vec<PeerInfo> {
-    let mut per_host: BTreeMap<&str, Vec<&Peer>> = BTreeMap::new();
+/// turn (the first peer of every host, then the second...), from the host
+/// `start` picks (modulo their number) on.
+fn spread(peers: Vec<&Peer>, start: u64) -> Vec<PeerInfo> {
+    let mut hosts: BTreeMap<&str, Vec<&Peer>> = BTreeMap::new();
     for p in &peers {
-        per_host.entry(p.host.as_str()).or_default().push(p);
+        hosts.entry(p.host.as_str()).or_default().push(p);
+    }
+    let mut per_host: Vec<Vec<&Peer>> = hosts.into_values().collect();
+    if !per_host.is_empty() {
+        let n = per_host.len() as u64;
+        per_host.rotate_left((start % n) as usize);
     }
     let mut out: Vec<PeerInfo> = Vec::new();
     let mut round = 0;
     while out.len() < MAX_SOURCES {
         let mut any = false;
-        for list in per_host.values() {
+        for list in &per_host {
             if let Some(p) = list.get(round) {
                 any = true;
                 if out.len() < MAX_SOURCES && !out.iter().any(|o| o.addr == p.addr) {

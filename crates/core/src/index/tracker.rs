@@ -256,7 +256,7 @@ impl<R: Runtime> Tracker<R> {
             // A joined peer's session keeps its place; an asker waiting for
             // its next question may make room for others.
             if c.joined.is_none() {
-                slot.idle();
+                slot.idle(false);
             }
             // A joined peer must say something within the TTL.
             let wait = if c.joined.is_some() { self.config.ttl } else { self.config.idle_timeout };

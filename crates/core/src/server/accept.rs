@@ -91,9 +91,10 @@ impl<R: Runtime> Slot<R> {
         self.conns.lock().busy(self.id);
     }
 
-    /// The connection waits for a request: it may make room for others.
-    pub(crate) fn idle(&self) {
-        self.conns.lock().idle(self.id, self.rt.now());
+    /// The connection waits for a request, subscribed to a swarm or not:
+    /// after a while it may make room for others.
+    pub(crate) fn idle(&self, swarming: bool) {
+        self.conns.lock().idle(self.id, self.rt.now(), swarming);
     }
 
     /// This connection's number.

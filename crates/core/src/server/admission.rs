@@ -14,7 +14,11 @@
 //! never for good. Established connections are bounded in all, strangers
 //! per host, and strangers leave a share for known peers (pinned or
 //! remembered): a new one takes the place of the connection that has been
-//! idle the longest, a stranger's first.
+//! idle the longest, a stranger's first. One taking part in a swarm
+//! (subscribed, waiting for its turn) gives way only once it has been idle
+//! for long ([`Limits::swarm_idle_after`]): a crowd larger than the
+//! server's places is told "busy" and finds the content elsewhere, instead
+//! of pushing out the peers that are trading it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -38,6 +42,9 @@ pub(crate) struct Limits {
     /// How long a pending connection may finish its handshakes before it
     /// gives way to one waiting.
     pub(crate) grace: Duration,
+    /// How long a connection subscribed to a swarm waits for a request
+    /// before it may give way to a new one.
+    pub(crate) swarm_idle_after: Duration,
 }
 
 impl Limits {
@@ -51,6 +58,7 @@ impl Limits {
             per_host: (max_connections / 4).max(1),
             max_pending,
             grace: Duration::from_secs(1),
+            swarm_idle_after: Duration::from_secs(30),
         }
     }
 }
@@ -72,8 +80,8 @@ pub(crate) enum Full {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Pending,
-    /// Waiting for a request, since then.
-    Idle(Time),
+    /// Waiting for a request, since then; whether subscribed to a swarm.
+    Idle(Time, bool),
     Busy,
 }
 
@@ -152,7 +160,7 @@ impl Admission {
                 self.known_hosts.remove(&old);
             }
             if self.count(established) >= l.max_connections {
-                let victim = self.oldest_idle(|c| !c.known).or_else(|| self.oldest_idle(|_| true));
+                let victim = self.oldest_idle(now, |c| !c.known).or_else(|| self.oldest_idle(now, |_| true));
                 close.push(victim.ok_or(Full::Connections(l.max_connections))?);
             }
         } else {
@@ -161,22 +169,22 @@ impl Admission {
             if l.per_host < l.max_connections - l.reserved
                 && self.count(|c| stranger(c) && c.host == host) >= l.per_host
             {
-                close.push(self.oldest_idle(|c| !c.known && c.host == host).ok_or(Full::Host(l.per_host))?);
+                close.push(self.oldest_idle(now, |c| !c.known && c.host == host).ok_or(Full::Host(l.per_host))?);
             } else if self.count(stranger) >= l.max_connections - l.reserved {
                 let full = match l.reserved {
                     0 => Full::Connections(l.max_connections),
                     _ => Full::Strangers(l.max_connections - l.reserved),
                 };
-                close.push(self.oldest_idle(|c| !c.known).ok_or(full)?);
+                close.push(self.oldest_idle(now, |c| !c.known).ok_or(full)?);
             } else if self.count(established) >= l.max_connections {
-                close.push(self.oldest_idle(|c| !c.known).ok_or(Full::Connections(l.max_connections))?);
+                close.push(self.oldest_idle(now, |c| !c.known).ok_or(Full::Connections(l.max_connections))?);
             }
         }
         for v in &close {
             self.conns.remove(v);
         }
         if let Some(c) = self.conns.get_mut(&id) {
-            c.phase = Phase::Idle(now);
+            c.phase = Phase::Idle(now, false);
             c.known = known;
         }
         Ok(close)
@@ -189,10 +197,15 @@ impl Admission {
         }
     }
 
-    /// Connection `id` waits for its next request, from `now`.
-    pub(crate) fn idle(&mut self, id: ConnId, now: Time) {
+    /// Connection `id` waits for its next request, from `now` (unless it
+    /// already did), subscribed to a swarm or not.
+    pub(crate) fn idle(&mut self, id: ConnId, now: Time, swarming: bool) {
         if let Some(c) = self.conns.get_mut(&id).filter(|c| c.phase != Phase::Pending) {
-            c.phase = Phase::Idle(now);
+            let since = match c.phase {
+                Phase::Idle(since, _) => since,
+                _ => now,
+            };
+            c.phase = Phase::Idle(since, swarming);
         }
     }
 
@@ -215,12 +228,17 @@ impl Admission {
         self.conns.iter().filter(|(_, c)| f(c)).min_by_key(|(id, c)| (c.arrived, **id)).map(|(id, _)| *id)
     }
 
-    /// The connection idle the longest among those `f` picks.
-    fn oldest_idle(&self, f: impl Fn(&Conn) -> bool) -> Option<ConnId> {
+    /// The connection idle the longest among those `f` picks, if it has
+    /// been idle long enough to give way at `now`.
+    fn oldest_idle(&self, now: Time, f: impl Fn(&Conn) -> bool) -> Option<ConnId> {
+        let l = &self.limits;
         self.conns
             .iter()
             .filter_map(|(id, c)| match c.phase {
-                Phase::Idle(since) if f(c) => Some((since, *id)),
+                Phase::Idle(since, swarming) if f(c) => {
+                    let long = now.saturating_since(since) >= l.swarm_idle_after;
+                    (!swarming || long).then_some((since, *id))
+                }
                 _ => None,
             })
             .min()
@@ -239,7 +257,14 @@ mod tests {
     }
 
     fn limits() -> Limits {
-        Limits { max_connections: 4, reserved: 1, per_host: 2, max_pending: 2, grace: Duration::from_secs(1) }
+        Limits {
+            max_connections: 4,
+            reserved: 1,
+            per_host: 2,
+            max_pending: 2,
+            grace: Duration::from_secs(1),
+            swarm_idle_after: Duration::ZERO,
+        }
     }
 
     #[test]
@@ -281,7 +306,8 @@ mod tests {
             ids.push(id);
         }
         a.busy(ids[0]);
-        a.idle(ids[1], t(10));
+        a.busy(ids[1]);
+        a.idle(ids[1], t(10), false);
         let new = a.arrive("h", t(20));
         // ids[2] has been idle since 2 ms: the longest.
         assert_eq!(a.establish(new, false, t(20)), Ok(vec![ids[2]]));
@@ -332,5 +358,29 @@ mod tests {
         }
         let k = a.arrive("lab", t(9));
         assert_eq!(a.establish(k, true, t(9)), Ok(vec![1]));
+    }
+
+    #[test]
+    fn a_connection_in_a_swarm_gives_way_only_once_idle_for_long() {
+        let l = Limits { reserved: 0, per_host: 8, swarm_idle_after: Duration::from_secs(30), ..limits() };
+        let mut a = Admission::new(l);
+        let mut ids = Vec::new();
+        for i in 0..4 {
+            let id = a.arrive("h", t(i));
+            assert_eq!(a.establish(id, false, t(i)), Ok(vec![]));
+            ids.push(id);
+        }
+        // All take part in a swarm: they stay longer, then the one idle
+        // the longest gives way. Looking again does not make it younger.
+        for &id in &ids {
+            a.busy(id);
+            a.idle(id, t(1000 + id), true);
+            a.idle(id, t(20_000), true);
+        }
+        let new = a.arrive("h", t(20_000));
+        assert_eq!(a.establish(new, false, t(20_000)), Err(Full::Connections(4)));
+        a.leave(new);
+        let new = a.arrive("h", t(31_001));
+        assert_eq!(a.establish(new, false, t(31_001)), Ok(vec![ids[0]]));
     }
 }

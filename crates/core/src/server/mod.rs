@@ -411,7 +411,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
             // Waiting for a request, the connection may be closed to make
             // room for another; serving one, it keeps its place.
             if link.queue.is_empty() {
-                slot.idle();
+                slot.idle(!subs.is_empty());
             }
             // Subscribers hear what changed between the answers to their
             // requests; the listener is taken first, so nothing is missed.

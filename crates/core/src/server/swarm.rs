@@ -459,7 +459,6 @@ impl<W> Subscriptions<W> {
     }
 
     /// Whether there is any subscription.
-    #[cfg(test)]
     pub(super) fn is_empty(&self) -> bool {
         self.subs.is_empty()
     }

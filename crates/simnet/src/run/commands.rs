@@ -2,7 +2,7 @@
 //! their results are merged into one step result.
 
 use super::*;
-use p2p_core::download::Wanted;
+use p2p_core::download::{Downloader, Finder, Wanted};
 use p2p_core::index::{IndexClient, LookupError, announce_fetching, corrupt_sources};
 
 pub(super) fn failed(kind: ErrorKind, result: String) -> Ended {
@@ -205,7 +205,11 @@ pub(super) async fn fetch<T: Transport>(
         None => wanted,
     };
     let config = DownloadConfig { client: client.clone(), swarm: swarm.then_some(port), ..DownloadConfig::default() };
-    let result = download(transport, rt, catalog, wanted, &sources, &config, |_| {}).await;
+    // With an index, the download asks it again when short of sources.
+    let downloader = Downloader::new(transport.clone(), rt.clone(), catalog.clone(), config);
+    let finder = index.as_ref().map(|(ix, _)| ix as &dyn Finder);
+    let result = downloader.download_finding(wanted, &sources, finder, |_| {}).await;
+    downloader.close().await;
     if let Some((ix, hash)) = index {
         // Downloaders tell the index who sent corrupt data.
         let problems: Vec<(&str, &Problem)> = match &result {

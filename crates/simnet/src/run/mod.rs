@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use p2p_core::catalog::Catalog;
 use p2p_core::client::{ClientConfig, ClientError, Session};
-use p2p_core::download::{DownloadConfig, Outcome as Fetched, Problem, ProblemKind, SourceSpec, download};
+use p2p_core::download::{DownloadConfig, Outcome as Fetched, Problem, ProblemKind, SourceSpec};
 use p2p_core::hash::Hash;
 use p2p_core::index::{AnnounceConfig, Announcer, Tracker, TrackerConfig};
 use p2p_core::name::FileName;
@@ -312,6 +312,7 @@ fn play<T: Transport>(
                 uploads,
                 gate: gate.clone(),
                 allow_overwrite: group.allow_overwrite,
+                max_connections: group.max_connections.map_or(ServerConfig::default().max_connections, |n| n as usize),
                 ..ServerConfig::default()
             };
             let role = if group.index { Role::Index } else { Role::Serve { tracker: group.tracker.clone() } };

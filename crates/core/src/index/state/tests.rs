@@ -1,3 +1,5 @@
+use std::collections::HashSet;
+
 use super::*;
 
 fn file(name: &str, content: &[u8]) -> FileInfo {
@@ -246,4 +248,35 @@ fn peers_downloading_a_content_are_partial_sources() {
     assert!(s.locate(&by_hash, Time::ZERO, "other", true).is_empty());
     s.leave(2);
     assert!(s.fetching.is_empty() && s.fetching_by_name.is_empty());
+}
+
+/// A crowd of downloaders larger than one answer: each asker (and each
+/// moment) is named a different share of them, so that newcomers spread
+/// over the whole crowd instead of all going to the same few.
+#[test]
+fn a_crowd_larger_than_an_answer_is_spread_over_the_askers() {
+    let mut s = IndexState::new(Limits::default());
+    s.join(0, "seed".into(), "10.0.0.1:5000".into(), None).unwrap();
+    s.publish(0, vec![file("a", b"A")], vec![], true).unwrap();
+    let n = 3 * MAX_SOURCES as u64;
+    for i in 1..=n {
+        join(&mut s, &format!("10.1.{}.{}:5000", i / 256, i % 256), i);
+        assert_eq!(s.fetch(i, file("a", b"A")), Ok(1));
+    }
+    let by_hash = FileRef::Hash(Hash::of(b"A"));
+    let mut named: HashSet<String> = HashSet::new();
+    let mut answers = Vec::new();
+    for asker in 0..20 {
+        let found = s.locate(&by_hash, Time::ZERO, &format!("10.2.0.{asker}"), true);
+        let peers = addrs(&found[0]).into_iter().map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(peers.len(), MAX_SOURCES);
+        assert_eq!(peers[0], "10.0.0.1:5000", "the whole source first");
+        named.extend(peers.iter().cloned());
+        answers.push(peers);
+    }
+    assert!(answers.windows(2).any(|w| w[0] != w[1]), "askers are named different peers");
+    assert!(named.len() as u64 > n * 9 / 10, "nearly every downloader is named to someone: {}", named.len());
+    // The same asker at the same moment gets the same answer.
+    let again = s.locate(&by_hash, Time::ZERO, "10.2.0.0", true);
+    assert_eq!(addrs(&again[0]), answers[0].iter().map(String::as_str).collect::<Vec<_>>());
 }
