@@ -40,6 +40,18 @@ impl Bitfield {
         Some(b)
     }
 
+    /// Whether some block is in both sets (of the same file).
+    pub fn intersects(&self, other: &Bitfield) -> bool {
+        if self.ones == 0 || other.ones == 0 {
+            return false;
+        }
+        // Eight bytes at a time: a crowd's downloads ask this very often.
+        let (a, b) = (self.bits.chunks_exact(8), other.bits.chunks_exact(8));
+        let (ra, rb) = (a.remainder(), b.remainder());
+        let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or_default());
+        a.zip(b).any(|(x, y)| word(x) & word(y) != 0) || ra.iter().zip(rb).any(|(x, y)| x & y != 0)
+    }
+
     /// Adds block `i`; whether it was new.
     pub fn set(&mut self, i: u64) -> bool {
         if i >= self.count || self.get(i) {
@@ -117,6 +129,23 @@ impl Bitfield {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intersects_finds_a_common_block_anywhere() {
+        for count in [1u64, 7, 8, 63, 64, 65, 200] {
+            let mut a = Bitfield::new(count);
+            let mut b = Bitfield::new(count);
+            assert!(!a.intersects(&b));
+            for i in 0..count {
+                a.set(i);
+                b.set(i);
+                assert!(a.intersects(&b), "{count} {i}");
+                b.unset(i);
+                assert!(!a.intersects(&b), "{count} {i}");
+                a.unset(i);
+            }
+        }
+    }
 
     #[test]
     fn any_in_a_range() {

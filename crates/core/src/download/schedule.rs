@@ -167,6 +167,10 @@ pub struct Schedule {
     size: u64,
     /// Ranges nobody has and nobody is asked for: start → end.
     missing: BTreeMap<u64, u64>,
+    /// The blocks with bytes in `missing`, worked out again when asked for
+    /// after it changed (`None`): every source's wants are looked at often,
+    /// and going through `missing` for each costs a crowd dearly.
+    missing_blocks: std::cell::RefCell<Option<Bitfield>>,
     flights: BTreeMap<u64, Flight>,
     next_flight: u64,
     peers: Vec<Peer>,
@@ -207,6 +211,7 @@ impl Schedule {
             block: u64::from(block_size).max(1),
             size,
             missing,
+            missing_blocks: std::cell::RefCell::new(None),
             flights: BTreeMap::new(),
             next_flight: 0,
             peers: Vec::new(),
@@ -300,7 +305,19 @@ impl Schedule {
         }
         match &p.holds {
             None => !self.missing.is_empty(),
-            Some(h) => self.missing.iter().any(|(&s, &e)| h.any_in(self.blocks_of(&(s..e)))),
+            Some(h) => {
+                let mut cached = self.missing_blocks.borrow_mut();
+                let missing = cached.get_or_insert_with(|| {
+                    let mut m = Bitfield::new(self.size.div_ceil(self.block));
+                    for (&s, &e) in &self.missing {
+                        for b in self.blocks_of(&(s..e)) {
+                            m.set(b);
+                        }
+                    }
+                    m
+                });
+                h.intersects(missing)
+            }
         }
     }
 
@@ -635,6 +652,7 @@ impl Schedule {
         if to < end {
             self.missing.insert(to, end);
         }
+        self.missing_blocks.get_mut().take();
         Some(from..to)
     }
 
@@ -651,6 +669,7 @@ impl Schedule {
         if cut < end {
             self.missing.insert(cut, end);
         }
+        self.missing_blocks.get_mut().take();
         Some(start..cut)
     }
 
@@ -753,6 +772,7 @@ impl Schedule {
         }
         debug_assert!(end <= self.size);
         self.missing.insert(start, end);
+        self.missing_blocks.get_mut().take();
         self.put_backs += 1;
     }
 }
