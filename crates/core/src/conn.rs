@@ -468,5 +468,7 @@ pub(crate) fn kind(m: &Message) -> &'static str {
         Message::Fetching { .. } => "Fetching",
         Message::Choke { .. } => "Choke",
         Message::Interest { .. } => "Interest",
+        Message::Got { .. } => "Got",
+        Message::Showing { .. } => "Showing",
     }
 }

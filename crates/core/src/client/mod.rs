@@ -12,7 +12,7 @@ use crate::catalog::Entry;
 use crate::conn::{Conn, ConnError, Wait, kind};
 use crate::manifest::{MAX_FILE_SIZE, Manifest, ManifestError, block_count, block_size_for};
 use crate::protocol::codec::Frame;
-use crate::protocol::{CAP_CHOKE, CAP_SWARM, ErrorCode, FileInfo, FileRef, Hello, Message};
+use crate::protocol::{CAP_CHOKE, CAP_GOT, CAP_SWARM, ErrorCode, FileInfo, FileRef, Hello, MAX_HAVE, Message};
 use crate::runtime::{Runtime, Time, timeout};
 use crate::transport::{Fingerprint, Transport};
 
@@ -195,8 +195,9 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
                 .map_err(|source| ClientError::Connect { addr: addr.to_owned(), source })?;
             let mut conn = Conn::new(connected.stream, rt.clone(), config.io_timeout);
             // CAP_SWARM: this client understands partial sources (an index
-            // names them to it); CAP_CHOKE: it takes turns at them.
-            let capabilities = CAP_SWARM | CAP_CHOKE;
+            // names them to it); CAP_CHOKE: it takes turns at them;
+            // CAP_GOT: it tells a seed showing it pieces what it has.
+            let capabilities = CAP_SWARM | CAP_CHOKE | CAP_GOT;
             let hello = Hello { peer_id: config.peer_id.clone(), agent: crate::AGENT.into(), capabilities };
             let peer = conn.handshake_connect(hello).await?;
             let transport = transport.name();
@@ -415,6 +416,15 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
     /// subscription `id` (it takes turns: `CAP_CHOKE`).
     pub(crate) async fn send_interest(&mut self, id: u32, interested: bool) -> Result<(), ClientError> {
         Ok(self.conn.send(&Message::Interest { id, interested }).await?)
+    }
+
+    /// Tells the peer, which shows this side a whole file piece by piece
+    /// on subscription `id`, that this side has `blocks` (`CAP_GOT`).
+    pub(crate) async fn send_got(&mut self, id: u32, blocks: &[u32]) -> Result<(), ClientError> {
+        for chunk in blocks.chunks(MAX_HAVE) {
+            self.conn.send(&Message::Got { id, blocks: chunk.to_vec() }).await?;
+        }
+        Ok(())
     }
 
     /// Stops an earlier request (frames of it may still arrive).

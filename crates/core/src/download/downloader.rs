@@ -55,6 +55,9 @@ const STUCK: Duration = Duration::from_secs(60);
 /// How long a peer that could not be reached is skipped by the downloads
 /// that follow.
 const DOWN_FOR: Duration = Duration::from_secs(30);
+/// How often at most sources that show this download pieces hear which
+/// blocks it got from others.
+const GOT_EVERY: Duration = Duration::from_millis(100);
 /// How long a source that was busy or closed the connection is left
 /// alone before it may be tried again, when it is heard of again.
 const RETRY_AFTER: Duration = Duration::from_secs(10);
@@ -363,6 +366,12 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
         // download now): whether it was told this download wants
         // something from it.
         let mut interest: Vec<Option<bool>> = Vec::new();
+        // Sources that show this download pieces (they hold the whole
+        // file), the blocks they have not heard of yet, and when they last
+        // did.
+        let mut showing: BTreeSet<usize> = BTreeSet::new();
+        let mut got: Vec<u32> = Vec::new();
+        let mut got_told = rt.now();
         let failure = loop {
             if schedule.is_done() {
                 break None;
@@ -417,6 +426,15 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                     {
                         tracing::debug!(file = %name, "no source has the rest");
                         break Some(None);
+                    }
+                    if !got.is_empty() && rt.now().saturating_since(got_told) >= GOT_EVERY {
+                        got_told = rt.now();
+                        let blocks: Arc<[u32]> = std::mem::take(&mut got).into();
+                        for &i in showing.iter().filter(|i| alive.contains(i)) {
+                            if let Some(Some(tx)) = commands.get(i) {
+                                let _ = tx.try_send(Command::Got(blocks.clone()));
+                            }
+                        }
                     }
                     share.set(schedule.in_flight());
                     if saving.is_none() && done - recorded >= record_every {
@@ -508,6 +526,9 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                         let bs = u64::from(manifest.block_size());
                         for b in range.start / bs..range.end.div_ceil(bs) {
                             going.add(b);
+                            if !showing.is_empty() {
+                                got.push(b as u32);
+                            }
                         }
                         last_news = rt.now();
                         reports[source].bytes += n;
@@ -565,6 +586,14 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                     tracing::debug!(now = ?rt.now(), me = %config.client.peer_id, source = %sources[source].label, "busy");
                     if let Some(f) = finding.as_mut() {
                         f.hurry(rt.now());
+                    }
+                }
+                Event::Showing { source } => {
+                    // It hears of every block here, then of each as it comes.
+                    showing.insert(source);
+                    let all: Arc<[u32]> = blocks.bits().iter().map(|b| b as u32).collect();
+                    if let Some(Some(tx)) = commands.get(source) {
+                        let _ = tx.try_send(Command::Got(all));
                     }
                 }
                 Event::LocalWrite { error } => {

@@ -23,7 +23,7 @@ use crate::conn::rate_time;
 use crate::hash::Hash;
 use crate::manifest::Manifest;
 use crate::protocol::codec::Frame;
-use crate::protocol::{CAP_SWARM, ErrorCode, FileRef, Message};
+use crate::protocol::{CAP_GOT, CAP_SWARM, ErrorCode, FileRef, Message};
 use crate::runtime::{Runtime, Task, Time};
 use crate::store::WriteAt;
 use crate::transport::Fingerprint;
@@ -57,6 +57,9 @@ pub(super) enum Command<P> {
     Cancel(Range<u64>),
     /// Tell the source whether it has anything wanted (it takes turns).
     Interest(bool),
+    /// Tell the source, if it shows this download pieces, that these
+    /// blocks are here.
+    Got(Arc<[u32]>),
 }
 
 /// What a source tells the coordinator.
@@ -84,6 +87,9 @@ pub(super) enum Event {
     /// The source said it is busy (each time it does); it is tried again
     /// a few times.
     Busy { source: usize },
+    /// The source holds the whole file and shows it piece by piece: it
+    /// wants to hear which blocks are here ([`Command::Got`]).
+    Showing { source: usize },
     /// Writing to the local partial file failed: the download cannot go on.
     LocalWrite { error: std::io::Error },
 }
@@ -243,6 +249,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
             next_job: 0,
             keepalives: 0,
             sub,
+            showing: false,
         };
         let event = match transfer.run(&mut session).await {
             Ok(()) => {
@@ -351,6 +358,9 @@ struct Transfer<'a, T: Transport, R, P> {
     keepalives: u64,
     /// The subscription to what the peer holds, if swarming.
     sub: Option<u32>,
+    /// The peer shows the whole file piece by piece, and hears which
+    /// blocks are here.
+    showing: bool,
 }
 
 impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
@@ -423,11 +433,23 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
                         session.send_interest(sub, interested).await?;
                     }
                 }
+                Next::Command(Some(Command::Got(blocks))) => {
+                    if let Some(sub) = self.sub.filter(|_| self.showing) {
+                        session.send_got(sub, &blocks).await?;
+                    }
+                }
                 Next::Wrote(result) => self.wrote(result).await?,
                 Next::Frame(frame) => match frame? {
                     Frame::Data(d) => self.data(d.id, d.offset, d.bytes).await?,
                     Frame::Control(m @ (Message::Holding { .. } | Message::Have { .. } | Message::Choke { .. })) => {
                         self.news(m).await?
+                    }
+                    Frame::Control(Message::Showing { id }) if Some(id) == self.sub => {
+                        // Only a peer that said it hears of them is told.
+                        if session.peer().capabilities & CAP_GOT != 0 && !self.showing {
+                            self.showing = true;
+                            let _ = self.source.events.send(Event::Showing { source: self.source.index }).await;
+                        }
                     }
                     Frame::Control(Message::Error { id, code, message }) if Some(id) == self.sub => {
                         // What it had is gone (its download there stopped).

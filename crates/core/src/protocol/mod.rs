@@ -56,8 +56,9 @@
 //! | [`Message::Read`] | data frames covering the range in order, nothing after |
 //! | [`Message::Offer`] (upload) | [`Message::Stored`] at once if unchanged; else [`Message::Accept`], then the uploader sends the manifest pages and the data frames, and the receiver answers [`Message::Stored`] once the file is verified, synced and in place |
 //! | [`Message::Cancel`] | nothing; the named request stops at the next frame |
-//! | [`Message::Subscribe`] (a peer with [`CAP_SWARM`]) | [`Message::Holding`], then [`Message::Have`] as it gets blocks or hears of peers, until cancelled or it has every block; to a client with [`CAP_CHOKE`], [`Message::Choke`] too |
+//! | [`Message::Subscribe`] (a peer with [`CAP_SWARM`]) | [`Message::Holding`], then [`Message::Have`] as it gets blocks or hears of peers, until cancelled or it has every block; to a client with [`CAP_CHOKE`], [`Message::Choke`] too; to a client with [`CAP_GOT`], [`Message::Showing`] if the whole content is shown piece by piece |
 //! | [`Message::Interest`] (on a subscription, a client with [`CAP_CHOKE`]) | nothing |
+//! | [`Message::Got`] (on a subscription answered with [`Message::Showing`]) | nothing |
 //!
 //! A peer with [`CAP_SWARM`] serves the contents it is still downloading,
 //! block by block as each is verified and written: [`Message::GetManifest`]
@@ -145,6 +146,13 @@ pub const CAP_SWARM: u32 = 8;
 /// has ([`Message::Interest`]). Subscribers without the bit are served as
 /// they ask.
 pub const CAP_CHOKE: u32 = 16;
+/// Capability bit: this side tells, or hears, which blocks a subscriber got
+/// from other peers. A server with the whole content that shows it piece
+/// by piece to a crowd says so to a client with the bit
+/// ([`Message::Showing`]); the client then tells it what it gets
+/// elsewhere ([`Message::Got`]), and is shown only pieces it lacks
+/// instead of pieces it may have already. Both sides need the bit.
+pub const CAP_GOT: u32 = 32;
 /// Most bytes of a [`Message::Holding`] bitfield: one bit per block of the
 /// largest file.
 pub const MAX_BITFIELD: usize = 1 << 17;
@@ -445,6 +453,22 @@ pub enum Message {
         id: u32,
         /// It wants some of the peer's blocks.
         interested: bool,
+    },
+    /// To a subscriber with [`CAP_GOT`], after [`Message::Holding`]: this
+    /// peer holds the whole content and shows it piece by piece; tell it
+    /// which blocks you get elsewhere ([`Message::Got`]).
+    Showing {
+        /// The Subscribe answered.
+        id: u32,
+    },
+    /// From a subscriber, on a subscription that was answered with
+    /// [`Message::Showing`]: blocks it has (first all, then those it got
+    /// since it last said; at most [`MAX_HAVE`] in one). No answer.
+    Got {
+        /// The Subscribe it is about.
+        id: u32,
+        /// Blocks it has now.
+        blocks: Vec<u32>,
     },
 }
 

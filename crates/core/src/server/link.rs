@@ -11,7 +11,7 @@ use futures_lite::future::or;
 use super::ConnStats;
 use crate::conn::{Conn, ConnError, Wait, kind};
 use crate::protocol::codec::Frame;
-use crate::protocol::{FileRef, Message};
+use crate::protocol::{FileRef, MAX_HAVE, Message};
 use crate::runtime::Runtime;
 use crate::transport::Stream;
 
@@ -47,8 +47,10 @@ pub(super) struct Link<St, R> {
     pub(super) host: std::sync::Arc<str>,
     /// Where it comes from (`host:port`).
     pub(super) remote: String,
-    /// Its client takes turns at partial sources (`CAP_CHOKE`).
-    pub(super) chokes: bool,
+    /// Its client's capability bits (it takes turns at partial sources
+    /// with `CAP_CHOKE`, tells which blocks it got elsewhere with
+    /// `CAP_GOT`).
+    pub(super) caps: u32,
 }
 
 impl<St: Stream, R: Runtime> Link<St, R> {
@@ -158,6 +160,8 @@ fn check_request(m: &Message) -> Result<(), ConnError> {
         | Message::Cancel { .. }
         | Message::Subscribe { .. }
         | Message::Interest { .. } => Ok(()),
+        Message::Got { blocks, .. } if blocks.len() <= MAX_HAVE => Ok(()),
+        Message::Got { .. } => Err(ConnError::Unexpected(format!("a Got of more than {MAX_HAVE} blocks"))),
         Message::GetManifest { file: FileRef::Hash(_), .. } => Ok(()),
         Message::GetManifest { file: FileRef::Name(n), .. } | Message::Offer { name: n, .. } if !too_long(n) => Ok(()),
         Message::GetManifest { .. } | Message::Offer { .. } => {

@@ -31,7 +31,7 @@ use crate::conn::{Conn, ConnError, kind};
 use crate::hash::Hash;
 use crate::name::FileName;
 use crate::protocol::{
-    CAP_CHOKE, CAP_SERVE, CAP_SWARM, CAP_UPLOAD, ErrorCode, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, Message,
+    CAP_GOT, CAP_SERVE, CAP_SWARM, CAP_UPLOAD, ErrorCode, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, Message,
 };
 use crate::runtime::{Runtime, Time, timeout};
 use crate::store::{Store, StoreError};
@@ -352,7 +352,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
             id: slot.id(),
             host: Arc::from(crate::transport::host_of(&remote)),
             remote: remote.clone(),
-            chokes: false,
+            caps: 0,
         };
         if let Err(e) = self.connection(&mut link, &remote, &slot).await {
             match e {
@@ -381,12 +381,12 @@ impl<S: Store, R: Runtime> Server<S, R> {
         slot: &accept::Slot<R>,
     ) -> Result<(), ConnError> {
         let uploads = if self.config.uploads == UploadPolicy::Nobody { 0 } else { CAP_UPLOAD };
-        let caps = CAP_SERVE | CAP_SWARM | uploads;
+        let caps = CAP_SERVE | CAP_SWARM | CAP_GOT | uploads;
         let hello = Hello { peer_id: self.config.peer_id.clone(), agent: crate::AGENT.into(), capabilities: caps };
         let handshake = link.conn.handshake_accept();
         let theirs = timeout(&self.rt, self.config.io_timeout, handshake).await??;
         let client = crate::sanitize(&theirs.peer_id, crate::protocol::MAX_PEER_ID);
-        link.chokes = theirs.capabilities & CAP_CHOKE != 0;
+        link.caps = theirs.capabilities;
         if !client.is_empty() {
             link.who = format!("{client} ({})", link.who);
         }
@@ -499,6 +499,10 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 subs.interest(id, interested, self.rt.now());
                 return Ok(());
             }
+            Message::Got { id, blocks } => {
+                subs.got(id, &blocks, self.rt.now());
+                return Ok(());
+            }
             other => return Err(ConnError::Unexpected(format!("{} is not a request", kind(&other)))),
         };
         match result {
@@ -607,8 +611,9 @@ impl<S: Store, R: Runtime> Server<S, R> {
         // The subscriber serves the content where its connection comes
         // from, on the port it names.
         let addr = (port != 0).then(|| crate::transport::with_port(&link.remote, port));
-        let first = subs.subscribe(id, hash, addr, held, link.chokes, self.rt.now());
-        link.conn.send(&first).await?;
+        for answer in subs.subscribe(id, hash, addr, held, link.caps, self.rt.now()) {
+            link.conn.send(&answer).await?;
+        }
         Ok(())
     }
 

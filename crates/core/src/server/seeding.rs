@@ -24,7 +24,12 @@
 //!   is no longer waited for;
 //! * a piece read by another subscriber (one told of every block before
 //!   the crowd formed) counts as shown, so that the pieces shown next are
-//!   new ones.
+//!   new ones;
+//! * a subscriber that says which blocks it got from other peers
+//!   ([`Message::Got`](crate::protocol::Message::Got)) is not shown the
+//!   pieces it has: a piece shown to it and not asked for yet frees its
+//!   slot at once when it gets it elsewhere, and the next piece shown to
+//!   it is one it lacks.
 //!
 //! Anything may still be read from the peer: showing pieces steers the
 //! subscribers that swarm, it does not refuse anyone.
@@ -37,10 +42,15 @@ use super::admission::ConnId;
 use crate::bitfield::Bitfield;
 use crate::runtime::Time;
 
+/// The bytes of a piece: what is shown at once, and asked for in one
+/// request. 128 KiB leave a 20 Mbit/s uplink in 50 ms, so that each
+/// newcomer soon has a piece to trade, and 6 of them waiting keep the
+/// uplink busy through a round trip and the subscribers' news delay.
+pub(super) const PIECE: u64 = 128 << 10;
 /// Pieces shown and not asked for yet, at most.
-pub(super) const SLOTS: usize = 4;
+pub(super) const SLOTS: usize = 6;
 /// Pieces shown and not fetched yet, at most: what the uplink has queued
-/// (2 MiB of 256 KiB pieces: most of a second of a 20 Mbit/s uplink).
+/// (1.5 MiB: most of a second of a 20 Mbit/s uplink).
 pub(super) const MAX_OPEN: usize = 2 * SLOTS;
 /// Pieces one subscriber may have open at once: one being fetched, the
 /// next asked for.
@@ -65,8 +75,10 @@ pub(super) struct Seeding {
     /// Subscribers in turn: newcomers first, then the one shown a piece
     /// longest ago.
     turn: VecDeque<ConnId>,
-    /// The pieces shown to each.
+    /// The pieces shown to each, or that it has.
     seen: HashMap<ConnId, Bitfield>,
+    /// The blocks each said it has (those that say).
+    held: HashMap<ConnId, Bitfield>,
     /// Pieces shown and not fetched yet.
     open: Vec<Open>,
     /// Blocks to tell each subscriber of.
@@ -101,6 +113,7 @@ impl Seeding {
             cursor: 0,
             turn: VecDeque::new(),
             seen: HashMap::new(),
+            held: HashMap::new(),
             open: Vec::new(),
             tell: HashMap::new(),
             shows: 0,
@@ -125,6 +138,7 @@ impl Seeding {
     /// Subscriber `conn` left.
     pub(super) fn leave(&mut self, conn: ConnId, now: Time) {
         self.seen.remove(&conn);
+        self.held.remove(&conn);
         self.tell.remove(&conn);
         self.turn.retain(|&c| c != conn);
         self.open.retain(|o| o.conn != conn);
@@ -174,6 +188,37 @@ impl Seeding {
             if !seen {
                 self.shown[p as usize] += 1;
             }
+        }
+    }
+
+    /// `conn` has `blocks` (it got them from other peers): the pieces it
+    /// has whole are not shown to it, and one shown to it and not asked
+    /// for yet frees its slot.
+    pub(super) fn got(&mut self, conn: ConnId, blocks: &[u32], now: Time) {
+        let (n, pb) = (self.blocks, self.piece_blocks);
+        let Some(seen) = self.seen.get_mut(&conn) else { return };
+        let held = self.held.entry(conn).or_insert_with(|| Bitfield::new(n));
+        let mut pieces: Vec<u64> = Vec::new();
+        for &b in blocks {
+            let b = u64::from(b);
+            if b < n && !held.get(b) {
+                held.set(b);
+                if pieces.last() != Some(&(b / pb)) {
+                    pieces.push(b / pb);
+                }
+            }
+        }
+        let mut whole = Vec::new();
+        for p in pieces {
+            if (p * pb..((p + 1) * pb).min(n)).all(|b| held.get(b)) {
+                seen.set(p);
+                whole.push(p);
+            }
+        }
+        let before = self.open.len();
+        self.open.retain(|o| !(o.conn == conn && !o.asked && whole.contains(&o.piece)));
+        if self.open.len() != before {
+            self.fill(now);
         }
     }
 
@@ -267,26 +312,29 @@ mod tests {
 
     #[test]
     fn a_few_subscribers_at_a_time_each_shown_a_new_piece() {
-        // 10 pieces of 4 blocks; 6 subscribers.
-        let mut s = Seeding::new(40, 4);
-        for c in 1..=6 {
+        // 2 x SLOTS pieces of 4 blocks; SLOTS + 2 subscribers.
+        let (pieces, n) = (2 * SLOTS as u64, SLOTS as u64 + 2);
+        let mut s = Seeding::new(4 * pieces, 4);
+        for c in 1..=n {
             s.join(c, t(0));
         }
-        let first: Vec<Vec<u64>> = (1..=6).map(|c| pieces_told(&mut s, c)).collect();
-        assert_eq!(first, [vec![0], vec![1], vec![2], vec![3], vec![], vec![]], "SLOTS at a time, in turn");
+        let first: Vec<Vec<u64>> = (1..=n).map(|c| pieces_told(&mut s, c)).collect();
+        let want: Vec<Vec<u64>> = (1..=n).map(|c| if c <= SLOTS as u64 { vec![c - 1] } else { vec![] }).collect();
+        assert_eq!(first, want, "SLOTS at a time, in turn");
         // 1 fetched its piece: one still waiting (the newest first) is
         // shown the next piece.
+        let next = SLOTS as u64;
         s.served(1, 0..4, t(100));
-        assert_eq!(pieces_told(&mut s, 6), [4]);
+        assert_eq!(pieces_told(&mut s, n), [next]);
         assert!(pieces_told(&mut s, 1).is_empty(), "1 waits for its turn");
         s.served(2, 4..8, t(100));
-        assert_eq!(pieces_told(&mut s, 5), [5]);
+        assert_eq!(pieces_told(&mut s, n - 1), [next + 1]);
         s.served(3, 8..12, t(100));
-        assert_eq!(pieces_told(&mut s, 1), [6], "then the one shown longest ago");
+        assert_eq!(pieces_told(&mut s, 1), [next + 2], "then the one shown longest ago");
         // Every piece leaves once before any leaves twice.
         let mut now = 100;
-        let mut shown = 7;
-        while shown < 10 {
+        let mut shown = next + 3;
+        while shown < pieces {
             now += 100;
             let Open { conn: c, piece: p, .. } = s.open[0];
             s.served(c, p * 4..p * 4 + 4, t(now));
@@ -361,5 +409,31 @@ mod tests {
         s.served(9, 0..4, t(0));
         s.join(1, t(0));
         assert_eq!(pieces_told(&mut s, 1), [1], "piece 0 has left already");
+    }
+
+    #[test]
+    fn a_subscriber_that_says_what_it_got_is_shown_only_what_it_lacks() {
+        // 4 pieces of 4 blocks; 2 subscribers.
+        let mut s = Seeding::new(16, 4);
+        s.join(1, t(0));
+        s.join(2, t(0));
+        assert_eq!(pieces_told(&mut s, 1), [0]);
+        assert_eq!(pieces_told(&mut s, 2), [1]);
+        // 2 got pieces 1 and 2 and most of 3 from other peers before it
+        // asked: the slot of piece 1 frees at once, and 2 is shown a piece
+        // it lacks.
+        let got: Vec<u32> = (4..15).collect();
+        s.got(2, &got, t(10));
+        assert_eq!(pieces_told(&mut s, 2), [3]);
+        // Then the only piece it lacks.
+        s.got(2, &[15], t(20));
+        assert_eq!(pieces_told(&mut s, 2), [0]);
+        // Blocks out of range, or said twice, change nothing.
+        s.got(2, &[15, 99], t(30));
+        assert_eq!(s.open.len(), 2);
+        assert!(pieces_told(&mut s, 2).is_empty());
+        // Nor do those of one not in the crowd.
+        s.got(9, &[0], t(30));
+        assert!(!s.held.contains_key(&9));
     }
 }

@@ -19,12 +19,11 @@ use event_listener::{Event, EventListener};
 
 use super::admission::ConnId;
 use super::choke::Choker;
-use super::seeding::Seeding;
+use super::seeding::{PIECE, Seeding};
 use crate::bitfield::Bitfield;
-use crate::download::schedule::SWARM_REQUEST;
 use crate::hash::Hash;
 use crate::live::{Live, Standing};
-use crate::protocol::{MAX_EXCHANGE, MAX_HAVE, Message};
+use crate::protocol::{CAP_CHOKE, CAP_GOT, MAX_EXCHANGE, MAX_HAVE, Message};
 use crate::runtime::Time;
 
 /// Peers one subscription is told of, in all.
@@ -106,7 +105,7 @@ impl Swarms {
         let mut all = self.lock();
         let Some(m) = all.get_mut(hash) else { return false };
         if m.seeding.is_none() && m.subscribers >= 2 {
-            let piece_blocks = (SWARM_REQUEST / block_size.max(1)).max(1);
+            let piece_blocks = (PIECE / block_size.max(1)).max(1);
             m.seeding = Some((Seeding::new(blocks, piece_blocks), block_size));
         }
         let Some((seeding, _)) = m.seeding.as_mut() else { return false };
@@ -128,6 +127,18 @@ impl Swarms {
             m.changed.notify(usize::MAX);
         }
         (seeding.take(conn), seeding.deadline())
+    }
+
+    /// `conn`, shown `hash` piece by piece, has `blocks`.
+    fn got(&self, hash: &Hash, conn: ConnId, blocks: &[u32], now: Time) {
+        let mut all = self.lock();
+        let Some(m) = all.get_mut(hash) else { return };
+        let Some((seeding, _)) = m.seeding.as_mut() else { return };
+        let before = seeding.shows();
+        seeding.got(conn, blocks, now);
+        if seeding.shows() != before {
+            m.changed.notify(usize::MAX);
+        }
     }
 
     /// `conn` takes turns with the other subscribers of `hash`.
@@ -262,6 +273,8 @@ struct Sub<W> {
     whole: Option<(u64, u64)>,
     /// It takes turns with the other subscribers ([`Choker`]).
     turns: bool,
+    /// It says which blocks it got elsewhere, if shown pieces.
+    tells_got: bool,
     /// The members joined when it was last told of every one (see
     /// [`Swarms::joined`]): nobody new to tell of until that moves. (Every
     /// change of the turns wakes every subscription of the content.)
@@ -291,18 +304,20 @@ impl<W> Subscriptions<W> {
 
     /// Starts subscription `id` to `hash` (serving it at `addr`, if
     /// anywhere) and returns its first answer. A subscription of the same
-    /// id replaces the older one. A subscriber that `chokes` (its client
-    /// has [`CAP_CHOKE`](crate::protocol::CAP_CHOKE)) takes turns at a
-    /// content downloaded here.
+    /// id replaces the older one. `caps` are its client's capabilities:
+    /// with [`CAP_CHOKE`] it takes turns at a content downloaded here;
+    /// with [`CAP_GOT`], shown a whole file piece by piece, it is told so
+    /// ([`Message::Showing`]) and may say what it gets elsewhere.
     pub(super) fn subscribe(
         &mut self,
         id: u32,
         hash: Hash,
         addr: Option<String>,
         held: Held<W>,
-        chokes: bool,
+        caps: u32,
         now: Time,
-    ) -> Message {
+    ) -> Vec<Message> {
+        let (chokes, tells_got) = (caps & CAP_CHOKE != 0, caps & CAP_GOT != 0);
         self.now = now;
         self.cancel(id, now);
         let members = self.swarms.join(hash, self.conn, addr.clone());
@@ -335,8 +350,21 @@ impl<W> Subscriptions<W> {
             self.swarms.take_turns(&hash, self.conn);
         }
         let joined_seen = self.swarms.joined(&hash);
-        self.subs.push(Sub { id, hash, live, cursor, members, told, seeding, whole, turns, joined_seen });
-        first
+        let sub = Sub { id, hash, live, cursor, members, told, seeding, whole, turns, tells_got, joined_seen };
+        self.subs.push(sub);
+        let mut answer = vec![first];
+        if seeding && tells_got {
+            answer.push(Message::Showing { id });
+        }
+        answer
+    }
+
+    /// Subscriber `id`, shown a whole file piece by piece, has `blocks`.
+    pub(super) fn got(&mut self, id: u32, blocks: &[u32], now: Time) {
+        self.now = now;
+        if let Some(s) = self.subs.iter().find(|s| s.id == id && s.seeding) {
+            self.swarms.got(&s.hash, self.conn, blocks, now);
+        }
     }
 
     /// Subscriber `id` wants something from here, or nothing more.
@@ -387,6 +415,9 @@ impl<W> Subscriptions<W> {
                 if s.seeding {
                     let bits = Bitfield::new(count).as_bytes().to_vec();
                     out.push(News::Have(Message::Holding { id: s.id, complete: false, bits, peers: Vec::new() }));
+                    if s.tells_got {
+                        out.push(News::Have(Message::Showing { id: s.id }));
+                    }
                 }
             }
             if s.seeding {
@@ -519,13 +550,13 @@ mod tests {
 
         let mut a = Subscriptions::new(1, swarms.clone());
         let now = Time::ZERO;
-        let first = a.subscribe(7, hash, Some("10.0.0.1:5000".into()), Held::Live(live.clone()), false, now);
+        let first = a.subscribe(7, hash, Some("10.0.0.1:5000".into()), Held::Live(live.clone()), 0, now).remove(0);
         assert_eq!(bits_of(&first, 5).unwrap().iter().collect::<Vec<_>>(), [0]);
         assert!(a.news(now).is_empty());
         // A second subscriber: each hears of the other.
         let mut b = Subscriptions::<()>::new(2, swarms.clone());
         let Message::Holding { peers, .. } =
-            b.subscribe(3, hash, Some("10.0.0.2:5000".into()), Held::Live(live.clone()), false, now)
+            b.subscribe(3, hash, Some("10.0.0.2:5000".into()), Held::Live(live.clone()), 0, now).remove(0)
         else {
             panic!()
         };
@@ -555,20 +586,21 @@ mod tests {
     fn a_crowd_fetching_a_whole_file_is_shown_it_piece_by_piece() {
         let swarms = Arc::new(Swarms::default());
         let hash = crate::hash::Hash::of(b"file");
-        // 64 blocks of 16 KiB: pieces of 16 blocks (256 KiB).
+        // 64 blocks of 16 KiB: pieces of 8 blocks (128 KiB).
         let whole = || Held::<()>::Whole { blocks: 64, block_size: 16 << 10 };
         let now = Time::ZERO;
         let mut a = Subscriptions::new(1, swarms.clone());
-        let first = a.subscribe(1, hash, None, whole(), false, now);
+        let first = a.subscribe(1, hash, None, whole(), 0, now).remove(0);
         assert!(matches!(first, Message::Holding { complete: true, .. }), "alone, it is told of every block");
         let mut b = Subscriptions::new(2, swarms.clone());
-        let Message::Holding { complete: false, bits, .. } = b.subscribe(1, hash, None, whole(), false, now) else {
+        let Message::Holding { complete: false, bits, .. } = b.subscribe(1, hash, None, whole(), 0, now).remove(0)
+        else {
             panic!("a second is shown pieces")
         };
         assert!(bits.iter().all(|&x| x == 0));
         let told = b.news(now);
         let [News::Have(Message::Have { blocks, .. })] = &told[..] else { panic!() };
-        assert_eq!(blocks, &(0..16).collect::<Vec<u32>>());
+        assert_eq!(blocks, &(0..8).collect::<Vec<u32>>());
         // a was told of every block; now it is told again, of none, and
         // shown the next piece.
         let told = a.news(now);
@@ -577,14 +609,27 @@ mod tests {
         else {
             panic!("{}", told.len())
         };
-        assert_eq!(blocks, &(16..32).collect::<Vec<u32>>());
+        assert_eq!(blocks, &(8..16).collect::<Vec<u32>>());
         // Fetched: b has taken its slot's piece; the next comes with time
         // or the next read, not before.
-        b.served(&hash, 0..(256 << 10), now);
+        b.served(&hash, 0..PIECE, now);
         let told = b.news(now);
         let [News::Have(Message::Have { blocks, .. })] = &told[..] else { panic!("{}", told.len()) };
-        assert_eq!(blocks, &(32..48).collect::<Vec<u32>>());
+        assert_eq!(blocks, &(16..24).collect::<Vec<u32>>());
         assert!(b.deadline().is_some());
+        // A third that says what it gets elsewhere is told it may.
+        let mut c = Subscriptions::new(3, swarms.clone());
+        let answer = c.subscribe(5, hash, None, whole(), CAP_GOT, now);
+        assert!(matches!(&answer[..], [Message::Holding { .. }, Message::Showing { id: 5 }]));
+        let told = c.news(now);
+        let [News::Have(Message::Have { blocks, .. })] = &told[..] else { panic!("{}", told.len()) };
+        assert_eq!(blocks, &(24..32).collect::<Vec<u32>>());
+        // It got that piece elsewhere: it is shown the next at once.
+        c.got(5, &(24..32).collect::<Vec<u32>>(), now);
+        let told = c.news(now);
+        let [News::Have(Message::Have { blocks, .. })] = &told[..] else { panic!("{}", told.len()) };
+        assert_eq!(blocks, &(32..40).collect::<Vec<u32>>());
+        drop(c);
         drop(b);
         drop(a);
         assert!(swarms.lock().is_empty());

@@ -155,6 +155,10 @@ fn file_message() -> impl Strategy<Value = Message> {
         (any::<u32>(), prop::collection::vec(any::<u32>(), 0..10), prop::collection::vec(".{0,21}", 0..3))
             .prop_map(|(id, blocks, peers)| Message::Have { id, blocks, peers }),
         (any::<u32>(), info()).prop_map(|(id, info)| Message::Fetching { id, info }),
+        (any::<u32>(), any::<bool>()).prop_map(|(id, choked)| Message::Choke { id, choked }),
+        (any::<u32>(), any::<bool>()).prop_map(|(id, interested)| Message::Interest { id, interested }),
+        (any::<u32>(), prop::collection::vec(any::<u32>(), 0..10)).prop_map(|(id, blocks)| Message::Got { id, blocks }),
+        any::<u32>().prop_map(|id| Message::Showing { id }),
     ]
 }
 
