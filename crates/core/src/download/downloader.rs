@@ -163,10 +163,12 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
 
     /// Downloads `wanted` from `sources`, and from the sources `finder`
     /// names while it runs (asked when the download is short of sources,
-    /// at growing intervals; for content pinned by its hash only). With a
-    /// finder, a download whose sources are all busy or gone waits for
-    /// others rather than failing, as long as the rules for a stuck
-    /// download allow.
+    /// at growing intervals; for content pinned by its hash, in a swarm
+    /// only). With a finder, a download whose sources are all busy or gone
+    /// waits for others rather than failing, as long as the rules for a
+    /// stuck download allow. Outside a swarm the finder is not asked: it
+    /// could name only the whole copies the download started with, and a
+    /// busy seed fails the download after its retries, not after a minute.
     pub async fn download_finding(
         &self,
         wanted: impl Into<Wanted>,
@@ -176,6 +178,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
     ) -> Result<DownloadReport, DownloadError> {
         let (rt, catalog, config) = (&self.rt, &self.catalog, &self.config);
         let wanted = wanted.into();
+        let finder = finder.filter(|_| config.swarm.is_some());
         let mut finding = finder.zip(wanted.pinned()).map(|(f, hash)| Finding::new(f, hash, rt.now()));
         let file = wanted.request();
         let (events_tx, events) = async_channel::unbounded();
@@ -482,13 +485,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                         }
                         Wake::Found(found) => {
                             tracing::debug!(now = ?rt.now(), me = %config.client.peer_id, found = found.len(), "sources found");
-                            let learnt = Learn {
-                                file: FileRef::Hash(hash),
-                                known: Some(&content),
-                                spawner: &spawner,
-                                heard: &mut heard,
-                                cooling: &mut cooling,
-                            };
+                            let learnt = Learn::pinned(&content, &spawner, &mut heard, &mut cooling);
                             let roster = (&mut sources, &mut entries, &mut swarms, &mut reports);
                             self.learn(learnt, found, MAX_SOURCES, roster, &mut commands, &mut tasks);
                             continue;
@@ -634,13 +631,7 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                 if peers.is_empty() {
                     continue;
                 }
-                let learnt = Learn {
-                    file: FileRef::Hash(hash),
-                    known: Some(&content),
-                    spawner: &spawner,
-                    heard: &mut heard,
-                    cooling: &mut cooling,
-                };
+                let learnt = Learn::pinned(&content, &spawner, &mut heard, &mut cooling);
                 let roster = (&mut sources, &mut entries, &mut swarms, &mut reports);
                 let peers = peers.into_iter().map(|addr| SourceSpec { label: addr.clone(), addr }).collect();
                 self.learn(learnt, peers, limit, roster, &mut commands, &mut tasks);
@@ -986,6 +977,19 @@ struct Learn<'a> {
     heard: &'a mut HashSet<String>,
     /// Those that were busy or went away, and when they may be tried again.
     cooling: &'a mut HashMap<String, Time>,
+}
+
+impl<'a> Learn<'a> {
+    /// Learning sources once the content is chosen: they are asked for it
+    /// by its hash.
+    fn pinned(
+        content: &'a Entry,
+        spawner: &'a async_channel::WeakSender<Event>,
+        heard: &'a mut HashSet<String>,
+        cooling: &'a mut HashMap<String, Time>,
+    ) -> Self {
+        Learn { file: FileRef::Hash(content.info.hash), known: Some(content), spawner, heard, cooling }
+    }
 }
 
 /// A source was dropped for `problem`: if it was busy or went away, it may
