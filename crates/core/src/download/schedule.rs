@@ -56,6 +56,10 @@ const STEAL_FACTOR: f64 = 3.0;
 const STEAL_MIN: Duration = Duration::from_millis(100);
 /// Longest rest of a source after a request timed out.
 const MAX_REST: Duration = Duration::from_secs(30);
+/// How often requests kept past the timeout are looked at again (a slow
+/// source's queue may hold them longer): a late one is found this much
+/// later at most.
+const LATE_EVERY: Duration = Duration::from_millis(100);
 /// Largest request while swarming: small enough that a block is passed on
 /// soon after it arrives.
 pub const SWARM_REQUEST: u64 = 256 << 10;
@@ -186,6 +190,10 @@ pub struct Schedule {
     delivered_blocks: u64,
     /// How many times bytes went back to `missing` (see `Peer::dry`).
     put_backs: u64,
+    /// No request can be late before this: the requests are not looked
+    /// through again until then (the scheduler is polled after every
+    /// event, and a crowd brings many).
+    check_late_at: Option<Time>,
     rng: fastrand::Rng,
 }
 
@@ -221,6 +229,7 @@ impl Schedule {
             counts: Vec::new(),
             delivered_blocks: 0,
             put_backs: 0,
+            check_late_at: None,
             rng: fastrand::Rng::with_seed(config_seed),
         }
     }
@@ -535,6 +544,14 @@ impl Schedule {
 
     /// Cancels requests far later than their source's rate promised.
     fn expire(&mut self, now: Time, actions: &mut Vec<Action>) {
+        if self.check_late_at.is_some_and(|t| now < t) {
+            return;
+        }
+        // No request is late before the timeout: none sent later than the
+        // earliest now can be late before that one. Requests kept longer
+        // (a slow source's queue) are looked at again every LATE_EVERY.
+        let earliest = self.flights.values().map(|f| f.sent).min().unwrap_or(now);
+        self.check_late_at = Some((earliest + self.config.request_timeout).max(now + LATE_EVERY));
         let mut late = Vec::new();
         for (peer, p) in self.peers.iter().enumerate() {
             let mut ahead = 0u64;

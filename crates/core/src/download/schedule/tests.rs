@@ -305,6 +305,34 @@ fn a_late_request_is_cancelled_and_the_source_rests_before_it_gets_more() {
 }
 
 #[test]
+fn requests_polled_often_are_still_cancelled_once_late_each_at_its_time() {
+    // The requests are looked through only when one may be late: polled
+    // every 10 ms, each source's requests go no earlier than the timeout
+    // and at most LATE_EVERY after it.
+    let bs = 16 * KIB;
+    let config = ScheduleConfig { request_timeout: Duration::from_secs(1), ..ScheduleConfig::default() };
+    // Large enough that the second source gets requests of its own.
+    let mut s = Schedule::new(16 * MIB, bs as u32, config, &[]);
+    s.join(0);
+    let mut cancelled = [None, None];
+    for step in 0..300 {
+        let now = step as f64 * 0.01;
+        if step == 50 {
+            s.join(1);
+        }
+        for a in s.poll(t(now), None) {
+            if let Action::Cancel { peer, .. } = a {
+                cancelled[peer].get_or_insert(now);
+            }
+        }
+    }
+    let slack = LATE_EVERY.as_secs_f64() + 0.011;
+    let (first, second) = (cancelled[0].unwrap(), cancelled[1].unwrap());
+    assert!(first > 1.0 && first <= 1.0 + slack, "{first}");
+    assert!(second > 1.5 && second <= 1.5 + slack, "{second}");
+}
+
+#[test]
 fn a_source_that_keeps_failing_is_given_up_not_asked_forever() {
     let bs = 16 * KIB;
     let config = ScheduleConfig { request_timeout: Duration::from_secs(1), ..ScheduleConfig::default() };
