@@ -20,6 +20,7 @@ mod upload;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -190,6 +191,9 @@ struct Shared {
     /// When a request for an unknown hash last made the catalog look at
     /// the whole store again.
     last_rescan: Mutex<Option<Time>>,
+    /// How late the waits between news wake up, on average (microseconds):
+    /// how far behind this machine runs (see [`news_every`]).
+    news_late: std::sync::atomic::AtomicU64,
 }
 
 /// How often a request for an unknown hash may make the server look at its
@@ -204,6 +208,28 @@ const RESCAN_EVERY: Duration = Duration::from_secs(1);
 /// change woke every subscriber's connection each time, and that work,
 /// not the bytes, took most of a crowded machine's CPU.
 const NEWS_EVERY: Duration = Duration::from_millis(50);
+
+/// Longest wait between news, on a machine that runs far behind.
+const NEWS_SLOWEST: Duration = Duration::from_millis(400);
+
+/// How much longer news wait for each unit of lateness of their timers.
+const NEWS_BACKOFF: u32 = 10;
+
+/// How often news go out when the waits between them wake `late_us`
+/// microseconds late on average: every [`NEWS_EVERY`] on a machine that
+/// keeps up, less often on one that runs behind. Each piece of news wakes
+/// a connection at both ends; dozens of peers on two cores spent most of
+/// their CPU on news, and finished later for it.
+fn news_every(late_us: u64) -> Duration {
+    (NEWS_EVERY + Duration::from_micros(late_us) * NEWS_BACKOFF).min(NEWS_SLOWEST)
+}
+
+/// The average lateness of the news waits (microseconds), `old` updated
+/// with one that woke `behind` late: about the last few dozen count.
+fn news_late(old: u64, behind: Duration) -> u64 {
+    let behind = u64::try_from(behind.as_micros()).unwrap_or(u64::MAX);
+    old - old / 32 + behind / 32
+}
 
 /// Why a request failed, as told to the client.
 struct Refusal {
@@ -291,6 +317,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 swarms: Arc::default(),
                 connected_ever: std::sync::atomic::AtomicBool::new(false),
                 last_rescan: Mutex::default(),
+                news_late: std::sync::atomic::AtomicU64::new(0),
             }),
             conns,
         }
@@ -438,8 +465,14 @@ impl<S: Store, R: Runtime> Server<S, R> {
                     }
                     // Changes that come close together are told at once.
                     let since = rt.now().saturating_since(now);
-                    if since < NEWS_EVERY {
-                        rt.sleep(NEWS_EVERY - since).await;
+                    let late = &self.shared.news_late;
+                    let every = news_every(late.load(Ordering::Relaxed));
+                    if since < every {
+                        let (wait, start) = (every - since, rt.now());
+                        rt.sleep(wait).await;
+                        let behind = rt.now().saturating_since(start).saturating_sub(wait);
+                        // A lost race between two connections only blurs it.
+                        late.store(news_late(late.load(Ordering::Relaxed), behind), Ordering::Relaxed);
                     }
                     None
                 })
@@ -655,5 +688,29 @@ mod tests {
         }
         let other = io::Error::other("/home/secret/path: boom");
         assert_eq!(super::io_words(&other), "storage error on the serving peer (see its log)");
+    }
+
+    #[test]
+    fn news_go_out_less_often_on_a_machine_that_runs_behind() {
+        use super::{NEWS_EVERY, NEWS_SLOWEST, news_every, news_late};
+        use std::time::Duration;
+        // Waits that wake on time (always so in simnet's virtual time).
+        let mut late = 0;
+        for _ in 0..100 {
+            late = news_late(late, Duration::ZERO);
+        }
+        assert_eq!(news_every(late), NEWS_EVERY);
+        // Waits that wake 5 ms late, a few dozen times: news every 100 ms.
+        for _ in 0..200 {
+            late = news_late(late, Duration::from_millis(5));
+        }
+        let every = news_every(late);
+        assert!(every > Duration::from_millis(90) && every <= Duration::from_millis(100), "{every:?}");
+        // Far behind: bounded; and back to the start once it keeps up.
+        assert_eq!(news_every(news_late(late, Duration::from_secs(100))), NEWS_SLOWEST);
+        for _ in 0..400 {
+            late = news_late(late, Duration::ZERO);
+        }
+        assert!(news_every(late) < NEWS_EVERY + Duration::from_millis(1), "{:?}", news_every(late));
     }
 }
