@@ -278,23 +278,29 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
                 result => return Ok((session, result)),
             }
         }
-        // A full server may close a connection that has not asked for
-        // anything yet to make room for another: it is tried again, as one
-        // that says it is busy.
+        // A peer that says it is busy is tried again a few times, waiting
+        // longer each time; so is one that closes the connection before it
+        // answers (a full server makes room that way). Each time, the
+        // download may look for other sources.
         let mut wait = BUSY_WAIT;
         let mut tries = 1;
         loop {
-            let mut session = self.connect().await?;
-            match self.manifest(&mut session).await {
-                Err(ClientError::Conn(ConnError::Closed)) if tries < BUSY_TRIES => {
-                    tracing::debug!(addr = %self.addr, "closed before it answered; trying again in {wait:?}");
-                    let _ = self.events.send(Event::Busy { source: self.index }).await;
-                    self.rt.sleep(wait).await;
-                    wait *= 2;
-                    tries += 1;
-                }
-                result => return Ok((session, result)),
+            let busy = match Session::connect(&self.transport, &self.rt, &self.addr, &self.config).await {
+                Err(e) if e.code() == Some(ErrorCode::Busy) => e,
+                Err(e) => return Err(e),
+                Ok(mut session) => match self.manifest(&mut session).await {
+                    Err(e @ ClientError::Conn(ConnError::Closed)) => e,
+                    result => return Ok((session, result)),
+                },
+            };
+            if tries >= BUSY_TRIES {
+                return Err(busy);
             }
+            tracing::debug!(addr = %self.addr, "{busy}; trying again in {wait:?}");
+            let _ = self.events.send(Event::Busy { source: self.index }).await;
+            self.rt.sleep(wait).await;
+            wait *= 2;
+            tries += 1;
         }
     }
 
@@ -314,25 +320,6 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
     async fn release(&self, session: Session<T::Stream, R>) {
         if let Some(extra) = self.pool.put(&self.addr, session, self.rt.now()) {
             extra.close().await;
-        }
-    }
-
-    /// Connects, waiting and trying again while the peer says it is busy.
-    async fn connect(&self) -> Result<Session<T::Stream, R>, ClientError> {
-        let mut wait = BUSY_WAIT;
-        let mut tries = 1;
-        loop {
-            match Session::connect(&self.transport, &self.rt, &self.addr, &self.config).await {
-                Err(e) if e.code() == Some(ErrorCode::Busy) && tries < BUSY_TRIES => {
-                    tracing::debug!(addr = %self.addr, "busy; trying again in {wait:?}");
-                    // Each time, the download may look for other sources.
-                    let _ = self.events.send(Event::Busy { source: self.index }).await;
-                    self.rt.sleep(wait).await;
-                    wait *= 2;
-                    tries += 1;
-                }
-                other => return other,
-            }
         }
     }
 }
