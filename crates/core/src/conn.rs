@@ -470,5 +470,6 @@ pub(crate) fn kind(m: &Message) -> &'static str {
         Message::Interest { .. } => "Interest",
         Message::Got { .. } => "Got",
         Message::Showing { .. } => "Showing",
+        Message::Elsewhere { .. } => "Elsewhere",
     }
 }

@@ -981,3 +981,63 @@ fn a_full_disk_says_what_was_kept() {
         assert!(!out.path().join("big.bin").exists());
     });
 }
+
+#[test]
+fn a_seed_points_a_crowd_to_peers_that_have_the_manifest_and_downloads_still_arrive() {
+    use p2p_core::client::ManifestAnswer;
+    use p2p_core::protocol::Message;
+    let rt = SmolRuntime::new(2);
+    let content = data(2_000_000, 12);
+    let hash = Hash::of(&content);
+    let seed_dir = folder_with(&[("crowd.bin", &content)]);
+    let holder_dir = folder_with(&[("crowd.bin", &content)]);
+    let out = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let seed = start(&rt, FsStore::new(seed_dir.path()), ServerConfig::default()).await;
+        let holder = start(&rt, FsStore::new(holder_dir.path()), ServerConfig::default()).await;
+        let holder_port: u16 = holder.addr.rsplit_once(':').unwrap().1.parse().unwrap();
+        let file = FileRef::Name("crowd.bin".into());
+        // A peer that fetches the content from the seed and serves it.
+        let mut member = RawClient::connect(&seed.addr).await;
+        member.send(&Message::Subscribe { id: 1, hash, port: holder_port }).await;
+        assert!(matches!(member.recv().await, Some(Message::Holding { .. })));
+        // The first askers of a second are sent the manifest even so; the
+        // next is pointed to that peer, and asking again, is sent the
+        // manifest itself. (A machine so loaded that the askers span more
+        // than the second tries again, a few times.)
+        // Askers that serve what they download (the others are sent it at
+        // once, below).
+        let serving = ClientConfig { serves_downloads: true, ..fast() };
+        let asker = || Session::connect(&TcpTransport, &rt, &seed.addr, &serving);
+        let mut pointed = None;
+        for _ in 0..3 {
+            for _ in 0..8 {
+                let mut s = asker().await.unwrap();
+                assert!(matches!(s.manifest_or_elsewhere(file.clone()).await.unwrap(), ManifestAnswer::Here(_)));
+            }
+            let mut late = asker().await.unwrap();
+            if let ManifestAnswer::Elsewhere { info, peers } = late.manifest_or_elsewhere(file.clone()).await.unwrap() {
+                assert_eq!(late.manifest(file.clone()).await.unwrap().info.hash, hash);
+                pointed = Some((info, peers));
+                break;
+            }
+        }
+        let (info, peers) = pointed.expect("a crowd is pointed elsewhere");
+        assert_eq!((info.hash, info.size), (hash, content.len() as u64));
+        assert_eq!(peers, vec![format!("127.0.0.1:{holder_port}")]);
+        // A client that serves nothing is sent it at once.
+        let mut plain = session(&rt, &seed.addr).await;
+        assert!(matches!(plain.manifest_or_elsewhere(file.clone()).await.unwrap(), ManifestAnswer::Here(_)));
+        // A download pointed elsewhere takes the manifest from the holder
+        // and the file from wherever: it arrives whole.
+        let catalog = Catalog::new(FsStore::new(out.path()));
+        // It says it serves on port 1; nobody asks it for anything here.
+        let config = DownloadConfig { client: fast(), swarm: Some(1), ..Default::default() };
+        let downloader = Downloader::new(TcpTransport, rt.clone(), catalog, config);
+        let sources = [SourceSpec { label: "seed".into(), addr: seed.addr.clone() }];
+        let report = downloader.download(&FileName::new("crowd.bin").unwrap(), &sources, |_| {}).await.unwrap();
+        assert_eq!(report.info.hash, hash);
+        downloader.close().await;
+    });
+    assert_eq!(std::fs::read(out.path().join("crowd.bin")).unwrap(), content);
+}

@@ -12,7 +12,9 @@ use crate::catalog::Entry;
 use crate::conn::{Conn, ConnError, Wait, kind};
 use crate::manifest::{MAX_FILE_SIZE, Manifest, ManifestError, block_count, block_size_for};
 use crate::protocol::codec::Frame;
-use crate::protocol::{CAP_CHOKE, CAP_GOT, CAP_SWARM, ErrorCode, FileInfo, FileRef, Hello, MAX_HAVE, Message};
+use crate::protocol::{
+    CAP_CHOKE, CAP_ELSEWHERE, CAP_GOT, CAP_SWARM, ErrorCode, FileInfo, FileRef, Hello, MAX_EXCHANGE, MAX_HAVE, Message,
+};
 use crate::runtime::{Runtime, Time, timeout};
 use crate::transport::{Fingerprint, Transport};
 
@@ -48,6 +50,12 @@ pub struct ClientConfig {
     /// large file sends one a second). A paged answer gets longer by the
     /// time its bytes take at the slowest rate a transfer may have.
     pub request_timeout: Duration,
+    /// Whether this client serves what it downloads to the others fetching
+    /// it (a swarming download with a port): it then says it takes a
+    /// manifest from the peers a seed in a crowd points it to
+    /// ([`CAP_ELSEWHERE`]), and such a seed may wait for it to have the
+    /// manifest to point the next askers to it.
+    pub serves_downloads: bool,
 }
 
 impl ClientConfig {
@@ -59,6 +67,7 @@ impl ClientConfig {
             connect_timeout: io.min(Duration::from_secs(10)),
             io_timeout: io,
             request_timeout: io * 20,
+            serves_downloads: false,
         }
     }
 }
@@ -152,6 +161,25 @@ pub enum Misbehavior {
     /// Pages of one manifest that disagree.
     #[error("sent manifest pages that disagree")]
     InconsistentPages,
+    /// Pointed elsewhere for a manifest twice on one connection, or for
+    /// another file than the one asked for by hash.
+    #[error("pointed elsewhere for a manifest it should have sent")]
+    Elsewhere,
+}
+
+/// A peer's answer to a manifest request.
+#[derive(Debug)]
+pub enum ManifestAnswer {
+    /// The manifest.
+    Here(Entry),
+    /// The file is `info`; its manifest is for the asking (by hash) from
+    /// `peers`, which fetch it from this one. Asked again, this peer sends it.
+    Elsewhere {
+        /// Name, size and hash, as this peer has them.
+        info: FileInfo,
+        /// Peers that have the manifest (`host:port`).
+        peers: Vec<String>,
+    },
 }
 
 /// An open, handshaken connection to one peer.
@@ -196,8 +224,11 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
             let mut conn = Conn::new(connected.stream, rt.clone(), config.io_timeout);
             // CAP_SWARM: this client understands partial sources (an index
             // names them to it); CAP_CHOKE: it takes turns at them;
-            // CAP_GOT: it tells a seed showing it pieces what it has.
-            let capabilities = CAP_SWARM | CAP_CHOKE | CAP_GOT;
+            // CAP_GOT: it tells a seed showing it pieces what it has;
+            // CAP_ELSEWHERE: it serves what it downloads, and takes a
+            // manifest from the peers a seed in a crowd points it to.
+            let elsewhere = if config.serves_downloads { CAP_ELSEWHERE } else { 0 };
+            let capabilities = CAP_SWARM | CAP_CHOKE | CAP_GOT | elsewhere;
             let hello = Hello { peer_id: config.peer_id.clone(), agent: crate::AGENT.into(), capabilities };
             let peer = conn.handshake_connect(hello).await?;
             let transport = transport.name();
@@ -294,15 +325,50 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
 
     /// A file's manifest, checked against its hash.
     pub async fn manifest(&mut self, file: FileRef) -> Result<Entry, ClientError> {
+        match self.manifest_or_elsewhere(file.clone()).await? {
+            ManifestAnswer::Here(entry) => Ok(entry),
+            // Asked again on the same connection, a peer sends it.
+            ManifestAnswer::Elsewhere { .. } => match self.manifest_or_elsewhere(file).await? {
+                ManifestAnswer::Here(entry) => Ok(entry),
+                ManifestAnswer::Elsewhere { .. } => Err(ClientError::Misbehaved(Misbehavior::Elsewhere)),
+            },
+        }
+    }
+
+    /// A file's manifest, or the peers to ask for it instead (a peer with
+    /// the whole file may say so to a crowd: see [`CAP_ELSEWHERE`]).
+    pub async fn manifest_or_elsewhere(&mut self, file: FileRef) -> Result<ManifestAnswer, ClientError> {
         let id = self.id();
+        let by_hash = match &file {
+            FileRef::Hash(h) => Some(*h),
+            FileRef::Name(_) => None,
+        };
         self.conn.send(&Message::GetManifest { id, file }).await?;
         let mut cvs = Vec::new();
         let mut head: Option<(FileInfo, u32)> = None;
         loop {
-            let Message::ManifestPage { info, block_size, first_block, cvs: page, last, .. } =
-                self.response(id).await?
-            else {
-                return Err(ClientError::Conn(ConnError::Unexpected("expected a manifest page".into())));
+            let (info, block_size, first_block, page, last) = match self.response(id).await? {
+                Message::ManifestPage { info, block_size, first_block, cvs, last, .. } => {
+                    (info, block_size, first_block, cvs, last)
+                }
+                Message::Elsewhere { info, peers, .. } if head.is_none() => {
+                    if info.size > MAX_FILE_SIZE {
+                        return Err(ClientError::Manifest(ManifestError::TooLarge(info.size)));
+                    }
+                    if by_hash.is_some_and(|h| h != info.hash) {
+                        return Err(ClientError::Misbehaved(Misbehavior::Elsewhere));
+                    }
+                    if peers.len() > MAX_EXCHANGE {
+                        let limit = MAX_EXCHANGE.to_string();
+                        return Err(ClientError::Misbehaved(Misbehavior::TooLarge {
+                            who: "the peer",
+                            what: "peers",
+                            limit,
+                        }));
+                    }
+                    return Ok(ManifestAnswer::Elsewhere { info, peers });
+                }
+                _ => return Err(ClientError::Conn(ConnError::Unexpected("expected a manifest page".into()))),
             };
             if info.size > MAX_FILE_SIZE {
                 return Err(ClientError::Manifest(ManifestError::TooLarge(info.size)));
@@ -327,7 +393,7 @@ impl<S: crate::transport::Stream, R: Runtime> Session<S, R> {
             if last {
                 let (info, bs) = head.unwrap_or_else(|| (info.clone(), block_size));
                 let manifest = Manifest::from_parts(info.size, bs, cvs, info.hash)?;
-                return Ok(Entry { info, manifest: Arc::new(manifest) });
+                return Ok(ManifestAnswer::Here(Entry { info, manifest: Arc::new(manifest) }));
             }
         }
     }
@@ -457,6 +523,7 @@ fn response_id(m: &Message) -> Option<u32> {
     match m {
         Message::Files { id, .. }
         | Message::ManifestPage { id, .. }
+        | Message::Elsewhere { id, .. }
         | Message::Accept { id }
         | Message::Stored { id, .. }
         | Message::Error { id, .. }

@@ -16,7 +16,7 @@ use super::resume::Blocks;
 use super::schedule::{Action, MAX_STRIKES, Schedule, ScheduleConfig};
 use super::{DownloadConfig, SourceSpec, Wanted};
 use crate::catalog::{Catalog, Entry};
-use crate::client::{ClientError, Session};
+use crate::client::{ClientConfig, ClientError, Session};
 use crate::hash::Hash;
 use crate::manifest::Manifest;
 use crate::name::FileName;
@@ -716,7 +716,10 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
             file,
             transport: self.transport.clone(),
             rt: self.rt.clone(),
-            config: self.config.client.clone(),
+            config: ClientConfig {
+                serves_downloads: self.config.swarm.is_some_and(|port| port != 0),
+                ..self.config.client.clone()
+            },
             chunk: self.config.schedule.request,
             pool: self.pool.clone(),
             commands: rx,
@@ -1002,7 +1005,7 @@ fn cool(cooling: &mut HashMap<String, Time>, addr: &str, problem: &Problem, now:
 
 /// Whether `addr` looks like `host:port` (a peer's word for where another
 /// serves; anything else is not tried).
-fn plausible_addr(addr: &str) -> bool {
+pub(super) fn plausible_addr(addr: &str) -> bool {
     let Some((host, port)) = addr.rsplit_once(':') else { return false };
     addr.len() <= 300
         && !host.is_empty()

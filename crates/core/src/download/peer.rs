@@ -17,19 +17,20 @@ use async_channel::{Receiver, Sender};
 
 use crate::bitfield::Bitfield;
 use crate::catalog::Entry;
-use crate::client::{ClientConfig, ClientError, Misbehavior, Session};
+use crate::client::{ClientConfig, ClientError, ManifestAnswer, Misbehavior, Session};
 use crate::conn::ConnError;
 use crate::conn::rate_time;
 use crate::hash::Hash;
 use crate::manifest::Manifest;
 use crate::protocol::codec::Frame;
-use crate::protocol::{CAP_GOT, CAP_SWARM, ErrorCode, FileRef, Message};
-use crate::runtime::{Runtime, Task, Time};
+use crate::protocol::{CAP_GOT, CAP_SWARM, ErrorCode, FileInfo, FileRef, Message};
+use crate::runtime::{Runtime, Task, Time, timeout};
 use crate::store::WriteAt;
 use crate::transport::Fingerprint;
 use crate::transport::Transport;
 use crate::verify::{BlockWriter, VerifyError, WRITE_RUN};
 
+use super::downloader::plausible_addr;
 use super::pool::Pool;
 
 /// Files smaller than this are not swarmed: fetched whole from peers that
@@ -46,6 +47,11 @@ const MAX_READS: usize = 8;
 const BUSY_TRIES: u32 = 5;
 /// The first wait before trying a busy source again; it doubles each time.
 const BUSY_WAIT: Duration = Duration::from_millis(500);
+/// Longest a source spends fetching a manifest from the peers it pointed
+/// to before it asks for it again itself.
+const ELSEWHERE_WAIT: Duration = Duration::from_secs(3);
+/// Peers pointed to that are tried for a manifest.
+const ELSEWHERE_TRIES: usize = 3;
 
 /// What the coordinator tells a source.
 pub(super) enum Command<P> {
@@ -309,16 +315,63 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
     /// already, and its answer to the subscription says whether it has
     /// the content. (With dozens of peers in a crowd, each asking each
     /// for a manifest of 64 KiB costs every uplink a second at the start.)
+    ///
+    /// A seed in a crowd may point to peers that got the manifest from it
+    /// already: it is fetched from one of them (checked against the hash
+    /// the seed named, as any manifest is), else asked of the seed again.
     async fn manifest(&self, session: &mut Session<T::Stream, R>) -> Result<Entry, ClientError> {
         match &self.known {
             Some(entry) if self.swarm.is_some() && session.peer().capabilities & CAP_SWARM != 0 => Ok(entry.clone()),
-            _ => session.manifest(self.file.clone()).await,
+            _ => match session.manifest_or_elsewhere(self.file.clone()).await? {
+                ManifestAnswer::Here(entry) => Ok(entry),
+                ManifestAnswer::Elsewhere { info, peers } => match self.manifest_elsewhere(&info, &peers).await {
+                    Some(entry) => Ok(entry),
+                    None => session.manifest(self.file.clone()).await,
+                },
+            },
         }
+    }
+
+    /// The manifest of `info` from the first of `peers` that sends it
+    /// within [`ELSEWHERE_WAIT`] (at most [`ELSEWHERE_TRIES`] of them). The
+    /// session is kept for when the download hears of that peer again.
+    async fn manifest_elsewhere(&self, info: &FileInfo, peers: &[String]) -> Option<Entry> {
+        let until = self.rt.now() + ELSEWHERE_WAIT;
+        for addr in peers.iter().filter(|a| plausible_addr(a)).take(ELSEWHERE_TRIES) {
+            let left = until.saturating_since(self.rt.now());
+            if left.is_zero() {
+                break;
+            }
+            let fetch = async {
+                let mut session = match self.pool.take(addr, self.rt.now()) {
+                    Some(s) => s,
+                    None => Session::connect(&self.transport, &self.rt, addr, &self.config).await?,
+                };
+                let entry = session.manifest(FileRef::Hash(info.hash)).await;
+                Ok::<_, ClientError>((session, entry))
+            };
+            match timeout(&self.rt, left, fetch).await {
+                Ok(Ok((session, Ok(entry)))) if entry.info.hash == info.hash && entry.info.size == info.size => {
+                    tracing::debug!(%addr, file = %info.name, "manifest from a peer the source pointed to");
+                    self.keep(addr, session).await;
+                    return Some(Entry { info: info.clone(), manifest: entry.manifest });
+                }
+                Ok(Ok((_, Ok(_)))) => tracing::debug!(%addr, "a peer pointed to sent the manifest of another file"),
+                Ok(Ok((_, Err(e)))) | Ok(Err(e)) => tracing::debug!(%addr, "a peer pointed to: {e}"),
+                Err(_) => tracing::debug!(%addr, "a peer pointed to did not send the manifest in time"),
+            }
+        }
+        None
     }
 
     /// Hands the session to the next download from this peer.
     async fn release(&self, session: Session<T::Stream, R>) {
-        if let Some(extra) = self.pool.put(&self.addr, session, self.rt.now()) {
+        self.keep(&self.addr, session).await;
+    }
+
+    /// Keeps a session with `addr` for the next download from it.
+    async fn keep(&self, addr: &str, session: Session<T::Stream, R>) {
+        if let Some(extra) = self.pool.put(addr, session, self.rt.now()) {
             extra.close().await;
         }
     }

@@ -52,7 +52,7 @@
 //! | request | answer |
 //! |---|---|
 //! | [`Message::List`] | one or more [`Message::Files`] pages, the last with `last: true` |
-//! | [`Message::GetManifest`] | one or more [`Message::ManifestPage`]s |
+//! | [`Message::GetManifest`] | one or more [`Message::ManifestPage`]s; to a client with [`CAP_ELSEWHERE`], once per connection, [`Message::Elsewhere`] instead |
 //! | [`Message::Read`] | data frames covering the range in order, nothing after |
 //! | [`Message::Offer`] (upload) | [`Message::Stored`] at once if unchanged; else [`Message::Accept`], then the uploader sends the manifest pages and the data frames, and the receiver answers [`Message::Stored`] once the file is verified, synced and in place |
 //! | [`Message::Cancel`] | nothing; the named request stops at the next frame |
@@ -153,6 +153,16 @@ pub const CAP_CHOKE: u32 = 16;
 /// elsewhere ([`Message::Got`]), and is shown only pieces it lacks
 /// instead of pieces it may have already. Both sides need the bit.
 pub const CAP_GOT: u32 = 32;
+/// Capability bit (a client's): this side serves what it downloads (it
+/// subscribes with a port) and takes [`Message::Elsewhere`] for an answer
+/// to [`Message::GetManifest`]. A peer with the whole file and a crowd of
+/// such clients asking for its manifest at once sends it to the first few
+/// and points the others to peers that got it already (each serves it by
+/// hash), waiting a moment for the first to subscribe, so that its uplink
+/// carries blocks rather than dozens of copies of the manifest. Asked
+/// again on the same connection, it sends the manifest. Clients without
+/// the bit are sent it at once.
+pub const CAP_ELSEWHERE: u32 = 64;
 /// Most bytes of a [`Message::Holding`] bitfield: one bit per block of the
 /// largest file.
 pub const MAX_BITFIELD: usize = 1 << 17;
@@ -205,6 +215,18 @@ pub enum Message {
         cvs: Vec<[u8; 32]>,
         /// Whether this is the last page.
         last: bool,
+    },
+    /// Answers [`Message::GetManifest`] of a client with [`CAP_ELSEWHERE`]:
+    /// the file is `info`, and its manifest is for the asking (by hash)
+    /// from these peers (at most [`MAX_EXCHANGE`]), which fetch it from
+    /// this one. The manifest is checked against `info.hash` as any is.
+    Elsewhere {
+        /// The GetManifest answered.
+        id: u32,
+        /// The file: name, size and hash.
+        info: FileInfo,
+        /// Peers that have the manifest (`host:port`, as this one sees them).
+        peers: Vec<String>,
     },
     /// Asks for `len` bytes of the file with `hash`, starting at `offset`.
     Read {

@@ -51,6 +51,9 @@ pub(super) struct Link<St, R> {
     /// with `CAP_CHOKE`, tells which blocks it got elsewhere with
     /// `CAP_GOT`).
     pub(super) caps: u32,
+    /// Whether it was pointed elsewhere for a manifest (at most once: asked
+    /// again, it is sent the manifest).
+    pub(super) pointed: bool,
 }
 
 impl<St: Stream, R: Runtime> Link<St, R> {

@@ -11,6 +11,7 @@
 pub(crate) mod accept;
 pub(crate) mod admission;
 mod choke;
+mod crowd;
 mod fair;
 mod link;
 mod read;
@@ -32,7 +33,8 @@ use crate::conn::{Conn, ConnError, kind};
 use crate::hash::Hash;
 use crate::name::FileName;
 use crate::protocol::{
-    CAP_GOT, CAP_SERVE, CAP_SWARM, CAP_UPLOAD, ErrorCode, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE, Message,
+    CAP_ELSEWHERE, CAP_GOT, CAP_SERVE, CAP_SWARM, CAP_UPLOAD, ErrorCode, FileRef, Hello, LIST_PAGE, MANIFEST_PAGE,
+    Message,
 };
 use crate::runtime::{Runtime, Time, timeout};
 use crate::store::{Store, StoreError};
@@ -186,6 +188,8 @@ struct Shared {
     stalled: Mutex<read::Stalled>,
     /// Who fetches each content from here and serves it (peer exchange).
     swarms: Arc<swarm::Swarms>,
+    /// Manifests sent lately, and askers pointed elsewhere for them.
+    crowd: crowd::Crowd,
     /// Whether any client has connected.
     connected_ever: std::sync::atomic::AtomicBool,
     /// When a request for an unknown hash last made the catalog look at
@@ -315,6 +319,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 passing: Semaphore::new(read::PASSING),
                 stalled,
                 swarms: Arc::default(),
+                crowd: crowd::Crowd::default(),
                 connected_ever: std::sync::atomic::AtomicBool::new(false),
                 last_rescan: Mutex::default(),
                 news_late: std::sync::atomic::AtomicU64::new(0),
@@ -380,6 +385,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
             host: Arc::from(crate::transport::host_of(&remote)),
             remote: remote.clone(),
             caps: 0,
+            pointed: false,
         };
         if let Err(e) = self.connection(&mut link, &remote, &slot).await {
             match e {
@@ -576,6 +582,7 @@ impl<S: Store, R: Runtime> Server<S, R> {
     }
 
     async fn manifest<St: Stream>(&self, link: &mut Link<St, R>, id: u32, file: FileRef) -> Result<(), Failure> {
+        let live = matches!(&file, FileRef::Hash(h) if self.catalog.live(h).is_some());
         let entry = match file {
             FileRef::Name(raw) => {
                 let name = FileName::new(&raw).map_err(|e| {
@@ -603,6 +610,30 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 },
             },
         };
+        // A crowd asking at once for the manifest of a file held whole is
+        // pointed to the peers that got it already (see [`crowd`]).
+        if !live && entry.info.size >= crate::download::SWARM_FROM {
+            let hash = entry.info.hash;
+            let until = self.rt.now() + crowd::WAIT;
+            loop {
+                let joins = self.shared.swarms.listen_joins();
+                let now = self.rt.now();
+                let may_point = link.caps & CAP_ELSEWHERE != 0 && !link.pointed && now < until;
+                let holders = if may_point { self.shared.swarms.holders(&hash) } else { Vec::new() };
+                match self.shared.crowd.decide(hash, may_point, &holders, now) {
+                    crowd::Decision::Send => break,
+                    crowd::Decision::Elsewhere(peers) => {
+                        link.pointed = true;
+                        link.conn.send(&Message::Elsewhere { id, info: entry.info.clone(), peers }).await?;
+                        return Ok(());
+                    }
+                    crowd::Decision::Wait => {
+                        let later = self.rt.sleep(crowd::RECHECK.min(until.saturating_since(now)));
+                        link.working(id, futures_lite::future::or(joins, later)).await?;
+                    }
+                }
+            }
+        }
         let conn = &mut link.conn;
         let m = &entry.manifest;
         let mut first = 0u64;

@@ -34,6 +34,8 @@ pub(super) const TOLD_AT_MOST: usize = 200;
 #[derive(Debug, Default)]
 pub(super) struct Swarms {
     inner: Mutex<HashMap<Hash, Members>>,
+    /// Fires when a member that serves a content joins, whichever content.
+    joined_any: Event,
 }
 
 #[derive(Debug, Default)]
@@ -67,8 +69,21 @@ impl Swarms {
             members.peers.insert(conn, addr);
             members.joined += 1;
             members.changed.notify(usize::MAX);
+            self.joined_any.notify(usize::MAX);
         }
         members.changed.clone()
+    }
+
+    /// Fires when a member that serves a content joins (taken before
+    /// looking at [`Swarms::holders`], so that no join is missed).
+    pub(super) fn listen_joins(&self) -> EventListener {
+        self.joined_any.listen()
+    }
+
+    /// Where the members of `hash` that serve it do (each has its
+    /// manifest: a peer subscribes once it has it).
+    pub(super) fn holders(&self, hash: &Hash) -> Vec<String> {
+        self.lock().get(hash).map_or_else(Vec::new, |m| m.peers.values().cloned().collect())
     }
 
     /// A subscription of connection `conn` to `hash` ends; unless

@@ -159,6 +159,8 @@ fn file_message() -> impl Strategy<Value = Message> {
         (any::<u32>(), any::<bool>()).prop_map(|(id, interested)| Message::Interest { id, interested }),
         (any::<u32>(), prop::collection::vec(any::<u32>(), 0..10)).prop_map(|(id, blocks)| Message::Got { id, blocks }),
         any::<u32>().prop_map(|id| Message::Showing { id }),
+        (any::<u32>(), info(), prop::collection::vec(".{0,21}", 0..3))
+            .prop_map(|(id, info, peers)| Message::Elsewhere { id, info, peers }),
     ]
 }
 
@@ -401,6 +403,7 @@ fn wire_snapshots() {
         ),
         ("Have", Message::Have { id: 15, blocks: vec![1, 3, 4096], peers: vec![] }),
         ("Fetching", Message::Fetching { id: 16, info: info.clone() }),
+        ("Elsewhere", Message::Elsewhere { id: 17, info: info.clone(), peers: vec!["198.18.0.2:5000".into()] }),
         (
             "Report",
             Message::Report {
