@@ -8,7 +8,7 @@
 //! [`MAX_EXCHANGE`] per message and [`TOLD_AT_MOST`] in all). A content is
 //! whole (in the catalog) or [live](crate::live) (being downloaded here).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
@@ -239,13 +239,13 @@ impl Swarms {
     /// `told`: those told of least so far first, so that every member is
     /// known to about as many as the others (a member nobody is told of
     /// uploads to nobody).
-    fn others(&self, hash: &Hash, conn: ConnId, told: &[String], limit: usize) -> Vec<String> {
+    fn others(&self, hash: &Hash, conn: ConnId, told: &HashSet<String>, limit: usize) -> Vec<String> {
         let mut all = self.lock();
         let Some(m) = all.get_mut(hash) else { return Vec::new() };
         let mut candidates: Vec<(u32, ConnId, &String)> = m
             .peers
             .iter()
-            .filter(|(c, a)| **c != conn && !told.contains(a))
+            .filter(|(c, a)| **c != conn && !told.contains(*a))
             .map(|(&c, a)| (m.told_of.get(&c).copied().unwrap_or(0), c, a))
             .collect();
         candidates.sort_unstable();
@@ -281,7 +281,7 @@ struct Sub<W> {
     cursor: usize,
     members: Arc<Event>,
     /// The peers it was told of.
-    told: Vec<String>,
+    told: HashSet<String>,
     /// It is shown a whole file piece by piece ([`Seeding`]).
     seeding: bool,
     /// For a whole file: its blocks and block size.
@@ -336,7 +336,7 @@ impl<W> Subscriptions<W> {
         self.now = now;
         self.cancel(id, now);
         let members = self.swarms.join(hash, self.conn, addr.clone());
-        let told = self.swarms.others(&hash, self.conn, &[], MAX_EXCHANGE);
+        let told = self.swarms.others(&hash, self.conn, &HashSet::new(), MAX_EXCHANGE);
         let mut seeding = false;
         let mut whole = None;
         let (complete, bits, cursor, live) = match held {
@@ -360,6 +360,7 @@ impl<W> Subscriptions<W> {
             }
         };
         let first = Message::Holding { id, complete, bits, peers: told.clone() };
+        let told: HashSet<String> = told.into_iter().collect();
         let turns = chokes && live.is_some();
         if turns {
             self.swarms.take_turns(&hash, self.conn);
