@@ -37,6 +37,13 @@ pub(super) struct Choker {
     members: BTreeMap<ConnId, Member>,
     /// How many times someone was choked or unchoked.
     changes: u64,
+    /// When a turn ends next while someone waits for a slot ([`deadline`]),
+    /// as of the last decision: every change that could move it decides
+    /// again, so a tick before then has nothing to do (it is asked at
+    /// every subscriber's news, and a decision looks at every member).
+    ///
+    /// [`deadline`]: Choker::deadline
+    wake: Option<Time>,
 }
 
 #[derive(Debug, Default)]
@@ -80,15 +87,14 @@ impl Choker {
 
     /// Ends the turns that are over.
     pub(super) fn tick(&mut self, now: Time) {
-        self.decide(now);
+        if self.wake.is_some_and(|w| now >= w) {
+            self.decide(now);
+        }
     }
 
     /// When a turn ends next, if anyone waits for a slot.
     pub(super) fn deadline(&self) -> Option<Time> {
-        if !self.members.values().any(|m| m.interested && m.since.is_none()) {
-            return None;
-        }
-        self.members.values().filter_map(|m| m.since).map(|s| s + TURN).min()
+        self.wake
     }
 
     /// How many times someone was choked or unchoked so far.
@@ -109,7 +115,18 @@ impl Choker {
 
     /// Frees the slots of those no longer interested or whose turn is
     /// over (while others wait), then fills the free slots in turn.
+    /// (And notes when to look again.)
     fn decide(&mut self, now: Time) {
+        self.fill(now);
+        self.wake = if self.members.values().any(|m| m.interested && m.since.is_none()) {
+            self.members.values().filter_map(|m| m.since).map(|s| s + TURN).min()
+        } else {
+            None
+        };
+    }
+
+    /// The decision itself.
+    fn fill(&mut self, now: Time) {
         for m in self.members.values_mut() {
             if !m.interested && m.since.is_some() {
                 m.since = None;
