@@ -161,6 +161,10 @@ struct Peer {
     dry: Option<u64>,
     /// It serves others now, not this download ([`Schedule::choke`]).
     choked: bool,
+    /// Whether it has something missing, and as of which count of changes
+    /// to the missing ranges; forgotten when its blocks change (a crowd's
+    /// download asks after every batch of news, for every source).
+    wants: std::cell::Cell<Option<(u64, bool)>>,
 }
 
 /// Hands out the ranges of a file to sources.
@@ -175,6 +179,8 @@ pub struct Schedule {
     /// after it changed (`None`): every source's wants are looked at often,
     /// and going through `missing` for each costs a crowd dearly.
     missing_blocks: std::cell::RefCell<Option<Bitfield>>,
+    /// Counts the changes to `missing`.
+    missing_gen: u64,
     flights: BTreeMap<u64, Flight>,
     next_flight: u64,
     peers: Vec<Peer>,
@@ -220,6 +226,7 @@ impl Schedule {
             size,
             missing,
             missing_blocks: std::cell::RefCell::new(None),
+            missing_gen: 0,
             flights: BTreeMap::new(),
             next_flight: 0,
             peers: Vec::new(),
@@ -249,6 +256,7 @@ impl Schedule {
             self.swarm = true;
         }
         self.peers[peer].holds = blocks;
+        self.peers[peer].wants.set(None);
         self.peers[peer].dry = None;
         self.count(peer);
         let gone: Vec<u64> = self.peers[peer]
@@ -273,7 +281,11 @@ impl Schedule {
         let missing = self.missing.range(..=start).next_back().is_some_and(|(_, &end)| end > start);
         let Some(p) = self.peers.get_mut(peer) else { return };
         let Some(holds) = p.holds.as_mut() else { return };
-        if holds.set(block) && p.active {
+        let new = holds.set(block);
+        if new {
+            p.wants.set(None);
+        }
+        if new && p.active {
             if missing {
                 p.dry = None;
             }
@@ -315,6 +327,11 @@ impl Schedule {
         match &p.holds {
             None => !self.missing.is_empty(),
             Some(h) => {
+                if let Some((generation, wants)) = p.wants.get()
+                    && generation == self.missing_gen
+                {
+                    return wants;
+                }
                 let mut cached = self.missing_blocks.borrow_mut();
                 let missing = cached.get_or_insert_with(|| {
                     let mut m = Bitfield::new(self.size.div_ceil(self.block));
@@ -325,7 +342,9 @@ impl Schedule {
                     }
                     m
                 });
-                h.intersects(missing)
+                let wants = h.intersects(missing);
+                p.wants.set(Some((self.missing_gen, wants)));
+                wants
             }
         }
     }
@@ -476,6 +495,7 @@ impl Schedule {
         for b in blocks {
             holds.unset(b);
         }
+        self.peers[peer].wants.set(None);
         self.swarm = true;
         self.count(peer);
     }
@@ -670,6 +690,7 @@ impl Schedule {
             self.missing.insert(to, end);
         }
         self.missing_blocks.get_mut().take();
+        self.missing_gen += 1;
         Some(from..to)
     }
 
@@ -687,6 +708,7 @@ impl Schedule {
             self.missing.insert(cut, end);
         }
         self.missing_blocks.get_mut().take();
+        self.missing_gen += 1;
         Some(start..cut)
     }
 
@@ -790,6 +812,7 @@ impl Schedule {
         debug_assert!(end <= self.size);
         self.missing.insert(start, end);
         self.missing_blocks.get_mut().take();
+        self.missing_gen += 1;
         self.put_backs += 1;
     }
 }

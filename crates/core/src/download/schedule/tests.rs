@@ -405,6 +405,30 @@ fn a_partial_source_is_asked_only_for_blocks_it_has() {
 }
 
 #[test]
+fn whether_a_partial_source_is_wanted_follows_its_blocks_and_what_is_missing() {
+    let block = 16 * KIB;
+    let config = ScheduleConfig { request: Some(block), ..ScheduleConfig::default() };
+    let mut s = Schedule::new(8 * block, block as u32, config, &[]);
+    let _ = s.holding(0, Some(bits(8, [2])));
+    assert!(s.wants_from(0));
+    s.join(0);
+    assert_eq!(fetches(&s.poll(t(0.0), None)), vec![(0, 2 * block..3 * block)]);
+    // Its one block is asked for: nothing more is wanted from it, however
+    // often it is asked (the answer is kept until something changes).
+    assert!(!s.wants_from(0));
+    assert!(!s.wants_from(0));
+    // It gets a block still missing: wanted again.
+    s.has(0, 5);
+    assert!(s.wants_from(0));
+    // It says it holds only the block being fetched: nothing wanted.
+    let _ = s.holding(0, Some(bits(8, [2])));
+    assert!(!s.wants_from(0));
+    // That request fails: the block is missing again, and wanted.
+    s.failed(0, &(2 * block..3 * block), t(0.1));
+    assert!(s.wants_from(0));
+}
+
+#[test]
 fn the_rarest_blocks_come_first_and_equals_are_drawn_at_random() {
     let block = 16 * KIB;
     let n = 64;
