@@ -689,9 +689,14 @@ impl Schedule {
         if to < end {
             self.missing.insert(to, end);
         }
+        self.missing_changed();
+        Some(from..to)
+    }
+
+    /// The missing ranges changed: what was worked out from them is stale.
+    fn missing_changed(&mut self) {
         self.missing_blocks.get_mut().take();
         self.missing_gen += 1;
-        Some(from..to)
     }
 
     /// Takes up to `want` bytes off the front of the first missing range.
@@ -707,8 +712,7 @@ impl Schedule {
         if cut < end {
             self.missing.insert(cut, end);
         }
-        self.missing_blocks.get_mut().take();
-        self.missing_gen += 1;
+        self.missing_changed();
         Some(start..cut)
     }
 
@@ -811,8 +815,7 @@ impl Schedule {
         }
         debug_assert!(end <= self.size);
         self.missing.insert(start, end);
-        self.missing_blocks.get_mut().take();
-        self.missing_gen += 1;
+        self.missing_changed();
         self.put_backs += 1;
     }
 }
