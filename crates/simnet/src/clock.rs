@@ -5,7 +5,8 @@
 //! wakes what waits there. Timers are ordered by (deadline, sequence
 //! number), so wake-ups happen in the same order on every run.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -41,7 +42,28 @@ struct Ready {
 struct ClockState {
     now: Time,
     next_seq: u64,
-    timers: BTreeMap<(Time, u64), Waker>,
+    /// Every timer set, earliest first, cancelled ones too: a cancel only
+    /// forgets the waker (most timers are cancelled, and a heap cannot
+    /// remove from the middle).
+    order: BinaryHeap<Reverse<(Time, u64)>>,
+    /// The timers not cancelled, by sequence number.
+    live: HashMap<u64, Waker>,
+}
+
+impl ClockState {
+    /// Drops cancelled timers from the front of the heap, and rebuilds it
+    /// when most of it is cancelled ones.
+    fn tidy(&mut self) {
+        while let Some(Reverse((_, seq))) = self.order.peek()
+            && !self.live.contains_key(seq)
+        {
+            self.order.pop();
+        }
+        if self.order.len() > 1024 && self.order.len() > 4 * self.live.len() {
+            let live = &self.live;
+            self.order.retain(|Reverse((_, seq))| live.contains_key(seq));
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,18 +83,24 @@ impl Clock {
         let mut s = lock(&self.state);
         let key = (at, s.next_seq);
         s.next_seq += 1;
-        s.timers.insert(key, waker);
+        s.order.push(Reverse(key));
+        s.live.insert(key.1, waker);
         key
     }
 
     /// Forgets a timer.
     pub fn cancel(&self, key: (Time, u64)) {
-        lock(&self.state).timers.remove(&key);
+        let mut s = lock(&self.state);
+        if s.live.remove(&key.1).is_some() {
+            s.tidy();
+        }
     }
 
     /// The earliest pending deadline.
     pub fn next_deadline(&self) -> Option<Time> {
-        lock(&self.state).timers.keys().next().map(|k| k.0)
+        let mut s = lock(&self.state);
+        s.tidy();
+        s.order.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Moves the clock to `to` (never backwards) and wakes every timer due
@@ -82,8 +110,17 @@ impl Clock {
             let mut s = lock(&self.state);
             s.now = s.now.max(to);
             let now = s.now;
-            let later = s.timers.split_off(&(now + Duration::from_nanos(1), 0));
-            std::mem::replace(&mut s.timers, later).into_values().collect()
+            let mut due = Vec::new();
+            while let Some(&Reverse((at, seq))) = s.order.peek()
+                && at <= now
+            {
+                s.order.pop();
+                if let Some(w) = s.live.remove(&seq) {
+                    due.push(w);
+                }
+            }
+            s.tidy();
+            due
         };
         let n = due.len();
         for w in due {
@@ -432,6 +469,34 @@ mod tests {
                 w.wake_by_ref();
             }
         }
+    }
+
+    #[test]
+    fn a_cancelled_timer_neither_wakes_nor_sets_the_next_deadline() {
+        struct Count(Arc<Mutex<u32>>);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                *lock(&self.0) += 1;
+            }
+        }
+        let clock = Clock::default();
+        let woken = Arc::new(Mutex::new(0));
+        let waker = || Waker::from(Arc::new(Count(woken.clone())));
+        let at = |ms: u64| Time::ZERO + Duration::from_millis(ms);
+        // Many more cancelled than kept, so the heap is also rebuilt.
+        let keys: Vec<_> = (0..5000).map(|i| clock.wake_at(at(1 + i % 100), waker())).collect();
+        let kept = clock.wake_at(at(50), waker());
+        for k in keys {
+            clock.cancel(k);
+        }
+        assert_eq!(clock.next_deadline(), Some(at(50)));
+        assert_eq!(clock.advance_to(at(49)), 0);
+        assert_eq!(clock.advance_to(at(100)), 1);
+        assert_eq!(*lock(&woken), 1);
+        assert_eq!(clock.next_deadline(), None);
+        // Cancelling one that already fired changes nothing.
+        clock.cancel(kept);
+        assert_eq!(clock.next_deadline(), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use p2p_core::manifest::{Manifest, block_size_for, manifest_of};
@@ -23,10 +24,27 @@ use crate::clock::SimRuntime;
 use crate::pages::{Content, PagePool};
 use crate::units::Rate;
 
+/// Counts the changes to the whole files of every store that shares it,
+/// so that a run's checks look at the stores again only when one moved.
+#[derive(Debug, Clone, Default)]
+pub struct Changes(Arc<AtomicU64>);
+
+impl Changes {
+    fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Changes so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// An in-memory store. Clones share the same files.
 #[derive(Debug, Clone)]
 pub struct MemStore {
     inner: Arc<Mutex<Inner>>,
+    changes: Changes,
     label: String,
     faults: Arc<Mutex<Faults>>,
     rt: SimRuntime,
@@ -91,9 +109,10 @@ impl MemStore {
     }
 
     /// An empty store named `label` (for messages), timed by `rt`, with
-    /// its content in `pool`'s pages.
-    pub fn new(label: &str, rt: SimRuntime, pool: PagePool) -> Self {
-        MemStore { inner: Arc::default(), label: label.to_string(), faults: Arc::default(), rt, pool }
+    /// its content in `pool`'s pages; every change of its whole files
+    /// counts in `changes`.
+    pub fn new(label: &str, rt: SimRuntime, pool: PagePool, changes: Changes) -> Self {
+        MemStore { inner: Arc::default(), changes, label: label.to_string(), faults: Arc::default(), rt, pool }
     }
 
     /// The same files, seen through another runtime (after a restart).
@@ -125,6 +144,7 @@ impl MemStore {
         let content = Content::new(data, &self.pool);
         let mut inner = lock(&self.inner);
         inner.next_version += 1;
+        self.changes.bump();
         let v = inner.next_version;
         inner.files.insert(name.clone(), content);
         inner.versions.insert(name.clone(), v);
@@ -134,6 +154,7 @@ impl MemStore {
     pub fn remove(&self, name: &FileName) -> bool {
         let mut inner = lock(&self.inner);
         inner.next_version += 1;
+        self.changes.bump();
         inner.versions.remove(name);
         inner.files.remove(name).is_some()
     }
@@ -291,6 +312,7 @@ impl PartialFile for MemPartial {
             inner.resumable.remove(key);
         }
         inner.next_version += 1;
+        self.store.changes.bump();
         let v = inner.next_version;
         inner.files.insert(self.name.clone(), data);
         inner.versions.insert(self.name.clone(), v);

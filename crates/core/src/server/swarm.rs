@@ -8,7 +8,7 @@
 //! [`MAX_EXCHANGE`] per message and [`TOLD_AT_MOST`] in all). A content is
 //! whole (in the catalog) or [live](crate::live) (being downloaded here).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::ops::Range;
 use std::pin::Pin;
@@ -42,8 +42,10 @@ pub(super) struct Swarms {
 struct Members {
     /// Each subscribing connection that serves the content, and where.
     peers: BTreeMap<ConnId, String>,
-    /// How many subscribers each was told of.
+    /// How many subscribers each was told of, and who: the least told of
+    /// first.
     told_of: HashMap<ConnId, u32>,
+    by_told: BTreeSet<(u32, ConnId)>,
     /// How many serving members joined so far (a subscription looks for
     /// peers to be told of only when this moved).
     joined: u64,
@@ -66,7 +68,10 @@ impl Swarms {
         let members = all.entry(hash).or_default();
         members.subscribers += 1;
         if let Some(addr) = addr {
-            members.peers.insert(conn, addr);
+            if members.peers.insert(conn, addr).is_none() {
+                let told = *members.told_of.entry(conn).or_default();
+                members.by_told.insert((told, conn));
+            }
             members.joined += 1;
             members.changed.notify(usize::MAX);
             self.joined_any.notify(usize::MAX);
@@ -92,7 +97,9 @@ impl Swarms {
         let mut all = self.lock();
         if let Some(m) = all.get_mut(hash) {
             if !another && m.peers.remove(&conn).is_some() {
-                m.told_of.remove(&conn);
+                if let Some(told) = m.told_of.remove(&conn) {
+                    m.by_told.remove(&(told, conn));
+                }
                 m.changed.notify(usize::MAX);
             }
             m.subscribers = m.subscribers.saturating_sub(1);
@@ -242,19 +249,24 @@ impl Swarms {
     fn others(&self, hash: &Hash, conn: ConnId, told: &HashSet<String>, limit: usize) -> Vec<String> {
         let mut all = self.lock();
         let Some(m) = all.get_mut(hash) else { return Vec::new() };
-        let mut candidates: Vec<(u32, ConnId, &String)> = m
-            .peers
-            .iter()
-            .filter(|(c, a)| **c != conn && !told.contains(*a))
-            .map(|(&c, a)| (m.told_of.get(&c).copied().unwrap_or(0), c, a))
-            .collect();
-        candidates.sort_unstable();
-        candidates.truncate(limit);
-        let chosen: Vec<(ConnId, String)> = candidates.into_iter().map(|(_, c, a)| (c, a.clone())).collect();
-        for (c, _) in &chosen {
-            *m.told_of.entry(*c).or_default() += 1;
+        // In order of (times told of, connection): at most the ones it was
+        // told of and itself are passed over, however large the crowd.
+        let mut chosen: Vec<(u32, ConnId, String)> = Vec::new();
+        for &(times, c) in &m.by_told {
+            if chosen.len() >= limit {
+                break;
+            }
+            let Some(addr) = m.peers.get(&c) else { continue };
+            if c != conn && !told.contains(addr) {
+                chosen.push((times, c, addr.clone()));
+            }
         }
-        chosen.into_iter().map(|(_, a)| a).collect()
+        for (times, c, _) in &chosen {
+            m.by_told.remove(&(*times, *c));
+            m.by_told.insert((times + 1, *c));
+            m.told_of.insert(*c, times + 1);
+        }
+        chosen.into_iter().map(|(_, _, a)| a).collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Hash, Members>> {
@@ -649,5 +661,28 @@ mod tests {
         drop(b);
         drop(a);
         assert!(swarms.lock().is_empty());
+    }
+
+    #[test]
+    fn peer_exchange_names_the_members_told_of_least_first_and_never_the_asker() {
+        let swarms = Swarms::default();
+        let hash = crate::hash::Hash::of(b"file");
+        let addr = |c: ConnId| format!("198.18.0.{c}:5000");
+        for c in 1..=5 {
+            drop(swarms.join(hash, c, Some(addr(c))));
+        }
+        // Someone who serves nothing is nobody to tell of.
+        drop(swarms.join(hash, 6, None));
+        let none = HashSet::new();
+        assert_eq!(swarms.others(&hash, 1, &none, 2), [addr(2), addr(3)]);
+        assert_eq!(swarms.others(&hash, 1, &none, 2), [addr(4), addr(5)], "2 and 3 were told of once");
+        let told: HashSet<String> = [addr(4)].into();
+        assert_eq!(swarms.others(&hash, 2, &told, 3), [addr(1), addr(3), addr(5)]);
+        // One that leaves is told of no more; one that comes back starts
+        // again from nothing.
+        swarms.leave(&hash, 1, false, Time::ZERO);
+        assert!(!swarms.others(&hash, 2, &none, 10).contains(&addr(1)));
+        drop(swarms.join(hash, 1, Some(addr(1))));
+        assert_eq!(swarms.others(&hash, 2, &none, 1), [addr(1)]);
     }
 }

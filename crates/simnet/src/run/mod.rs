@@ -1,7 +1,9 @@
 //! Plays a scenario: builds the peers, runs their engines on the virtual
 //! clock, applies the timeline, decides the expectations.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -22,7 +24,7 @@ use crate::net::{Network, PORT};
 use crate::pages::{Content, PagePool};
 use crate::report::{ExpectReport, Part, Report, StepReport, Totals};
 use crate::scenario::{Action, Check, ErrorKind, Expect, Outcome, Scenario, Wire};
-use crate::store::{Faults, MemStore};
+use crate::store::{Changes, Faults, MemStore};
 use crate::units::secs;
 
 mod checks;
@@ -228,6 +230,14 @@ struct Sim<'a, T> {
     /// The hash of each distinct content checked so far: a crowd holding
     /// one file shares its pages, and is hashed once.
     known: Vec<(Content, String)>,
+    /// The peers each name pattern stands for (the peers of a run are
+    /// fixed once it starts).
+    groups: RefCell<BTreeMap<String, Rc<[usize]>>>,
+    /// Every change to any store's whole files.
+    changes: Changes,
+    /// For each expectation whose check looks only at the stores: the
+    /// store changes when it was last decided, and what it was.
+    decided: Vec<Option<(u64, Result<(), String>)>>,
 }
 
 /// Plays `scenario`.
@@ -277,6 +287,9 @@ fn play<T: Transport>(
         events: Vec::new(),
         hashes: BTreeMap::new(),
         known: Vec::new(),
+        groups: RefCell::default(),
+        changes: Changes::default(),
+        decided: vec![None; scenario.expect.len()],
     };
     let pages = PagePool::default();
     let mut transports = transports.into_iter();
@@ -291,7 +304,7 @@ fn play<T: Transport>(
             let i = net.add_peer(link);
             let host = Host::up(&clock, i);
             let rt = SimRuntime::new(clock.clone(), &host, mix(seed, i));
-            let store = MemStore::new(&name, rt.clone(), pages.clone());
+            let store = MemStore::new(&name, rt.clone(), pages.clone(), sim.changes.clone());
             store.set_faults(Faults { corrupt: group.corrupt, corrupt_one_in: group.corrupt_one_in, disk: group.disk });
             for f in &group.files {
                 let own = format!("{name}-{}", f.name);
@@ -370,11 +383,16 @@ impl<T: Transport> Sim<'_, T> {
 
     /// The peers a name stands for: one, or all whose names start with a
     /// prefix ending in `*`.
-    fn matching(&self, pattern: &str) -> Vec<usize> {
-        match pattern.strip_suffix('*') {
-            Some(prefix) => (0..self.peers.len()).filter(|&i| self.peers[i].name.starts_with(prefix)).collect(),
-            None => vec![self.peer(pattern)],
+    fn matching(&self, pattern: &str) -> Rc<[usize]> {
+        if let Some(group) = self.groups.borrow().get(pattern) {
+            return group.clone();
         }
+        let group: Rc<[usize]> = match pattern.strip_suffix('*') {
+            Some(prefix) => (0..self.peers.len()).filter(|&i| self.peers[i].name.starts_with(prefix)).collect(),
+            None => Rc::from([self.peer(pattern)]),
+        };
+        self.groups.borrow_mut().insert(pattern.to_string(), group.clone());
+        group
     }
 
     /// Runs until everything is decided; returns why the run failed.
@@ -576,7 +594,7 @@ impl<T: Transport> Sim<'_, T> {
         };
         let mut slots = Vec::new();
         let mut tasks = Vec::new();
-        for p in self.matching(by) {
+        for &p in self.matching(by).iter() {
             let slot = Arc::new(Mutex::new(None));
             if let Some(task) = self.spawn_command(p, action, slot.clone()) {
                 tasks.push(task);
