@@ -620,7 +620,8 @@ impl<S: Store, R: Runtime> Server<S, R> {
                 let now = self.rt.now();
                 let may_point = link.caps & CAP_ELSEWHERE != 0 && !link.pointed && now < until;
                 let holders = if may_point { self.shared.swarms.holders(&hash) } else { Vec::new() };
-                match self.shared.crowd.decide(hash, may_point, &holders, now) {
+                let manifest_bytes = entry.manifest.block_count().saturating_mul(32);
+                match self.shared.crowd.decide(hash, manifest_bytes, may_point, &holders, now) {
                     crowd::Decision::Send => break,
                     crowd::Decision::Elsewhere(peers) => {
                         link.pointed = true;
