@@ -9,7 +9,8 @@
 //! * the uplink goes to a few pieces at a time, each fetched at a useful
 //!   rate, rather than to every subscriber at a crawl; the subscribers
 //!   take turns, newcomers first, so that a newcomer soon has a piece to
-//!   trade;
+//!   trade, but in at most [`NEWCOMER_SLOTS`] of the slots, so that a
+//!   crowd that keeps arriving does not starve those that came first;
 //! * [`SLOTS`] pieces at most wait to be asked for. A piece asked for
 //!   frees its slot at once: the next in line is shown one while it is
 //!   still being sent, so the uplink always has the next piece asked for
@@ -55,6 +56,12 @@ pub(super) const MAX_OPEN: usize = 2 * SLOTS;
 /// Pieces one subscriber may have open at once: one being fetched, the
 /// next asked for.
 const PER_SUBSCRIBER: usize = 2;
+/// Of the pieces waiting to be asked for, how many may be shown to
+/// newcomers (shown nothing yet): the others go to those waiting longest.
+/// With every slot for newcomers, a crowd that keeps arriving (a thousand
+/// over a few seconds) kept the first ones waiting for a second piece
+/// until the last had a first: they finished last, long after the rest.
+pub(super) const NEWCOMER_SLOTS: usize = 2;
 /// How long a shown piece holds its slot unless asked for: the
 /// subscriber asks at once if it lacks the piece (it may have it from
 /// another peer by now).
@@ -93,6 +100,8 @@ struct Open {
     piece: u64,
     since: Time,
     asked: bool,
+    /// Shown to a newcomer.
+    newcomer: bool,
 }
 
 impl Open {
@@ -250,20 +259,13 @@ impl Seeding {
                 return;
             }
             // The first in turn with no piece waiting to be asked for, room
-            // for one more, and one left to be shown; it goes to the back
-            // of the line.
-            let next = self.turn.iter().enumerate().find_map(|(i, &c)| {
-                let (mut open, mut waits) = (0, false);
-                for o in self.open.iter().filter(|o| o.conn == c) {
-                    open += 1;
-                    waits |= !o.asked;
-                }
-                if waits || open >= PER_SUBSCRIBER {
-                    return None;
-                }
-                self.least_shown(c).map(|p| (i, c, p))
-            });
+            // for one more, and one left to be shown; it goes to the back of
+            // the line. A newcomer only while newcomers hold few slots: the
+            // others get their first blocks from those that came before.
+            let newcomers = self.open.iter().filter(|o| !o.asked && o.newcomer).count();
+            let next = self.next_in_turn(newcomers >= NEWCOMER_SLOTS);
             let Some((i, conn, piece)) = next else { return };
+            let newcomer = self.is_newcomer(conn);
             self.turn.remove(i);
             self.turn.push_back(conn);
             self.shown[piece as usize] += 1;
@@ -272,10 +274,35 @@ impl Seeding {
             if let Some(seen) = self.seen.get_mut(&conn) {
                 seen.set(piece);
             }
-            self.open.push(Open { conn, piece, since: now, asked: false });
+            self.open.push(Open { conn, piece, since: now, asked: false, newcomer });
             let blocks = piece * self.piece_blocks..((piece + 1) * self.piece_blocks).min(self.blocks);
             self.tell.entry(conn).or_default().extend(blocks.map(|b| b as u32));
         }
+    }
+
+    /// The first in turn (skipping newcomers if `no_newcomer`) with no
+    /// piece waiting to be asked for, room for one more, and a piece left
+    /// to be shown: its place in line, and that piece.
+    fn next_in_turn(&self, no_newcomer: bool) -> Option<(usize, ConnId, u64)> {
+        self.turn.iter().enumerate().find_map(|(i, &c)| {
+            if no_newcomer && self.is_newcomer(c) {
+                return None;
+            }
+            let (mut open, mut waits) = (0, false);
+            for o in self.open.iter().filter(|o| o.conn == c) {
+                open += 1;
+                waits |= !o.asked;
+            }
+            if waits || open >= PER_SUBSCRIBER {
+                return None;
+            }
+            self.least_shown(c).map(|p| (i, c, p))
+        })
+    }
+
+    /// Whether `conn` was shown nothing and has no piece whole.
+    fn is_newcomer(&self, conn: ConnId) -> bool {
+        self.seen.get(&conn).is_some_and(|s| s.ones() == 0)
     }
 
     /// The piece shown least that `conn` has not been shown, the first
@@ -319,26 +346,26 @@ mod tests {
             s.join(c, t(0));
         }
         let first: Vec<Vec<u64>> = (1..=n).map(|c| pieces_told(&mut s, c)).collect();
-        let want: Vec<Vec<u64>> = (1..=n).map(|c| if c <= SLOTS as u64 { vec![c - 1] } else { vec![] }).collect();
-        assert_eq!(first, want, "SLOTS at a time, in turn");
-        // 1 fetched its piece: one still waiting (the newest first) is
-        // shown the next piece.
-        let next = SLOTS as u64;
-        s.served(1, 0..4, t(100));
-        assert_eq!(pieces_told(&mut s, n), [next]);
-        assert!(pieces_told(&mut s, 1).is_empty(), "1 waits for its turn");
-        s.served(2, 4..8, t(100));
-        assert_eq!(pieces_told(&mut s, n - 1), [next + 1]);
-        s.served(3, 8..12, t(100));
-        assert_eq!(pieces_told(&mut s, 1), [next + 2], "then the one shown longest ago");
+        let want: Vec<Vec<u64>> =
+            (1..=n).map(|c| if c <= NEWCOMER_SLOTS as u64 { vec![c - 1] } else { vec![] }).collect();
+        assert_eq!(first, want, "newcomers take a few slots at a time, in turn");
+        // 1 and 2 ask for theirs: the newest newcomers are shown the next
+        // pieces, and the slots newcomers may not take go to 1 and 2, who
+        // came first, rather than to the others still waiting for a first.
+        s.asked(1, 0..4, t(10));
+        s.asked(2, 4..8, t(10));
+        let told: Vec<(ConnId, Vec<u64>)> = [n, n - 1, 1, 2].into_iter().map(|c| (c, pieces_told(&mut s, c))).collect();
+        assert_eq!(told, [(n, vec![2]), (n - 1, vec![4]), (1, vec![3]), (2, vec![5])]);
+        assert!((3..n - 1).all(|c| pieces_told(&mut s, c).is_empty()));
+        // n fetched its piece: the newest newcomer left is shown the next.
+        s.served(n, 8..12, t(100));
+        assert_eq!(pieces_told(&mut s, n - 2), [6]);
         // Every piece leaves once before any leaves twice.
         let mut now = 100;
-        let mut shown = next + 3;
-        while shown < pieces {
+        while s.shown.contains(&0) {
             now += 100;
-            let Open { conn: c, piece: p, .. } = s.open[0];
+            let Some(&Open { conn: c, piece: p, .. }) = s.open.first() else { panic!("nothing open") };
             s.served(c, p * 4..p * 4 + 4, t(now));
-            shown += 1;
         }
         assert!(s.shown.iter().all(|&n| n == 1), "{:?}", s.shown);
     }
@@ -379,10 +406,10 @@ mod tests {
             s.join(c, t(0));
         }
         let told = |s: &mut Seeding| (1..=12).filter(|&c| !pieces_told(s, c).is_empty()).count();
-        assert_eq!(told(&mut s), SLOTS, "SLOTS pieces wait to be asked for");
+        assert_eq!(told(&mut s), NEWCOMER_SLOTS, "newcomers take a few slots");
         // Each asks for its piece at once: the uplink keeps the next ones
         // asked for before these are sent, up to MAX_OPEN.
-        for round in 1..=3 {
+        for round in 1..=MAX_OPEN as u64 {
             let waiting: Vec<Open> = s.open.iter().filter(|o| !o.asked).copied().collect();
             for o in waiting {
                 s.asked(o.conn, o.piece..o.piece + 1, t(10 * round));
@@ -390,7 +417,7 @@ mod tests {
         }
         assert_eq!(s.open.len(), MAX_OPEN, "no more than MAX_OPEN at once");
         assert_eq!(s.open.iter().filter(|o| !o.asked).count(), 0);
-        assert_eq!(told(&mut s), MAX_OPEN - SLOTS);
+        assert!(told(&mut s) > 0);
         // One is sent: one more is shown, to a subscriber that had none.
         let o = s.open[0];
         s.served(o.conn, o.piece..o.piece + 1, t(100));
