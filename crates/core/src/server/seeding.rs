@@ -19,7 +19,10 @@
 //!   [`MAX_OPEN`] pieces at most are shown and not fetched yet;
 //! * each piece shown is the one shown least so far: the uplink puts new
 //!   pieces into the swarm, and a second copy of a piece leaves only once
-//!   every piece has left once;
+//!   every piece has left once, and only while fewer than [`REPLICATED`]
+//!   subscribers said they have it (the others pass it on; on mixed
+//!   links, a seed that kept showing every piece again sent 1.6 copies);
+//! * a piece read in parts is fetched once its last block is sent;
 //! * a piece not asked for within [`ASK_WITHIN`] (the subscriber got it
 //!   from another peer) or not fetched within [`SHOWN_FOR`] (it is slow)
 //!   is no longer waited for;
@@ -68,6 +71,13 @@ pub(super) const NEWCOMER_SLOTS: usize = 2;
 pub(super) const ASK_WITHIN: Duration = Duration::from_millis(500);
 /// How long a piece asked for holds its slot at most.
 pub(super) const SHOWN_FOR: Duration = Duration::from_secs(5);
+/// A piece shown already is shown again only while fewer subscribers
+/// than this said they have it whole: the others trade the rest.
+pub(super) const REPLICATED: u32 = 2;
+/// A subscriber that said it got nothing new and was shown nothing for
+/// this long is shown any piece it lacks: what it needs may be held only
+/// by peers that do not pass it on (gone, lying, or full).
+pub(super) const STARVED: Duration = Duration::from_secs(1);
 
 /// The crowd fetching one whole file from this peer.
 #[derive(Debug)]
@@ -86,6 +96,12 @@ pub(super) struct Seeding {
     seen: HashMap<ConnId, Bitfield>,
     /// The blocks each said it has (those that say).
     held: HashMap<ConnId, Bitfield>,
+    /// How many subscribers said they have each piece whole.
+    whole: Vec<u32>,
+    /// When each last said it got something new, or was shown a piece.
+    news: HashMap<ConnId, Time>,
+    /// When to look again for subscribers that starve.
+    retry: Option<Time>,
     /// Pieces shown and not fetched yet.
     open: Vec<Open>,
     /// Blocks to tell each subscriber of.
@@ -123,6 +139,9 @@ impl Seeding {
             turn: VecDeque::new(),
             seen: HashMap::new(),
             held: HashMap::new(),
+            whole: vec![0; pieces as usize],
+            news: HashMap::new(),
+            retry: None,
             open: Vec::new(),
             tell: HashMap::new(),
             shows: 0,
@@ -139,6 +158,7 @@ impl Seeding {
             return;
         }
         self.seen.insert(conn, Bitfield::new(self.pieces()));
+        self.news.insert(conn, now);
         // A newcomer first: it has nothing to trade yet.
         self.turn.push_front(conn);
         self.fill(now);
@@ -147,7 +167,16 @@ impl Seeding {
     /// Subscriber `conn` left.
     pub(super) fn leave(&mut self, conn: ConnId, now: Time) {
         self.seen.remove(&conn);
-        self.held.remove(&conn);
+        self.news.remove(&conn);
+        if let Some(held) = self.held.remove(&conn) {
+            let (n, pb) = (self.blocks, self.piece_blocks);
+            for (p, w) in self.whole.iter_mut().enumerate() {
+                let p = p as u64;
+                if (p * pb..((p + 1) * pb).min(n)).all(|b| held.get(b)) {
+                    *w = w.saturating_sub(1);
+                }
+            }
+        }
         self.tell.remove(&conn);
         self.turn.retain(|&c| c != conn);
         self.open.retain(|o| o.conn != conn);
@@ -185,10 +214,20 @@ impl Seeding {
     /// shown.
     pub(super) fn served(&mut self, conn: ConnId, blocks: Range<u64>, now: Time) {
         let pb = self.piece_blocks;
-        let before = self.open.len();
-        self.open.retain(|o| !(o.conn == conn && overlaps(o.piece, pb, &blocks)));
+        // Fetched once its last block is sent (a piece may be read in
+        // parts); until then it holds its place in what the uplink has
+        // queued.
+        let (before, n) = (self.open.len(), self.blocks);
+        let mut shown = false;
+        self.open.retain(|o| {
+            let here = o.conn == conn && overlaps(o.piece, pb, &blocks);
+            shown |= here;
+            !(here && blocks.end >= ((o.piece + 1) * pb).min(n))
+        });
         if self.open.len() != before {
             self.fill(now);
+        }
+        if shown {
             return;
         }
         let pieces = blocks.start / pb..blocks.end.div_ceil(pb).min(self.pieces());
@@ -212,37 +251,49 @@ impl Seeding {
             let b = u64::from(b);
             if b < n && !held.get(b) {
                 held.set(b);
-                if pieces.last() != Some(&(b / pb)) {
-                    pieces.push(b / pb);
-                }
+                pieces.push(b / pb);
             }
         }
+        if !pieces.is_empty() {
+            self.news.insert(conn, now);
+        }
+        // Blocks may come in any order: each piece once.
+        pieces.sort_unstable();
+        pieces.dedup();
         let mut whole = Vec::new();
         for p in pieces {
             if (p * pb..((p + 1) * pb).min(n)).all(|b| held.get(b)) {
                 seen.set(p);
                 whole.push(p);
+                if let Some(w) = self.whole.get_mut(p as usize) {
+                    *w += 1;
+                }
             }
         }
         let before = self.open.len();
-        self.open.retain(|o| !(o.conn == conn && !o.asked && whole.contains(&o.piece)));
+        self.open.retain(|o| !(o.conn == conn && whole.contains(&o.piece)));
         if self.open.len() != before {
             self.fill(now);
         }
     }
 
     /// Gives up on pieces not asked for, or not fetched, in time.
+    /// Also shows pieces to subscribers that starve.
     pub(super) fn tick(&mut self, now: Time) {
         let before = self.open.len();
         self.open.retain(|o| now < o.until());
-        if self.open.len() != before {
+        let retry = self.retry.is_some_and(|t| t <= now);
+        if retry {
+            self.retry = None;
+        }
+        if self.open.len() != before || retry {
             self.fill(now);
         }
     }
 
     /// When [`tick`](Self::tick) has something to do next.
     pub(super) fn deadline(&self) -> Option<Time> {
-        self.open.iter().map(Open::until).min()
+        self.open.iter().map(Open::until).chain(self.retry).min()
     }
 
     /// The blocks to tell `conn` of now.
@@ -263,8 +314,12 @@ impl Seeding {
             // the line. A newcomer only while newcomers hold few slots: the
             // others get their first blocks from those that came before.
             let newcomers = self.open.iter().filter(|o| !o.asked && o.newcomer).count();
-            let next = self.next_in_turn(newcomers >= NEWCOMER_SLOTS);
-            let Some((i, conn, piece)) = next else { return };
+            let next = self.next_in_turn(newcomers >= NEWCOMER_SLOTS, now);
+            let Some((i, conn, piece)) = next else {
+                // Slots are free: some may starve by then.
+                self.retry.get_or_insert(now + STARVED);
+                return;
+            };
             let newcomer = self.is_newcomer(conn);
             self.turn.remove(i);
             self.turn.push_back(conn);
@@ -274,6 +329,7 @@ impl Seeding {
             if let Some(seen) = self.seen.get_mut(&conn) {
                 seen.set(piece);
             }
+            self.news.insert(conn, now);
             self.open.push(Open { conn, piece, since: now, asked: false, newcomer });
             let blocks = piece * self.piece_blocks..((piece + 1) * self.piece_blocks).min(self.blocks);
             self.tell.entry(conn).or_default().extend(blocks.map(|b| b as u32));
@@ -283,7 +339,7 @@ impl Seeding {
     /// The first in turn (skipping newcomers if `no_newcomer`) with no
     /// piece waiting to be asked for, room for one more, and a piece left
     /// to be shown: its place in line, and that piece.
-    fn next_in_turn(&self, no_newcomer: bool) -> Option<(usize, ConnId, u64)> {
+    fn next_in_turn(&self, no_newcomer: bool, now: Time) -> Option<(usize, ConnId, u64)> {
         self.turn.iter().enumerate().find_map(|(i, &c)| {
             if no_newcomer && self.is_newcomer(c) {
                 return None;
@@ -296,7 +352,7 @@ impl Seeding {
             if waits || open >= PER_SUBSCRIBER {
                 return None;
             }
-            self.least_shown(c).map(|p| (i, c, p))
+            self.least_shown(c, now).map(|p| (i, c, p))
         })
     }
 
@@ -306,13 +362,20 @@ impl Seeding {
     }
 
     /// The piece shown least that `conn` has not been shown, the first
-    /// from the cursor among equals.
-    fn least_shown(&self, conn: ConnId) -> Option<u64> {
+    /// from the cursor among equals; one shown already only while few said
+    /// they have it. To one that starves: any piece it lacks.
+    fn least_shown(&self, conn: ConnId, now: Time) -> Option<u64> {
         let seen = self.seen.get(&conn)?;
-        let n = self.shown.len();
+        let starved = self.news.get(&conn).is_some_and(|&t| now.saturating_since(t) >= STARVED);
+        let (n, pb) = (self.shown.len(), self.piece_blocks);
+        let lacks = |p: u64| match self.held.get(&conn) {
+            Some(held) if starved => !(p * pb..((p + 1) * pb).min(self.blocks)).all(|b| held.get(b)),
+            _ => !seen.get(p),
+        };
         (0..n)
             .map(|i| (self.cursor + i) % n)
-            .filter(|&p| !seen.get(p as u64))
+            .filter(|&p| lacks(p as u64) && (starved || self.shown[p] == 0 || self.whole[p] < REPLICATED))
+            .filter(|&p| !self.open.iter().any(|o| o.conn == conn && o.piece == p as u64))
             .min_by_key(|&p| self.shown[p])
             .map(|p| p as u64)
     }
@@ -430,6 +493,79 @@ mod tests {
     }
 
     #[test]
+    fn a_piece_read_in_parts_holds_its_place_until_its_last_block_is_sent() {
+        let mut s = Seeding::new(16, 4);
+        s.join(1, t(0));
+        assert_eq!(pieces_told(&mut s, 1), [0]);
+        s.asked(1, 0..4, t(10));
+        assert_eq!(pieces_told(&mut s, 1), [1], "the next while piece 0 is sent");
+        s.served(1, 0..2, t(20));
+        assert!(s.open.iter().any(|o| o.piece == 0), "half of it is sent");
+        assert!(pieces_told(&mut s, 1).is_empty());
+        s.served(1, 2..4, t(30));
+        assert!(s.open.iter().all(|o| o.piece != 0));
+        // Nothing counts twice.
+        assert_eq!(s.shown, [1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn a_piece_is_shown_again_only_while_few_subscribers_say_they_have_it() {
+        // 2 pieces of 1 block.
+        let mut s = Seeding::new(2, 1);
+        s.join(1, t(0));
+        s.join(2, t(0));
+        assert_eq!(pieces_told(&mut s, 1), [0]);
+        assert_eq!(pieces_told(&mut s, 2), [1]);
+        // Each has its own; the other's is held by one only, so each is
+        // shown it.
+        s.got(1, &[0], t(10));
+        s.got(2, &[1], t(10));
+        assert_eq!(pieces_told(&mut s, 1), [1]);
+        assert_eq!(pieces_told(&mut s, 2), [0]);
+        s.got(1, &[1], t(20));
+        s.got(2, &[0], t(20));
+        // Every piece is held by two: a newcomer gets them from those.
+        s.join(3, t(30));
+        assert!(pieces_told(&mut s, 3).is_empty());
+        assert!(s.open.is_empty());
+        // One of them leaves: its pieces are shown again.
+        s.leave(1, t(40));
+        assert_eq!(pieces_told(&mut s, 3).len(), 1);
+        assert_eq!(s.whole, [1, 1]);
+    }
+
+    #[test]
+    fn a_subscriber_that_starves_is_shown_what_it_lacks_whoever_says_they_have_it() {
+        // 2 pieces of 1 block. 1 and 2 say they have both (they may lie,
+        // or be gone without a word).
+        let mut s = Seeding::new(2, 1);
+        s.join(1, t(0));
+        s.join(2, t(0));
+        s.got(1, &[0, 1], t(0));
+        s.got(2, &[0, 1], t(0));
+        assert_eq!(s.whole, [2, 2]);
+        s.join(3, t(10));
+        s.got(3, &[], t(10));
+        assert!(pieces_told(&mut s, 3).is_empty());
+        // It hears of nothing new for a while: it is shown a piece.
+        let retry = s.deadline().expect("a time to look again");
+        assert!(retry <= t(10) + STARVED);
+        s.tick(retry);
+        let mut now = retry;
+        while pieces_told(&mut s, 3).is_empty() {
+            now = s.deadline().expect("a time to look again");
+            assert!(now <= t(10) + 2 * STARVED, "{now:?}");
+            s.tick(now);
+        }
+        // Then, once it has it, the other one, when it starves again.
+        let Some(&Open { piece, .. }) = s.open.iter().find(|o| o.conn == 3) else { panic!("nothing open") };
+        s.served(3, piece..piece + 1, now);
+        s.got(3, &[piece as u32], now);
+        s.tick(now + STARVED);
+        assert_eq!(pieces_told(&mut s, 3), [1 - piece]);
+    }
+
+    #[test]
     fn pieces_read_by_others_count_as_shown() {
         let mut s = Seeding::new(12, 4);
         // Connection 9 was told of every block and read piece 0.
@@ -448,8 +584,8 @@ mod tests {
         assert_eq!(pieces_told(&mut s, 2), [1]);
         // 2 got pieces 1 and 2 and most of 3 from other peers before it
         // asked: the slot of piece 1 frees at once, and 2 is shown a piece
-        // it lacks.
-        let got: Vec<u32> = (4..15).collect();
+        // it lacks. (Blocks may come in any order.)
+        let got: Vec<u32> = vec![4, 8, 5, 9, 6, 10, 7, 11, 12, 13, 14];
         s.got(2, &got, t(10));
         assert_eq!(pieces_told(&mut s, 2), [3]);
         // Then the only piece it lacks.
@@ -457,6 +593,7 @@ mod tests {
         assert_eq!(pieces_told(&mut s, 2), [0]);
         // Blocks out of range, or said twice, change nothing.
         s.got(2, &[15, 99], t(30));
+        assert_eq!(s.whole, [0, 1, 1, 1]);
         assert_eq!(s.open.len(), 2);
         assert!(pieces_told(&mut s, 2).is_empty());
         // Nor do those of one not in the crowd.
