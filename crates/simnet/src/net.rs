@@ -7,7 +7,15 @@
 //! free, and arrives after the latency, no sooner than the receiver's
 //! downlink can take it. A pipe holds at most the link's queue size in
 //! flight: a writer waits beyond that, which is the back-pressure TCP
-//! gives. Partitions hold bytes (as lost packets that TCP keeps
+//! gives.
+//!
+//! What is written waits in its connection (as in a socket's buffer)
+//! until the uplink takes it. An uplink queues at most [`UPLINK_QUEUE`] of
+//! sending ahead of itself (the benchmarks' shapers: tc tbf, `latency
+//! 50ms`), and takes from its connections in turn, up to a chunk each, a
+//! connection that was idle first (as Linux's fair queueing does). So
+//! connections share an uplink evenly, and a small message does not wait
+//! behind every other connection's window. Partitions hold bytes (as lost packets that TCP keeps
 //! resending) until healed; a dropped connection is seen by the other side
 //! as the end of the stream, one latency later.
 
@@ -15,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use futures_io::{AsyncRead, AsyncWrite};
@@ -29,6 +37,8 @@ use crate::units::{Rate, Size};
 const CHUNK: usize = 64 * 1024;
 /// The port every simulated peer listens on.
 pub const PORT: u16 = 5000;
+/// The most sending an uplink queues ahead of itself.
+const UPLINK_QUEUE: Duration = Duration::from_millis(50);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -61,6 +71,32 @@ impl Default for LinkSpec {
     }
 }
 
+/// The connections waiting for an uplink, in turn.
+#[derive(Debug, Default)]
+struct Uplink {
+    /// Those that were idle: served first.
+    new: VecDeque<Arc<Mutex<Pipe>>>,
+    /// Those served a turn that have more.
+    old: VecDeque<Arc<Mutex<Pipe>>>,
+    /// The timer that runs the uplink when its queue has room.
+    timer: Option<(Time, u64)>,
+}
+
+/// Runs an uplink when its timer fires.
+struct Pump {
+    net: Weak<Network>,
+    peer: usize,
+}
+
+impl Wake for Pump {
+    fn wake(self: Arc<Self>) {
+        if let Some(net) = self.net.upgrade() {
+            lock(&net.state).uplinks[self.peer].timer = None;
+            net.pump(self.peer);
+        }
+    }
+}
+
 /// The network all peers of one run share.
 #[derive(Debug)]
 pub struct Network {
@@ -73,6 +109,8 @@ pub struct Network {
 struct NetState {
     links: Vec<LinkSpec>,
     up_free: Vec<Time>,
+    /// Each uplink's connections with bytes waiting for it.
+    uplinks: Vec<Uplink>,
     /// When each downlink is busy: start → end, merged where they touch.
     down_busy: Vec<BTreeMap<Time, Time>>,
     sent: Vec<u64>,
@@ -96,6 +134,7 @@ impl Network {
         let mut s = lock(&self.state);
         s.links.push(link);
         s.up_free.push(Time::ZERO);
+        s.uplinks.push(Uplink::default());
         s.down_busy.push(BTreeMap::new());
         s.sent.push(0);
         s.received.push(0);
@@ -142,7 +181,8 @@ impl Network {
                 if (p.from, p.to) != (from, to) {
                     continue;
                 }
-                p.chunks.iter().enumerate().filter(|(_, c)| c.at.is_none()).map(|(i, c)| (i, c.len())).collect()
+                let held = |c: &&Chunk| c.sent && c.at.is_none();
+                p.chunks.iter().enumerate().filter(|(_, c)| held(c)).map(|(i, c)| (i, c.len())).collect()
             };
             let now = self.clock.now();
             let times: Vec<Time> =
@@ -187,6 +227,57 @@ impl Network {
         s.received[to] += len;
         tracing::trace!(target: "simnet::wire", from, to, len, now = now.since_epoch().as_secs_f64(), left = left.since_epoch().as_secs_f64(), "chunk");
         Some(arrive)
+    }
+
+    /// Moves bytes waiting in `peer`'s connections onto its uplink while
+    /// its queue has room, a turn of up to a chunk per connection; sets a
+    /// timer for when it has room again.
+    fn pump(self: &Arc<Self>, peer: usize) {
+        loop {
+            let pipe = {
+                let now = self.clock.now();
+                let mut s = lock(&self.state);
+                let free = s.up_free[peer];
+                if free.saturating_since(now) > UPLINK_QUEUE {
+                    let at = Time::from_epoch(free.since_epoch() - UPLINK_QUEUE);
+                    if s.uplinks[peer].timer.is_none() {
+                        let waker = Waker::from(Arc::new(Pump { net: Arc::downgrade(self), peer }));
+                        s.uplinks[peer].timer = Some(self.clock.wake_at(at, waker));
+                    }
+                    return;
+                }
+                let up = &mut s.uplinks[peer];
+                match up.new.pop_front().or_else(|| up.old.pop_front()) {
+                    Some(p) => p,
+                    None => return,
+                }
+            };
+            let mut p = lock(&pipe);
+            let (from, to) = (p.from, p.to);
+            let mut turn = 0;
+            let mut last = p.last_at;
+            let first = p.chunks.iter().position(|c| !c.sent).unwrap_or(p.chunks.len());
+            for c in p.chunks.iter_mut().skip(first) {
+                if turn > 0 && turn + c.data.len() > CHUNK {
+                    break;
+                }
+                turn += c.data.len().max(1);
+                c.sent = true;
+                // Bytes of one connection arrive in order, jitter or not.
+                c.at = self.schedule(from, to, c.data.len() as u64, false).map(|t| {
+                    last = last.max(t);
+                    last
+                });
+            }
+            p.last_at = last;
+            p.wake_reader();
+            if p.chunks.back().is_some_and(|c| !c.sent) {
+                drop(p);
+                lock(&self.state).uplinks[peer].old.push_back(pipe);
+            } else {
+                p.listed = false;
+            }
+        }
     }
 
     /// The handle peer `me` uses to connect and listen, as `name`.
@@ -253,8 +344,11 @@ fn mix(seed: u64, a: usize, b: usize) -> u64 {
 
 #[derive(Debug)]
 struct Chunk {
-    /// Arrival time; `None` while held by a partition.
+    /// Arrival time; `None` while held by a partition, or waiting for
+    /// the uplink.
     at: Option<Time>,
+    /// The uplink took it.
+    sent: bool,
     data: Vec<u8>,
     read: usize,
     /// The writer closed after this chunk (an empty chunk).
@@ -280,6 +374,8 @@ struct Pipe {
     reader: Option<Waker>,
     writer: Option<Waker>,
     last_at: Time,
+    /// Waiting for the uplink to take its bytes.
+    listed: bool,
 }
 
 impl Pipe {
@@ -318,6 +414,7 @@ impl SimStream {
                 reader: None,
                 writer: None,
                 last_at: Time::ZERO,
+                listed: false,
             }));
             lock(&net.state).pipes.push(Arc::downgrade(&p));
             p
@@ -330,22 +427,20 @@ impl SimStream {
         )
     }
 
+    /// Queues `data` for the uplink.
     fn push(&self, data: Vec<u8>, fin: bool) {
-        let (from, to) = {
-            let p = lock(&self.write);
-            (p.from, p.to)
+        let from = {
+            let mut p = lock(&self.write);
+            p.in_flight += data.len();
+            p.chunks.push_back(Chunk { at: None, sent: false, data, read: 0, fin });
+            let from = p.from;
+            if std::mem::replace(&mut p.listed, true) {
+                return;
+            }
+            from
         };
-        let at = self.net.schedule(from, to, data.len() as u64, false);
-        let mut p = lock(&self.write);
-        let at = at.map(|t| {
-            // Bytes of one connection arrive in order, jitter or not.
-            let t = t.max(p.last_at);
-            p.last_at = t;
-            t
-        });
-        p.in_flight += data.len();
-        p.chunks.push_back(Chunk { at, data, read: 0, fin });
-        p.wake_reader();
+        lock(&self.net.state).uplinks[from].new.push_back(self.write.clone());
+        self.net.pump(from);
     }
 }
 
@@ -542,5 +637,74 @@ impl Incoming for SimIncoming {
 
     async fn establish(self) -> io::Result<Connected<SimStream>> {
         Ok(Connected::anonymous(self.stream))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    use p2p_core::runtime::Runtime;
+
+    use super::*;
+    use crate::clock::{Host, SimRuntime};
+
+    /// Peer 0 writes `bulk` bytes to each of peers 1 and 2 at once, and,
+    /// once they are under way, `small` bytes to peer 3. Returns when the
+    /// last byte reached each of 1, 2 and 3.
+    fn share_an_uplink(bulk: usize, small: usize) -> [Time; 3] {
+        let clock = Arc::new(Clock::default());
+        let net = Network::new(clock.clone(), 7);
+        // 1 MB/s up: a chunk of 64 KiB leaves in 65.5 ms.
+        let up = LinkSpec { up: Rate(1_000_000), latency: Duration::from_millis(5), ..LinkSpec::default() };
+        let down = LinkSpec { latency: Duration::from_millis(5), ..LinkSpec::default() };
+        let peers: Vec<usize> = [up, down, down, down].into_iter().map(|l| net.add_peer(l)).collect();
+        let host = Host::up(&clock, 0);
+        let rt = SimRuntime::new(clock.clone(), &host, 1);
+        let arrived = Arc::new(Mutex::new([Time::ZERO; 3]));
+        for (i, &to) in peers[1..].iter().enumerate() {
+            let (mut tx, mut rx) = SimStream::pair(&net, peers[0], to);
+            let (rt2, arrived) = (rt.clone(), arrived.clone());
+            let len = if i < 2 { bulk } else { small };
+            rt.spawn(async move {
+                if i == 2 {
+                    rt2.sleep(Duration::from_millis(200)).await;
+                }
+                tx.write_all(&vec![7u8; len]).await.expect("writes");
+                tx.close().await.expect("closes");
+            })
+            .detach();
+            let rt2 = rt.clone();
+            rt.spawn(async move {
+                let mut got = Vec::new();
+                rx.read_to_end(&mut got).await.expect("reads");
+                assert_eq!(got.len(), len);
+                lock(&arrived)[i] = rt2.now();
+            })
+            .detach();
+        }
+        for _ in 0..100_000 {
+            while host.tick() {}
+            match clock.next_deadline() {
+                Some(t) => {
+                    clock.advance_to(t);
+                }
+                None => break,
+            }
+        }
+        *lock(&arrived)
+    }
+
+    #[test]
+    fn connections_take_turns_on_an_uplink_and_a_small_message_does_not_wait_behind_them() {
+        let ms = |t: Time| t.since_epoch().as_millis();
+        let [a, b, small] = share_an_uplink(1 << 20, 100);
+        // 2 MiB leave at 1 MB/s in 2.1 s; in turns, both end within two
+        // chunks of each other (the first one written took the first two).
+        let last = ms(a.max(b));
+        assert!((2090..2200).contains(&last), "{last}");
+        assert!(ms(a).abs_diff(ms(b)) <= 2 * 66, "{} and {}", ms(a), ms(b));
+        // The small one, written at 200 ms, waits for at most the uplink's
+        // queue and the chunk in its way, not for 2 MiB.
+        assert!(ms(small) < 200 + 50 + 66 + 10, "{}", ms(small));
     }
 }
