@@ -22,7 +22,8 @@
 //!   every piece has left once, and only while fewer than [`REPLICATED`]
 //!   subscribers said they have it (the others pass it on; on mixed
 //!   links, a seed that kept showing every piece again sent 1.6 copies);
-//! * a piece read in parts is fetched once its last block is sent;
+//! * a piece read in parts, in any order, is fetched once all its blocks
+//!   are sent;
 //! * a piece not asked for within [`ASK_WITHIN`] (the subscriber got it
 //!   from another peer) or not fetched within [`SHOWN_FOR`] (it is slow)
 //!   is no longer waited for;
@@ -118,6 +119,8 @@ struct Open {
     asked: bool,
     /// Shown to a newcomer.
     newcomer: bool,
+    /// Its blocks sent so far.
+    sent: u64,
 }
 
 impl Open {
@@ -214,16 +217,20 @@ impl Seeding {
     /// shown.
     pub(super) fn served(&mut self, conn: ConnId, blocks: Range<u64>, now: Time) {
         let pb = self.piece_blocks;
-        // Fetched once its last block is sent (a piece may be read in
-        // parts); until then it holds its place in what the uplink has
-        // queued.
+        // Fetched once all its blocks are sent (a piece may be read in
+        // parts, in any order); until then it holds its place in what the
+        // uplink has queued.
         let (before, n) = (self.open.len(), self.blocks);
         let mut shown = false;
-        self.open.retain(|o| {
-            let here = o.conn == conn && overlaps(o.piece, pb, &blocks);
-            shown |= here;
-            !(here && blocks.end >= ((o.piece + 1) * pb).min(n))
-        });
+        for o in self.open.iter_mut().filter(|o| o.conn == conn) {
+            let piece = o.piece * pb..((o.piece + 1) * pb).min(n);
+            let both = piece.start.max(blocks.start)..piece.end.min(blocks.end);
+            if both.start < both.end {
+                shown = true;
+                o.sent += both.end - both.start;
+            }
+        }
+        self.open.retain(|o| o.sent < ((o.piece + 1) * pb).min(n) - o.piece * pb);
         if self.open.len() != before {
             self.fill(now);
         }
@@ -330,7 +337,7 @@ impl Seeding {
                 seen.set(piece);
             }
             self.news.insert(conn, now);
-            self.open.push(Open { conn, piece, since: now, asked: false, newcomer });
+            self.open.push(Open { conn, piece, since: now, asked: false, newcomer, sent: 0 });
             let blocks = piece * self.piece_blocks..((piece + 1) * self.piece_blocks).min(self.blocks);
             self.tell.entry(conn).or_default().extend(blocks.map(|b| b as u32));
         }
@@ -493,16 +500,16 @@ mod tests {
     }
 
     #[test]
-    fn a_piece_read_in_parts_holds_its_place_until_its_last_block_is_sent() {
+    fn a_piece_read_in_parts_holds_its_place_until_all_its_blocks_are_sent() {
         let mut s = Seeding::new(16, 4);
         s.join(1, t(0));
         assert_eq!(pieces_told(&mut s, 1), [0]);
         s.asked(1, 0..4, t(10));
         assert_eq!(pieces_told(&mut s, 1), [1], "the next while piece 0 is sent");
-        s.served(1, 0..2, t(20));
+        s.served(1, 2..4, t(20));
         assert!(s.open.iter().any(|o| o.piece == 0), "half of it is sent");
         assert!(pieces_told(&mut s, 1).is_empty());
-        s.served(1, 2..4, t(30));
+        s.served(1, 0..2, t(30));
         assert!(s.open.iter().all(|o| o.piece != 0));
         // Nothing counts twice.
         assert_eq!(s.shown, [1, 1, 0, 0]);
