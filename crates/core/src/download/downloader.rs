@@ -486,8 +486,16 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                         Wake::Found(found) => {
                             tracing::debug!(now = ?rt.now(), me = %config.client.peer_id, found = found.len(), "sources found");
                             let learnt = Learn::pinned(&content, &spawner, &mut heard, &mut cooling);
+                            let before = sources.len();
                             let roster = (&mut sources, &mut entries, &mut swarms, &mut reports);
                             self.learn(learnt, found, MAX_SOURCES, roster, &mut commands, &mut tasks);
+                            // Peers not known before: the index is worth asking
+                            // again soon, if still short of sources.
+                            if sources.len() > before
+                                && let Some(f) = finding.as_mut()
+                            {
+                                f.found_new(rt.now());
+                            }
                             continue;
                         }
                         Wake::Saved(ok) => {

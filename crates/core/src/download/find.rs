@@ -60,6 +60,14 @@ impl<'a> Finding<'a> {
         self.next = self.next.min(now);
     }
 
+    /// The last answer named peers not known before: while still short
+    /// of sources, ask again soon rather than less and less often (in a
+    /// crowd, each answer names another share of it).
+    pub(super) fn found_new(&mut self, now: Time) {
+        self.every = FIRST;
+        self.next = self.next.min(now + FIRST);
+    }
+
     /// When to look again, if a question may be due.
     pub(super) fn wake(&self, running: usize) -> Option<Time> {
         (self.asking.is_none() && running < FEW).then_some(self.next)
@@ -120,5 +128,13 @@ mod tests {
         // A busy source: asked at once.
         f.hurry(t(at + 1));
         assert!(f.poll(t(at + 1), 0));
+        // An answer with peers not known before: soon again.
+        futures_lite::future::block_on(f.answer(|| t(at + 2)));
+        assert_eq!(f.wake(0), Some(t(at + 2 + 30_000)));
+        f.found_new(t(at + 2));
+        assert_eq!(f.wake(0), Some(t(at + 2 + 1000)));
+        assert!(f.poll(t(at + 1002), 0));
+        futures_lite::future::block_on(f.answer(|| t(at + 1002)));
+        assert_eq!(f.wake(0), Some(t(at + 1002 + 2000)), "then doubling again");
     }
 }
