@@ -175,7 +175,7 @@ impl Seeding {
             let (n, pb) = (self.blocks, self.piece_blocks);
             for (p, w) in self.whole.iter_mut().enumerate() {
                 let p = p as u64;
-                if (p * pb..((p + 1) * pb).min(n)).all(|b| held.get(b)) {
+                if piece_range(p, pb, n).all(|b| held.get(b)) {
                     *w = w.saturating_sub(1);
                 }
             }
@@ -223,14 +223,17 @@ impl Seeding {
         let (before, n) = (self.open.len(), self.blocks);
         let mut shown = false;
         for o in self.open.iter_mut().filter(|o| o.conn == conn) {
-            let piece = o.piece * pb..((o.piece + 1) * pb).min(n);
+            let piece = piece_range(o.piece, pb, n);
             let both = piece.start.max(blocks.start)..piece.end.min(blocks.end);
             if both.start < both.end {
                 shown = true;
                 o.sent += both.end - both.start;
             }
         }
-        self.open.retain(|o| o.sent < ((o.piece + 1) * pb).min(n) - o.piece * pb);
+        self.open.retain(|o| {
+            let piece = piece_range(o.piece, pb, n);
+            o.sent < piece.end - piece.start
+        });
         if self.open.len() != before {
             self.fill(now);
         }
@@ -269,7 +272,7 @@ impl Seeding {
         pieces.dedup();
         let mut whole = Vec::new();
         for p in pieces {
-            if (p * pb..((p + 1) * pb).min(n)).all(|b| held.get(b)) {
+            if piece_range(p, pb, n).all(|b| held.get(b)) {
                 seen.set(p);
                 whole.push(p);
                 if let Some(w) = self.whole.get_mut(p as usize) {
@@ -338,7 +341,7 @@ impl Seeding {
             }
             self.news.insert(conn, now);
             self.open.push(Open { conn, piece, since: now, asked: false, newcomer, sent: 0 });
-            let blocks = piece * self.piece_blocks..((piece + 1) * self.piece_blocks).min(self.blocks);
+            let blocks = piece_range(piece, self.piece_blocks, self.blocks);
             self.tell.entry(conn).or_default().extend(blocks.map(|b| b as u32));
         }
     }
@@ -376,7 +379,7 @@ impl Seeding {
         let starved = self.news.get(&conn).is_some_and(|&t| now.saturating_since(t) >= STARVED);
         let (n, pb) = (self.shown.len(), self.piece_blocks);
         let lacks = |p: u64| match self.held.get(&conn) {
-            Some(held) if starved => !(p * pb..((p + 1) * pb).min(self.blocks)).all(|b| held.get(b)),
+            Some(held) if starved => !piece_range(p, pb, self.blocks).all(|b| held.get(b)),
             _ => !seen.get(p),
         };
         (0..n)
@@ -386,6 +389,11 @@ impl Seeding {
             .min_by_key(|&p| self.shown[p])
             .map(|p| p as u64)
     }
+}
+
+/// The blocks of piece `p`, of `pb` blocks, in a file of `n` blocks.
+fn piece_range(p: u64, pb: u64, n: u64) -> Range<u64> {
+    p * pb..((p + 1) * pb).min(n)
 }
 
 /// Whether piece `p` (of `pb` blocks) overlaps `blocks`.
