@@ -15,9 +15,9 @@
 //! 50ms`), and takes from its connections in turn, up to a chunk each, a
 //! connection that was idle first (as Linux's fair queueing does). So
 //! connections share an uplink evenly, and a small message does not wait
-//! behind every other connection's window. Partitions hold bytes (as lost packets that TCP keeps
-//! resending) until healed; a dropped connection is seen by the other side
-//! as the end of the stream, one latency later.
+//! behind every other connection's window. Partitions hold bytes (as lost
+//! packets that TCP keeps resending) until healed; a dropped connection is
+//! seen by the other side as the end of the stream, one latency later.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;

@@ -378,14 +378,18 @@ impl Seeding {
         let seen = self.seen.get(&conn)?;
         let starved = self.news.get(&conn).is_some_and(|&t| now.saturating_since(t) >= STARVED);
         let (n, pb) = (self.shown.len(), self.piece_blocks);
+        // `seen` covers the pieces shown to it (open ones too); one that
+        // starves may be shown again what it was shown and did not get.
         let lacks = |p: u64| match self.held.get(&conn) {
-            Some(held) if starved => !piece_range(p, pb, self.blocks).all(|b| held.get(b)),
+            Some(held) if starved => {
+                !piece_range(p, pb, self.blocks).all(|b| held.get(b))
+                    && !self.open.iter().any(|o| o.conn == conn && o.piece == p)
+            }
             _ => !seen.get(p),
         };
         (0..n)
             .map(|i| (self.cursor + i) % n)
             .filter(|&p| lacks(p as u64) && (starved || self.shown[p] == 0 || self.whole[p] < REPLICATED))
-            .filter(|&p| !self.open.iter().any(|o| o.conn == conn && o.piece == p as u64))
             .min_by_key(|&p| self.shown[p])
             .map(|p| p as u64)
     }
