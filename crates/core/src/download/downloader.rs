@@ -566,6 +566,14 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                     interest[source].get_or_insert(false);
                     schedule.choke(source, choked);
                 }
+                Event::TurnedAway { source, range } => {
+                    tracing::trace!(now = ?rt.now(), me = %config.client.peer_id, from = %sources[source].label, ?range, "turned away");
+                    if interest.len() <= source {
+                        interest.resize(source + 1, None);
+                    }
+                    interest[source].get_or_insert(false);
+                    schedule.turned_away(source, &range);
+                }
                 Event::NotYet { source, range } => {
                     tracing::debug!(source = %sources[source].label, ?range, "not there yet");
                     schedule.not_yet(source, &range);

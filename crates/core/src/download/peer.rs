@@ -84,6 +84,8 @@ pub(super) enum Event {
     Choke { source: usize, choked: bool },
     /// The source does not have this range (yet) but stays.
     NotYet { source: usize, range: Range<u64> },
+    /// The source serves others now and did not serve `range`.
+    TurnedAway { source: usize, range: Range<u64> },
     /// A range is verified and written.
     Done { source: usize, range: Range<u64> },
     /// The source turned down one range (busy) but stays.
@@ -594,7 +596,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
             return Ok(());
         }
         let code = error.code();
-        if code != Some(ErrorCode::Busy) && code != Some(ErrorCode::NotYet) {
+        if !matches!(code, Some(ErrorCode::Busy | ErrorCode::NotYet | ErrorCode::Choked)) {
             return Err(error.into());
         }
         let range = read.job;
@@ -602,6 +604,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
         let source = self.source.index;
         let event = match code {
             Some(ErrorCode::NotYet) => Event::NotYet { source, range },
+            Some(ErrorCode::Choked) => Event::TurnedAway { source, range },
             _ => Event::Refused { source, range, error },
         };
         let _ = self.source.events.send(event).await;

@@ -142,7 +142,8 @@ pub const CAP_SWARM: u32 = 8;
 /// Capability bit (a client's): this side takes turns at partial sources.
 /// A peer serving a content it is still downloading then serves a few
 /// such subscribers at a time: it tells each whether it is served now
-/// ([`Message::Choke`]), and each tells it whether it wants anything it
+/// ([`Message::Choke`]) and turns the reads of the others away
+/// ([`ErrorCode::Choked`]), and each tells it whether it wants anything it
 /// has ([`Message::Interest`]). Subscribers without the bit are served as
 /// they ask.
 pub const CAP_CHOKE: u32 = 16;
@@ -459,9 +460,10 @@ pub enum Message {
     },
     /// For a [`Message::Subscribe`] of a client with [`CAP_CHOKE`] to a
     /// content the peer is still downloading: whether the peer serves the
-    /// subscriber's reads now. A choked subscriber asks others (reads it
-    /// sent before it heard are still answered); it is unchoked in turn
-    /// while it is interested.
+    /// subscriber's reads now. A choked subscriber asks others: a read of
+    /// it that the peer has not started is answered [`ErrorCode::Choked`]
+    /// (one being sent ends). It is unchoked in turn while it is
+    /// interested.
     Choke {
         /// The Subscribe answered.
         id: u32,
@@ -612,6 +614,10 @@ pub enum ErrorCode {
     /// The peer is still downloading the content and does not have these
     /// blocks yet (see [`CAP_SWARM`]): ask again later, or another peer.
     NotYet,
+    /// The peer serves other subscribers of this content now (it said so
+    /// with [`Message::Choke`], or says so with this answer): ask another
+    /// peer, or again once unchoked. Only to a client with [`CAP_CHOKE`].
+    Choked,
 }
 
 impl ErrorCode {
@@ -631,6 +637,7 @@ impl ErrorCode {
             Self::UnsupportedVersion => "unsupported protocol version",
             Self::Internal => "internal error",
             Self::NotYet => "not there yet",
+            Self::Choked => "serving others now",
         }
     }
 }

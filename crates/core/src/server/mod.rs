@@ -513,9 +513,15 @@ impl<S: Store, R: Runtime> Server<S, R> {
         let (id, result) = match msg {
             Message::List { id } => (id, self.list(link, id).await),
             Message::GetManifest { id, file } => (id, self.manifest(link, id, file).await),
+            Message::Read { id, hash, .. } if subs.refuses(&hash, self.rt.now()) => {
+                let message = "serving other subscribers of this content now".to_string();
+                return link.conn.send(&Message::Error { id, code: ErrorCode::Choked, message }).await;
+            }
             Message::Read { id, hash, offset, len } => {
                 subs.asked(&hash, offset..offset.saturating_add(len), self.rt.now());
+                subs.reading(&hash, true, self.rt.now());
                 let result = self.read(link, read::ReadRequest { id, hash, offset, len }).await;
+                subs.reading(&hash, false, self.rt.now());
                 if result.is_ok() {
                     subs.served(&hash, offset..offset.saturating_add(len), self.rt.now());
                 }

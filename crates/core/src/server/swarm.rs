@@ -196,6 +196,26 @@ impl Swarms {
         m.choker.take(conn)
     }
 
+    /// `conn` starts a read of `hash` (`started`) or is done with one.
+    fn read(&self, hash: &Hash, conn: ConnId, started: bool, now: Time) {
+        if let Some(m) = self.lock().get_mut(hash) {
+            m.choker.read(conn, started, now);
+        }
+    }
+
+    /// Whether a read of `hash` by `conn` is refused: it takes turns and
+    /// is not served now.
+    fn refuses(&self, hash: &Hash, conn: ConnId, now: Time) -> bool {
+        let mut all = self.lock();
+        let Some(m) = all.get_mut(hash) else { return false };
+        let before = m.choker.changes();
+        let refused = m.choker.refuses(conn, now);
+        if m.choker.changes() != before {
+            m.changed.notify(usize::MAX);
+        }
+        refused
+    }
+
     /// When the turns at `hash` change by themselves.
     fn turns_deadline(&self, hash: &Hash) -> Option<Time> {
         self.lock().get(hash)?.choker.deadline()
@@ -392,6 +412,27 @@ impl<W> Subscriptions<W> {
         self.now = now;
         if let Some(s) = self.subs.iter().find(|s| s.id == id && s.seeding) {
             self.swarms.got(&s.hash, self.conn, blocks, now);
+        }
+    }
+
+    /// Whether a read of `hash` is refused ([`ErrorCode::Choked`]): the
+    /// subscriber takes turns there and it is not its turn. Served, its
+    /// reads would share this uplink with those whose turn it is, and
+    /// the turns would not hold: at a source the whole crowd asked first,
+    /// a thousand choked subscribers' reads crawled for tens of seconds.
+    ///
+    /// [`ErrorCode::Choked`]: crate::protocol::ErrorCode::Choked
+    pub(super) fn refuses(&mut self, hash: &Hash, now: Time) -> bool {
+        self.now = now;
+        self.subs.iter().any(|s| s.turns && s.hash == *hash) && self.swarms.refuses(hash, self.conn, now)
+    }
+
+    /// A read of `hash` starts (`started`) or ends: a subscriber served in
+    /// turn that reads nothing gives its turn up.
+    pub(super) fn reading(&mut self, hash: &Hash, started: bool, now: Time) {
+        self.now = now;
+        if self.subs.iter().any(|s| s.turns && s.hash == *hash) {
+            self.swarms.read(hash, self.conn, started, now);
         }
     }
 
@@ -608,6 +649,36 @@ mod tests {
         drop(b);
         drop(a);
         assert!(swarms.lock().is_empty(), "members leave with their connections");
+    }
+
+    #[test]
+    fn a_subscriber_out_of_turn_has_its_reads_refused_and_one_without_turns_never() {
+        let swarms = Arc::new(Swarms::default());
+        let data = vec![7u8; 5 * 16 * 1024];
+        let manifest = Arc::new(manifest_of(&data));
+        let hash = manifest.root();
+        let live = Arc::new(Live::new(FileName::new("f").unwrap(), manifest.clone(), (), Bitfield::full(5)));
+        let now = Time::ZERO;
+        // One more subscriber that takes turns than there are slots.
+        let mut turns: Vec<Subscriptions<()>> = (0..=super::super::choke::SLOTS as ConnId)
+            .map(|conn| {
+                let mut s = Subscriptions::new(conn, swarms.clone());
+                let _ = s.subscribe(1, hash, None, Held::Live(live.clone()), CAP_CHOKE, now);
+                s.interest(1, true, now);
+                s
+            })
+            .collect();
+        let refused: Vec<bool> = turns.iter_mut().map(|s| s.refuses(&hash, now)).collect();
+        assert_eq!(refused.iter().filter(|&&r| r).count(), 1, "{refused:?}");
+        assert!(refused.last() == Some(&true), "the last to ask waits: {refused:?}");
+        // It was told so by the refusal; a subscriber without turns, or of
+        // another content, is served as it asks.
+        let waiting = turns.last_mut().expect("subscribers");
+        assert!(!waiting.news(now).iter().any(|n| matches!(n, News::Have(Message::Choke { choked: true, .. }))));
+        let mut plain = Subscriptions::<()>::new(100, swarms.clone());
+        let _ = plain.subscribe(1, hash, None, Held::Live(live.clone()), 0, now);
+        assert!(!plain.refuses(&hash, now));
+        assert!(!waiting.refuses(&Hash([9; 32]), now));
     }
 
     #[test]

@@ -597,3 +597,60 @@ fn a_choked_source_is_asked_nothing_until_it_serves_again() {
     }
     assert!(!s.interested_in(0) && !s.interested_in(1), "nothing left to want");
 }
+
+#[test]
+fn a_range_turned_away_goes_to_another_source_without_a_strike() {
+    let size = 4 * MIB;
+    let blocks = size / (16 * KIB);
+    let mut s = Schedule::new(size, 16 * 1024, ScheduleConfig::default(), &[]);
+    let _ = s.holding(0, Some(Bitfield::full(blocks)));
+    let _ = s.holding(1, Some(Bitfield::full(blocks)));
+    s.join(0);
+    s.join(1);
+    s.choke(1, true);
+    let asked = fetches(&s.poll(t(0.0), None));
+    assert!(!asked.is_empty() && asked.iter().all(|(p, _)| *p == 0), "{asked:?}");
+    // The first serves others now: it turns every request away.
+    s.choke(1, false);
+    for (_, range) in &asked {
+        s.turned_away(0, range);
+    }
+    assert_eq!(s.in_flight(), 0, "every range went back");
+    let again = fetches(&s.poll(t(0.1), None));
+    assert!(!again.is_empty() && again.iter().all(|(p, _)| *p == 1), "asked of the other only: {again:?}");
+    // Still interested in the first (it has what is missing), and asked
+    // again, at once, once it serves this download: no strike, no rest.
+    assert!(s.interested_in(0));
+    s.choke(0, false);
+    let back = fetches(&s.poll(t(0.2), None));
+    assert!(back.iter().any(|(p, _)| *p == 0), "{back:?}");
+}
+
+#[test]
+fn interest_holds_while_what_a_source_has_is_asked_of_another() {
+    // Two blocks left, both with two partial sources; each is asked of
+    // one. The other stays interesting: it may be needed yet (a request
+    // turned away, a source gone), and each change of mind costs a turn.
+    let block = 16 * KIB;
+    let mut s = Schedule::new(2 * block, block as u32, ScheduleConfig::default(), &[]);
+    for peer in 0..3 {
+        let _ = s.holding(peer, Some(Bitfield::full(2)));
+        s.join(peer);
+    }
+    s.choke(2, true);
+    let asked = fetches(&s.poll(t(0.0), None));
+    assert_eq!(asked.iter().map(|(_, r)| r.end - r.start).sum::<u64>(), 2 * block, "{asked:?}");
+    assert!(!s.wants_from(2), "nothing is left to ask for");
+    assert!((0..3).all(|p| s.interested_in(p)), "every source has a block not here yet");
+    // One block arrives: a source with only it is of no more interest.
+    let (peer, range) = asked[0].clone();
+    let _ = s.arrived(peer, &range, t(0.1));
+    let mut only = Bitfield::new(2);
+    only.set(range.start / block);
+    let _ = s.holding(2, Some(only));
+    assert!(!s.interested_in(2));
+    assert!(s.interested_in(1 - peer), "its request is still open");
+    let (other, last) = asked[1].clone();
+    let _ = s.arrived(other, &last, t(0.2));
+    assert!((0..3).all(|p| !s.interested_in(p)), "everything is here");
+}
