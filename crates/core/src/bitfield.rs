@@ -52,6 +52,23 @@ impl Bitfield {
         a.zip(b).any(|(x, y)| word(x) & word(y) != 0) || ra.iter().zip(rb).any(|(x, y)| x & y != 0)
     }
 
+    /// The first block in both sets (of the same file), if any.
+    pub fn first_common(&self, other: &Bitfield) -> Option<u64> {
+        if self.ones == 0 || other.ones == 0 {
+            return None;
+        }
+        let word = |c: &[u8]| {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            u64::from_le_bytes(w)
+        };
+        let found = self.bits.chunks(8).zip(other.bits.chunks(8)).enumerate().find_map(|(i, (x, y))| {
+            let common = word(x) & word(y);
+            (common != 0).then(|| i as u64 * 64 + u64::from(common.trailing_zeros()))
+        });
+        found.filter(|&b| b < self.count)
+    }
+
     /// Adds block `i`; whether it was new.
     pub fn set(&mut self, i: u64) -> bool {
         if i >= self.count || self.get(i) {
@@ -131,7 +148,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn intersects_finds_a_common_block_anywhere() {
+    fn intersects_and_first_common_find_a_common_block_anywhere() {
         for count in [1u64, 7, 8, 63, 64, 65, 200] {
             let mut a = Bitfield::new(count);
             let mut b = Bitfield::new(count);
@@ -140,7 +157,17 @@ mod tests {
                 a.set(i);
                 b.set(i);
                 assert!(a.intersects(&b), "{count} {i}");
+                assert_eq!(a.first_common(&b), Some(i), "{count} {i}");
+                if i + 1 < count {
+                    // A later common block does not hide the first.
+                    a.set(count - 1);
+                    b.set(count - 1);
+                    assert_eq!(a.first_common(&b), Some(i), "{count} {i}");
+                    a.unset(count - 1);
+                    b.unset(count - 1);
+                }
                 b.unset(i);
+                assert_eq!(a.first_common(&b), None, "{count} {i}");
                 assert!(!a.intersects(&b), "{count} {i}");
                 a.unset(i);
             }

@@ -168,6 +168,9 @@ struct Peer {
     /// It has no block that is not here yet, as of its blocks now (blocks
     /// only ever arrive, so this holds until it has more).
     useless: std::cell::Cell<bool>,
+    /// A block it has that is not here yet, as last found: looked at
+    /// first (every source's interest is asked after every event).
+    witness: std::cell::Cell<Option<u64>>,
 }
 
 /// Hands out the ranges of a file to sources.
@@ -343,9 +346,13 @@ impl Schedule {
             None => self.remaining > 0,
             Some(_) if p.useless.get() => false,
             Some(h) => {
-                let useful = h.intersects(&self.unfinished);
-                p.useless.set(!useful);
-                useful
+                if p.witness.get().is_some_and(|b| h.get(b) && self.unfinished.get(b)) {
+                    return true;
+                }
+                let witness = h.first_common(&self.unfinished);
+                p.witness.set(witness);
+                p.useless.set(witness.is_none());
+                witness.is_some()
             }
         }
     }
