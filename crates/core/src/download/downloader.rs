@@ -580,19 +580,12 @@ impl<T: Transport, R: Runtime, S: Store> Downloader<T, R, S> {
                 }
                 Event::Choke { source, choked } => {
                     tracing::trace!(now = ?rt.now(), me = %config.client.peer_id, from = %sources[source].label, choked, "choke");
-                    if interest.len() <= source {
-                        interest.resize(source + 1, None);
-                    }
-                    // It starts out thinking this download wants nothing.
-                    interest[source].get_or_insert(false);
+                    takes_turns(&mut interest, source);
                     schedule.choke(source, choked);
                 }
                 Event::TurnedAway { source, range } => {
                     tracing::trace!(now = ?rt.now(), me = %config.client.peer_id, from = %sources[source].label, ?range, "turned away");
-                    if interest.len() <= source {
-                        interest.resize(source + 1, None);
-                    }
-                    interest[source].get_or_insert(false);
+                    takes_turns(&mut interest, source);
                     schedule.turned_away(source, &range);
                 }
                 Event::NotYet { source, range } => {
@@ -1159,6 +1152,15 @@ fn client_problem(e: &ClientError) -> Problem {
 
 /// Why a source was dropped; for a corrupt block, with the evidence (the
 /// block's value proven against the file's hash from `manifest`).
+/// Source `source` takes turns: whether this download wants something
+/// from it is told from now on. It starts out thinking it wants nothing.
+fn takes_turns(interest: &mut Vec<Option<bool>>, source: usize) {
+    if interest.len() <= source {
+        interest.resize(source + 1, None);
+    }
+    interest[source].get_or_insert(false);
+}
+
 fn problem_of(e: &SourceError, manifest: &Manifest) -> Problem {
     match e {
         SourceError::Client(c) => client_problem(c),
