@@ -563,10 +563,9 @@ fn a_slow_source_keeps_two_requests_queued_whole_or_partial() {
     }
 }
 
-#[test]
-fn a_choked_source_is_asked_nothing_until_it_serves_again() {
-    // Two partial sources with every block; the second takes turns and
-    // does not serve this download now.
+/// Two partial sources with every block of a 4 MiB file; the second takes
+/// turns and does not serve this download now.
+fn second_choked() -> Schedule {
     let size = 4 * MIB;
     let blocks = size / (16 * KIB);
     let mut s = Schedule::new(size, 16 * 1024, ScheduleConfig::default(), &[]);
@@ -575,6 +574,12 @@ fn a_choked_source_is_asked_nothing_until_it_serves_again() {
     s.join(0);
     s.join(1);
     s.choke(1, true);
+    s
+}
+
+#[test]
+fn a_choked_source_is_asked_nothing_until_it_serves_again() {
+    let mut s = second_choked();
     let first = fetches(&s.poll(t(0.0), None));
     assert!(!first.is_empty() && first.iter().all(|(p, _)| *p == 0), "{first:?}");
     // It still has what this download wants: interested, though choked.
@@ -600,14 +605,7 @@ fn a_choked_source_is_asked_nothing_until_it_serves_again() {
 
 #[test]
 fn a_range_turned_away_goes_to_another_source_without_a_strike() {
-    let size = 4 * MIB;
-    let blocks = size / (16 * KIB);
-    let mut s = Schedule::new(size, 16 * 1024, ScheduleConfig::default(), &[]);
-    let _ = s.holding(0, Some(Bitfield::full(blocks)));
-    let _ = s.holding(1, Some(Bitfield::full(blocks)));
-    s.join(0);
-    s.join(1);
-    s.choke(1, true);
+    let mut s = second_choked();
     let asked = fetches(&s.poll(t(0.0), None));
     assert!(!asked.is_empty() && asked.iter().all(|(p, _)| *p == 0), "{asked:?}");
     // The first serves others now: it turns every request away.
