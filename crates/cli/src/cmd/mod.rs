@@ -344,14 +344,21 @@ pub(crate) fn client_config(timeout_secs: u64, id: &str) -> ClientConfig {
 }
 
 /// Completes on Ctrl-C or SIGTERM (never, if signals cannot be watched).
-pub(crate) async fn interrupt() {
-    match async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]) {
-        Ok(mut signals) => {
-            let _ = signals.next().await;
-        }
-        Err(e) => {
-            tracing::warn!("cannot watch for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
+/// The signals are watched from this call on, not from the first poll: a
+/// server calls it before it binds, so that a signal sent once its port
+/// answers stops it cleanly rather than killing it before it has said
+/// where it listens.
+pub(crate) fn interrupt() -> impl Future<Output = ()> {
+    let signals = async_signal::Signals::new([async_signal::Signal::Int, async_signal::Signal::Term]);
+    async move {
+        match signals {
+            Ok(mut signals) => {
+                let _ = signals.next().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch for Ctrl-C: {e}");
+                std::future::pending::<()>().await;
+            }
         }
     }
 }

@@ -73,6 +73,8 @@ pub(crate) fn run(ctx: &Context, args: Serve) -> anyhow::Result<Status> {
         anyhow::bail!("--private needs TLS: over plain TCP no peer can be told from another (run `p2p init`)");
     }
     let rt = &ctx.rt;
+    // Signals are watched before the port opens (see `interrupt`).
+    let stop = interrupt();
     let listener = rt
         .block_on(net.bind(&addr))
         .with_context(|| format!("cannot listen on {addr} (is another peer running there?)"))?;
@@ -156,7 +158,7 @@ pub(crate) fn run(ctx: &Context, args: Serve) -> anyhow::Result<Status> {
     })
     .detach();
 
-    rt.block_on(server.run(listener, interrupt()));
+    rt.block_on(server.run(listener, stop));
     tracing::info!("stopped");
     Ok(Status::Ok)
 }

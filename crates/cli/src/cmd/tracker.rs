@@ -39,6 +39,8 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<Status> {
         anyhow::bail!("--private needs TLS: over plain TCP no peer can be told from another (run `p2p init`)");
     }
     let rt = &ctx.rt;
+    // Signals are watched before the port opens (see `interrupt`).
+    let stop = interrupt();
     let listener = rt
         .block_on(net.bind(&listen))
         .with_context(|| format!("cannot listen on {listen} (is another index running there?)"))?;
@@ -76,7 +78,7 @@ pub(crate) fn run(ctx: &Context, args: Args) -> anyhow::Result<Status> {
     if !tls {
         tracing::warn!("plain TCP: anyone who can reach {bound} may announce files and ask for the list");
     }
-    rt.block_on(tracker.run(listener, interrupt()));
+    rt.block_on(tracker.run(listener, stop));
     tracing::info!("stopped");
     Ok(Status::Ok)
 }
