@@ -305,10 +305,7 @@ impl Exec {
         let forget = Forget(Arc::downgrade(self), id);
         let sched_exec = Arc::downgrade(self);
         let clock = self.clock.clone();
-        let wrapped = async move {
-            let _forget = forget;
-            fut.await
-        };
+        let wrapped = Forgetting { fut, _forget: forget };
         // A task woken after its host crashed is dropped, which cancels
         // it: soon after, not inside the wake (see `Clock::dead`).
         let schedule = move |r: Runnable| match sched_exec.upgrade() {
@@ -351,7 +348,26 @@ impl Drop for Exec {
 }
 
 /// Takes a finished or cancelled task off its executor's list.
-struct Forget(std::sync::Weak<Exec>, u64);
+struct Forget(Weak<Exec>, u64);
+
+pin_project_lite::pin_project! {
+    /// A task's future with its [`Forget`]. Not an `async` block: one that
+    /// awaits a future it captured holds it twice (before its first poll
+    /// and while awaiting), which doubled every simulated task's memory.
+    struct Forgetting<F> {
+        #[pin]
+        fut: F,
+        _forget: Forget,
+    }
+}
+
+impl<F: Future> Future for Forgetting<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().fut.poll(cx)
+    }
+}
 
 impl Drop for Forget {
     fn drop(&mut self) {
