@@ -106,11 +106,42 @@ pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 pub struct Elapsed(pub Duration);
 
 /// Runs `fut`, giving up after `d`.
-pub async fn timeout<R: Runtime, F: Future>(rt: &R, d: Duration, fut: F) -> Result<F::Output, Elapsed> {
-    let sleep = rt.sleep(d);
-    futures_lite::future::or(async { Ok(fut.await) }, async {
-        sleep.await;
-        Err(Elapsed(d))
-    })
-    .await
+///
+/// Not an `async fn`: one keeps its argument and, while awaiting it, a
+/// second copy, and most futures of the engine are wrapped in a timeout
+/// somewhere. A swarm keeps thousands of them alive.
+pub fn timeout<'a, R: Runtime, F: Future>(
+    rt: &'a R,
+    d: Duration,
+    fut: F,
+) -> Timeout<F, impl Future<Output = ()> + use<'a, R, F>> {
+    Timeout { fut, sleep: rt.sleep(d), d }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`timeout`].
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct Timeout<F, S> {
+        #[pin]
+        fut: F,
+        #[pin]
+        sleep: S,
+        d: Duration,
+    }
+}
+
+impl<F: Future, S: Future<Output = ()>> Future for Timeout<F, S> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.fut.poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        match this.sleep.poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed(*this.d))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
