@@ -16,13 +16,14 @@ use crate::protocol::{Hello, Message, PREAMBLE_LEN, VERSION};
 use crate::runtime::{Elapsed, Runtime, Time, timeout};
 use crate::transport::Stream;
 
-/// Read buffer size when idle. It grows with the bytes that arrive (never
-/// with the size a header merely announces) and shrinks back when the
-/// connection goes idle.
+/// The least a read buffer grows by once a frame outgrows it. It grows
+/// with the bytes that arrive (never with the size a header merely
+/// announces).
 const SMALL_BUF: usize = 64 * 1024;
 
-/// Read buffer of a new connection: enough for a handshake, so that a
-/// crowd of connections that never send a request costs little.
+/// Read buffer of a new connection, and of one that goes idle: enough for
+/// a handshake and control messages, so that a crowd of connections that
+/// send nothing (a swarm's choked sources, say) costs little.
 const FIRST_BUF: usize = 4 * 1024;
 
 /// The slowest a frame may move once it has started, in bytes per second,
@@ -197,8 +198,8 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if matches!(wait, Wait::Idle(_)) && self.buf.len() > SMALL_BUF {
-                self.buf = vec![0; SMALL_BUF];
+            if matches!(wait, Wait::Idle(_)) && self.buf.len() > FIRST_BUF {
+                self.buf = vec![0; FIRST_BUF];
             }
         }
         loop {
@@ -406,7 +407,9 @@ impl<S: Stream, R: Runtime> Conn<S, R> {
         let _ = quick_timeout(&self.rt, self.io_timeout, close).await;
         let linger = self.io_timeout.min(Duration::from_secs(2));
         let drain = async {
-            let mut sink = [0u8; 4096];
+            // On the heap: closing is rare, and an array here would make
+            // every future that may close a connection 4 KiB larger.
+            let mut sink = vec![0u8; 4096];
             while let Ok(n) = self.stream.read(&mut sink).await {
                 if n == 0 {
                     break;

@@ -202,7 +202,10 @@ fn forget(gone: &mut VecDeque<u32>, id: u32) {
 impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
     pub(super) async fn run(self) {
         let source = self.index;
-        let (mut session, result) = match self.offer().await {
+        // Boxed: asking for the manifest (connecting, perhaps elsewhere)
+        // is most of this future's size, and a swarm keeps tens of
+        // sources alive long after they have it.
+        let (mut session, result) = match Box::pin(self.offer()).await {
             Ok(offered) => offered,
             Err(e) => {
                 let _ =
@@ -253,6 +256,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Source<T, R, P> {
             reads: VecDeque::new(),
             gone: VecDeque::new(),
             pool: Vec::new(),
+            choked: false,
             writes: VecDeque::new(),
             next_job: 0,
             keepalives: 0,
@@ -390,8 +394,13 @@ struct Transfer<'a, T: Transport, R, P> {
     reads: VecDeque<Read>,
     /// Cancelled reads known to be over: frames of theirs are dropped.
     gone: VecDeque<u32>,
-    /// Buffers of finished jobs, for the next ones.
+    /// Buffers of finished jobs, for the next ones. Not kept while the
+    /// source is choked: a swarm's download keeps tens of sources, most
+    /// of them waiting for a turn.
     pool: Vec<Vec<u8>>,
+    /// The peer said it serves nothing for now (a choke or a refusal out
+    /// of turn), and has not said otherwise since.
+    choked: bool,
     /// Writes in flight, oldest first.
     writes: VecDeque<Write>,
     /// The serial of the last job.
@@ -537,7 +546,10 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
                 }
                 Event::Have { source, blocks, peers: peers.into_iter().map(|p| crate::sanitize(&p, 300)).collect() }
             }
-            Message::Choke { id, choked } if Some(id) == self.sub => Event::Choke { source, choked },
+            Message::Choke { id, choked } if Some(id) == self.sub => {
+                self.set_choked(choked);
+                Event::Choke { source, choked }
+            }
             m => return Err(unexpected(format!("{} for no subscription", crate::conn::kind(&m)))),
         };
         let _ = self.source.events.send(event).await;
@@ -574,7 +586,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
     async fn cancel(&mut self, session: &mut Session<T::Stream, R>, range: &Range<u64>) -> Result<(), Stop> {
         let Some(i) = self.jobs.iter().position(|j| j.range == *range) else { return Ok(()) };
         if let Some(job) = self.jobs.remove(i) {
-            self.pool.extend(job.writer.into_buffers());
+            self.keep_buffers(job.writer.into_buffers());
         }
         self.unsent.retain(|(job, _)| job != range);
         for read in self.reads.iter_mut().filter(|r| r.job == *range && !r.cancelled) {
@@ -600,6 +612,9 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
             return Err(error.into());
         }
         let range = read.job;
+        if code == Some(ErrorCode::Choked) {
+            self.set_choked(true);
+        }
         self.cancel(session, &range).await?;
         let source = self.source.index;
         let event = match code {
@@ -686,10 +701,24 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
                 job.writer.give(buf);
             }
             // Cancelled meanwhile.
-            None => self.pool.push(buf),
+            None => self.keep_buffers([buf]),
         }
         self.finish_jobs().await;
         Ok(())
+    }
+
+    fn set_choked(&mut self, choked: bool) {
+        self.choked = choked;
+        if choked {
+            self.pool = Vec::new();
+        }
+    }
+
+    /// Keeps buffers for the next job, unless none is likely soon.
+    fn keep_buffers(&mut self, buffers: impl IntoIterator<Item = Vec<u8>>) {
+        if !self.choked {
+            self.pool.extend(buffers);
+        }
     }
 
     /// Reports every job whose bytes are all verified and written.
@@ -705,7 +734,7 @@ impl<T: Transport, R: Runtime, P: WriteAt> Transfer<'_, T, R, P> {
                         next.writer.give(b);
                     }
                 }
-                None => self.pool.extend(buffers),
+                None => self.keep_buffers(buffers),
             }
             let event = Event::Done { source: self.source.index, range: done.range };
             let _ = self.source.events.send(event).await;
