@@ -445,15 +445,16 @@ impl SimStream {
 }
 
 impl AsyncRead for SimStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let now = self.net.clock.now();
-        if let Some(k) = self.timer.take() {
-            self.net.clock.cancel(k);
-        }
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let now = this.net.clock.now();
         let wait = {
-            let mut p = lock(&self.read);
+            let mut p = lock(&this.read);
             match p.chunks.front_mut() {
                 Some(c) if c.at.is_some_and(|t| t <= now) => {
+                    if let Some(k) = this.timer.take() {
+                        this.net.clock.cancel(k);
+                    }
                     if c.fin {
                         return Poll::Ready(Ok(0));
                     }
@@ -471,11 +472,20 @@ impl AsyncRead for SimStream {
                 None => None,
             }
         };
-        let mut p = lock(&self.read);
+        let mut p = lock(&this.read);
         p.reader = Some(cx.waker().clone());
         drop(p);
-        if let Some(at) = wait {
-            self.timer = Some(self.net.clock.wake_at(at, cx.waker().clone()));
+        // The timer for the same chunk stays (a read raced against other
+        // futures is polled again at each of their wakes); a new one each
+        // time filled the clock's heap with cancelled timers.
+        match (this.timer, wait) {
+            (Some(k), Some(at)) if k.0 == at && this.net.clock.rewake(k, cx.waker()) => {}
+            (timer, wait) => {
+                if let Some(k) = timer {
+                    this.net.clock.cancel(k);
+                }
+                this.timer = wait.map(|at| this.net.clock.wake_at(at, cx.waker().clone()));
+            }
         }
         Poll::Pending
     }
