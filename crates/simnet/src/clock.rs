@@ -47,7 +47,7 @@ struct ClockState {
     /// remove from the middle).
     order: BinaryHeap<Reverse<(Time, u64)>>,
     /// The timers not cancelled, by sequence number.
-    live: HashMap<u64, Waker>,
+    live: HashMap<u64, Waker, foldhash::fast::FixedState>,
 }
 
 impl ClockState {

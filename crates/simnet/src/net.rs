@@ -212,9 +212,13 @@ impl Network {
         let left = s.up_free[from].max(now) + src.up.time_for(len.max(1));
         s.up_free[from] = left;
         let jitter_max = src.jitter.max(dst.jitter).as_nanos() as u64;
-        let seed = self.seed;
-        let rng = s.rngs.entry((from, to)).or_insert_with(|| fastrand::Rng::with_seed(mix(seed, from, to)));
-        let jitter = if jitter_max > 0 { Duration::from_nanos(rng.u64(..=jitter_max)) } else { Duration::ZERO };
+        let jitter = if jitter_max > 0 {
+            let seed = self.seed;
+            let rng = s.rngs.entry((from, to)).or_insert_with(|| fastrand::Rng::with_seed(mix(seed, from, to)));
+            Duration::from_nanos(rng.u64(..=jitter_max))
+        } else {
+            Duration::ZERO
+        };
         let latency = src.latency.max(dst.latency) + jitter;
         // The chunk takes the downlink for its size, ending no sooner than
         // its last byte can arrive. Slots are taken in arrival order, not
