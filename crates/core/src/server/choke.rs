@@ -145,6 +145,11 @@ impl Choker {
         Some(choked)
     }
 
+    /// Whether `conn` waits for a turn: interested, and not served.
+    pub(super) fn waits(&self, conn: ConnId) -> bool {
+        self.members.get(&conn).is_some_and(|m| m.interested && m.since.is_none())
+    }
+
     /// `conn` starts a read (`started`) or is done with one.
     pub(super) fn read(&mut self, conn: ConnId, started: bool, now: Time) {
         let Some(m) = self.members.get_mut(&conn) else { return };

@@ -14,6 +14,7 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use event_listener::{Event, EventListener};
 
@@ -28,6 +29,14 @@ use crate::runtime::Time;
 
 /// Peers one subscription is told of, in all.
 pub(super) const TOLD_AT_MOST: usize = 200;
+
+/// How often at most a subscriber that waits for its turn here (choked,
+/// and already interested) hears of the blocks verified meanwhile. More
+/// blocks cannot make it more interested, and it cannot ask for them
+/// before its turn, when it hears of them all at once. In a crowd most
+/// subscribers wait: news to each of them every 50 ms were most of the
+/// messages a peer sent.
+pub(super) const WAITING_NEWS: Duration = Duration::from_millis(500);
 
 /// Who fetches each content from this peer and serves it: the peers to
 /// tell each other of.
@@ -184,16 +193,16 @@ impl Swarms {
     }
 
     /// Whether `conn` is to be told it is choked (or unchoked) now, after
-    /// the turns that are over ended.
-    fn choked(&self, hash: &Hash, conn: ConnId, now: Time) -> Option<bool> {
+    /// the turns that are over ended; and whether it waits for its turn.
+    fn choked(&self, hash: &Hash, conn: ConnId, now: Time) -> (Option<bool>, bool) {
         let mut all = self.lock();
-        let m = all.get_mut(hash)?;
+        let Some(m) = all.get_mut(hash) else { return (None, false) };
         let before = m.choker.changes();
         m.choker.tick(now);
         if m.choker.changes() != before {
             m.changed.notify(usize::MAX);
         }
-        m.choker.take(conn)
+        (m.choker.take(conn), m.choker.waits(conn))
     }
 
     /// `conn` starts a read of `hash` (`started`) or is done with one.
@@ -322,6 +331,10 @@ struct Sub<W> {
     turns: bool,
     /// It says which blocks it got elsewhere, if shown pieces.
     tells_got: bool,
+    /// When it was last told of the blocks verified here, and whether
+    /// some were held back since (see [`WAITING_NEWS`]).
+    blocks_told: Time,
+    held: bool,
     /// The members joined when it was last told of every one (see
     /// [`Swarms::joined`]): nobody new to tell of until that moves. (Every
     /// change of the turns wakes every subscription of the content.)
@@ -398,7 +411,21 @@ impl<W> Subscriptions<W> {
             self.swarms.take_turns(&hash, self.conn);
         }
         let joined_seen = self.swarms.joined(&hash);
-        let sub = Sub { id, hash, live, cursor, members, told, seeding, whole, turns, tells_got, joined_seen };
+        let sub = Sub {
+            id,
+            hash,
+            live,
+            cursor,
+            members,
+            told,
+            seeding,
+            whole,
+            turns,
+            tells_got,
+            blocks_told: now,
+            held: false,
+            joined_seen,
+        };
         self.subs.push(sub);
         let mut answer = vec![first];
         if seeding && tells_got {
@@ -492,18 +519,24 @@ impl<W> Subscriptions<W> {
             if s.seeding {
                 blocks = self.swarms.shown(&s.hash, self.conn, now).0;
             }
+            let (choke, waits) = match s.turns {
+                true => self.swarms.choked(&s.hash, self.conn, now),
+                false => (None, false),
+            };
             if let Some(live) = &s.live {
                 let (new, cursor, standing) = live.since(s.cursor);
-                s.cursor = cursor;
                 if standing == Standing::Gone {
                     ended.push(s.id);
                     continue;
                 }
-                blocks = new;
+                s.held = waits && now < s.blocks_told + WAITING_NEWS && !new.is_empty();
+                if !s.held {
+                    s.cursor = cursor;
+                    s.blocks_told = now;
+                    blocks = new;
+                }
             }
-            if s.turns
-                && let Some(choked) = self.swarms.choked(&s.hash, self.conn, now)
-            {
+            if let Some(choked) = choke {
                 out.push(News::Have(Message::Choke { id: s.id, choked }));
             }
             let mut peers = Vec::new();
@@ -551,11 +584,13 @@ impl<W> Subscriptions<W> {
     }
 
     /// When [`news`](Self::news) may have something to say without any
-    /// change: a shown piece's slot frees up then.
+    /// change: a shown piece's slot frees up then, a turn ends, or news
+    /// held back are due.
     pub(super) fn deadline(&self) -> Option<Time> {
         let shown = self.subs.iter().filter(|s| s.seeding).filter_map(|s| self.swarms.shown_deadline(&s.hash));
         let turns = self.subs.iter().filter(|s| s.turns).filter_map(|s| self.swarms.turns_deadline(&s.hash));
-        shown.chain(turns).min()
+        let held = self.subs.iter().filter(|s| s.held).map(|s| s.blocks_told + WAITING_NEWS);
+        shown.chain(turns).chain(held).min()
     }
 
     /// Whether there is any subscription.
@@ -679,6 +714,79 @@ mod tests {
         let _ = plain.subscribe(1, hash, None, Held::Live(live.clone()), 0, now);
         assert!(!plain.refuses(&hash, now));
         assert!(!waiting.refuses(&Hash([9; 32]), now));
+    }
+
+    #[test]
+    fn a_subscriber_waiting_for_its_turn_hears_of_blocks_less_often_and_all_at_its_turn() {
+        use super::super::choke::SLOTS;
+        let swarms = Arc::new(Swarms::default());
+        let data = vec![7u8; 40 * 16 * 1024];
+        let manifest = Arc::new(manifest_of(&data));
+        let hash = manifest.root();
+        let registry = Arc::new(Mutex::new(HashMap::new()));
+        let live = Arc::new(Live::new(FileName::new("f").unwrap(), manifest.clone(), (), Bitfield::new(40)));
+        registry.lock().unwrap().insert(hash, live.clone());
+        let going = crate::live::Going::new(live.clone(), registry);
+        let t0 = Time::ZERO;
+        // Every slot taken; then one more that wants something waits, and
+        // one that wants nothing yet.
+        let mut served: Vec<Subscriptions<()>> = (0..SLOTS as ConnId)
+            .map(|conn| {
+                let mut s = Subscriptions::new(conn, swarms.clone());
+                let _ = s.subscribe(1, hash, None, Held::Live(live.clone()), CAP_CHOKE, t0);
+                s.interest(1, true, t0);
+                s
+            })
+            .collect();
+        let mut waiting = Subscriptions::<()>::new(100, swarms.clone());
+        let _ = waiting.subscribe(1, hash, None, Held::Live(live.clone()), CAP_CHOKE, t0);
+        waiting.interest(1, true, t0);
+        let mut idle = Subscriptions::<()>::new(101, swarms.clone());
+        let _ = idle.subscribe(1, hash, None, Held::Live(live.clone()), CAP_CHOKE, t0);
+        let blocks = |news: &[News]| -> Vec<u32> {
+            news.iter()
+                .flat_map(|n| match n {
+                    News::Have(Message::Have { blocks, .. }) => blocks.clone(),
+                    _ => Vec::new(),
+                })
+                .collect()
+        };
+        let chokes = |news: &[News]| -> Vec<bool> {
+            news.iter()
+                .filter_map(|n| match n {
+                    News::Have(Message::Choke { choked, .. }) => Some(*choked),
+                    _ => None,
+                })
+                .collect()
+        };
+        for s in served.iter_mut().chain([&mut waiting, &mut idle]) {
+            let _ = s.news(t0);
+        }
+        // The served ones read, and so keep their turns.
+        for s in &mut served {
+            s.reading(&hash, true, t0);
+        }
+
+        going.add(0);
+        let t1 = t0 + Duration::from_millis(50);
+        assert_eq!(blocks(&served[0].news(t1)), [0], "one served hears at once");
+        assert_eq!(blocks(&idle.news(t1)), [0], "one that wants nothing yet hears at once");
+        assert_eq!(blocks(&waiting.news(t1)), Vec::<u32>::new(), "one that waits hears later");
+        assert_eq!(waiting.deadline(), Some(t0 + WAITING_NEWS), "when it is due");
+        going.add(1);
+        let t2 = t0 + WAITING_NEWS;
+        assert_eq!(blocks(&waiting.news(t2)), [0, 1], "then of every block since");
+        assert!(waiting.deadline().is_none_or(|d| d > t2 + WAITING_NEWS), "nothing held back");
+
+        // Its turn comes (a served one leaves): it hears of what came
+        // meanwhile at once, with the news of its turn.
+        going.add(2);
+        let t3 = t2 + Duration::from_millis(50);
+        assert!(blocks(&waiting.news(t3)).is_empty());
+        drop(served.remove(0));
+        let news = waiting.news(t3);
+        assert_eq!(chokes(&news), [false]);
+        assert_eq!(blocks(&news), [2]);
     }
 
     #[test]
