@@ -42,14 +42,7 @@ impl Bitfield {
 
     /// Whether some block is in both sets (of the same file).
     pub fn intersects(&self, other: &Bitfield) -> bool {
-        if self.ones == 0 || other.ones == 0 {
-            return false;
-        }
-        // Eight bytes at a time: a crowd's downloads ask this very often.
-        let (a, b) = (self.bits.chunks_exact(8), other.bits.chunks_exact(8));
-        let (ra, rb) = (a.remainder(), b.remainder());
-        let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or_default());
-        a.zip(b).any(|(x, y)| word(x) & word(y) != 0) || ra.iter().zip(rb).any(|(x, y)| x & y != 0)
+        self.first_common(other).is_some()
     }
 
     /// The first block in both sets (of the same file), if any.
@@ -57,6 +50,7 @@ impl Bitfield {
         if self.ones == 0 || other.ones == 0 {
             return None;
         }
+        // Eight bytes at a time: a crowd's downloads ask this very often.
         let word = |c: &[u8]| {
             let mut w = [0u8; 8];
             w[..c.len()].copy_from_slice(c);

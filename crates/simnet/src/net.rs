@@ -479,18 +479,9 @@ impl AsyncRead for SimStream {
         let mut p = lock(&this.read);
         p.reader = Some(cx.waker().clone());
         drop(p);
-        // The timer for the same chunk stays (a read raced against other
-        // futures is polled again at each of their wakes); a new one each
-        // time filled the clock's heap with cancelled timers.
-        match (this.timer, wait) {
-            (Some(k), Some(at)) if k.0 == at && this.net.clock.rewake(k, cx.waker()) => {}
-            (timer, wait) => {
-                if let Some(k) = timer {
-                    this.net.clock.cancel(k);
-                }
-                this.timer = wait.map(|at| this.net.clock.wake_at(at, cx.waker().clone()));
-            }
-        }
+        // Woken when the chunk in front arrives (the same timer while it
+        // is the same chunk).
+        this.net.clock.arm(&mut this.timer, wait, cx.waker());
         Poll::Pending
     }
 }

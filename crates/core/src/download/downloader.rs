@@ -1150,8 +1150,6 @@ fn client_problem(e: &ClientError) -> Problem {
     Problem::new(kind, e.to_string())
 }
 
-/// Why a source was dropped; for a corrupt block, with the evidence (the
-/// block's value proven against the file's hash from `manifest`).
 /// Source `source` takes turns: whether this download wants something
 /// from it is told from now on. It starts out thinking it wants nothing.
 fn takes_turns(interest: &mut Vec<Option<bool>>, source: usize) {
@@ -1161,6 +1159,8 @@ fn takes_turns(interest: &mut Vec<Option<bool>>, source: usize) {
     interest[source].get_or_insert(false);
 }
 
+/// Why a source was dropped; for a corrupt block, with the evidence (the
+/// block's value proven against the file's hash from `manifest`).
 fn problem_of(e: &SourceError, manifest: &Manifest) -> Problem {
     match e {
         SourceError::Client(c) => client_problem(c),

@@ -462,7 +462,7 @@ pub enum Message {
     /// content the peer is still downloading: whether the peer serves the
     /// subscriber's reads now. A choked subscriber asks others: a read of
     /// it that the peer has not started is answered [`ErrorCode::Choked`]
-    /// (one being sent ends). It is unchoked in turn while it is
+    /// (one being sent is finished). It is unchoked in turn while it is
     /// interested.
     Choke {
         /// The Subscribe answered.

@@ -17,7 +17,7 @@
 //!   that reads nothing for [`IDLE`] (all it wants from here is asked of
 //!   others now) gives its slot to one waiting sooner.
 //! * A read of a subscriber out of turn is refused
-//!   ([`ErrorCode::Choked`]); one already being sent ends. Served anyway,
+//!   ([`ErrorCode::Choked`]); one already being sent is finished. Served anyway,
 //!   such reads shared the uplink with those whose turn it was, and at a
 //!   source that the whole crowd asked first they crawled: a 1,000-peer
 //!   crowd's last downloader waited 18 s there for blocks that twenty
@@ -76,6 +76,11 @@ struct Member {
 }
 
 impl Member {
+    /// Whether it waits for a turn: interested, and not served.
+    fn waits(&self) -> bool {
+        self.interested && self.since.is_none()
+    }
+
     /// Since when it has been served and read nothing, if it is.
     fn idle_from(&self) -> Option<Time> {
         let since = self.since?;
@@ -147,7 +152,7 @@ impl Choker {
 
     /// Whether `conn` waits for a turn: interested, and not served.
     pub(super) fn waits(&self, conn: ConnId) -> bool {
-        self.members.get(&conn).is_some_and(|m| m.interested && m.since.is_none())
+        self.members.get(&conn).is_some_and(Member::waits)
     }
 
     /// `conn` starts a read (`started`) or is done with one.
@@ -179,7 +184,7 @@ impl Choker {
     /// (And notes when to look again.)
     fn decide(&mut self, now: Time) {
         self.fill(now);
-        self.wake = if self.members.values().any(|m| m.interested && m.since.is_none()) {
+        self.wake = if self.members.values().any(Member::waits) {
             self.members.values().filter_map(|m| m.ends()).min()
         } else {
             None
@@ -204,7 +209,7 @@ impl Choker {
             let next = self
                 .members
                 .iter()
-                .filter(|(c, m)| m.interested && m.since.is_none() && !ended.contains(*c))
+                .filter(|(c, m)| m.waits() && !ended.contains(*c))
                 .min_by_key(|&(&c, m)| (m.last_turn, c))
                 .map(|(&c, _)| c);
             let Some(next) = next else { return };
@@ -244,6 +249,14 @@ mod tests {
 
     fn told(c: &mut Choker, conns: &[ConnId]) -> Vec<(ConnId, bool)> {
         conns.iter().filter_map(|&k| c.take(k).map(|x| (k, x))).collect()
+    }
+
+    /// `conns` join, each wanting something.
+    fn interested(c: &mut Choker, conns: &[ConnId], now: Time) {
+        for &k in conns {
+            c.join(k);
+            c.interest(k, true, now);
+        }
     }
 
     #[test]
@@ -296,10 +309,7 @@ mod tests {
         let mut c = Choker::default();
         let t0 = Time::ZERO;
         let n = SLOTS as ConnId;
-        for k in 1..=n + 1 {
-            c.join(k);
-            c.interest(k, true, t0);
-        }
+        interested(&mut c, &(1..=n + 1).collect::<Vec<_>>(), t0);
         for k in 1..=n {
             c.read(k, true, t0);
         }
@@ -331,10 +341,7 @@ mod tests {
         let t0 = Time::ZERO;
         let n = SLOTS as ConnId;
         let all: Vec<ConnId> = (1..=n + 1).collect();
-        for &k in &all {
-            c.join(k);
-            c.interest(k, true, t0);
-        }
+        interested(&mut c, &all, t0);
         let _ = told(&mut c, &all);
         // All served read but 1.
         for k in 2..=n {
@@ -361,10 +368,7 @@ mod tests {
         let mut c = Choker::default();
         let t0 = Time::ZERO;
         let all: Vec<ConnId> = (1..=SLOTS as ConnId + 1).collect();
-        for &k in &all {
-            c.join(k);
-            c.interest(k, true, t0);
-        }
+        interested(&mut c, &all, t0);
         let last = *all.last().expect("members");
         let _ = told(&mut c, &all);
         assert!(!c.refuses(1, t0), "served now");

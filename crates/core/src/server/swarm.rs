@@ -181,48 +181,41 @@ impl Swarms {
 
     /// `conn` wants something of `hash` from here, or nothing more.
     fn interest(&self, hash: &Hash, conn: ConnId, interested: bool, now: Time) {
+        self.turns(hash, |c| c.interest(conn, interested, now));
+    }
+
+    /// Runs `f` on the turns at `hash`, if it has members; when anyone was
+    /// choked or unchoked, every subscription of it is woken to be told.
+    fn turns<T>(&self, hash: &Hash, f: impl FnOnce(&mut Choker) -> T) -> Option<T> {
         let mut all = self.lock();
-        if let Some(m) = all.get_mut(hash) {
-            let before = m.choker.changes();
-            m.choker.interest(conn, interested, now);
-            if m.choker.changes() != before {
-                // Others may have been choked or unchoked.
-                m.changed.notify(usize::MAX);
-            }
+        let m = all.get_mut(hash)?;
+        let before = m.choker.changes();
+        let out = f(&mut m.choker);
+        if m.choker.changes() != before {
+            m.changed.notify(usize::MAX);
         }
+        Some(out)
     }
 
     /// Whether `conn` is to be told it is choked (or unchoked) now, after
     /// the turns that are over ended; and whether it waits for its turn.
     fn choked(&self, hash: &Hash, conn: ConnId, now: Time) -> (Option<bool>, bool) {
-        let mut all = self.lock();
-        let Some(m) = all.get_mut(hash) else { return (None, false) };
-        let before = m.choker.changes();
-        m.choker.tick(now);
-        if m.choker.changes() != before {
-            m.changed.notify(usize::MAX);
-        }
-        (m.choker.take(conn), m.choker.waits(conn))
+        self.turns(hash, |c| {
+            c.tick(now);
+            (c.take(conn), c.waits(conn))
+        })
+        .unwrap_or((None, false))
     }
 
     /// `conn` starts a read of `hash` (`started`) or is done with one.
     fn read(&self, hash: &Hash, conn: ConnId, started: bool, now: Time) {
-        if let Some(m) = self.lock().get_mut(hash) {
-            m.choker.read(conn, started, now);
-        }
+        self.turns(hash, |c| c.read(conn, started, now));
     }
 
     /// Whether a read of `hash` by `conn` is refused: it takes turns and
     /// is not served now.
     fn refuses(&self, hash: &Hash, conn: ConnId, now: Time) -> bool {
-        let mut all = self.lock();
-        let Some(m) = all.get_mut(hash) else { return false };
-        let before = m.choker.changes();
-        let refused = m.choker.refuses(conn, now);
-        if m.choker.changes() != before {
-            m.changed.notify(usize::MAX);
-        }
-        refused
+        self.turns(hash, |c| c.refuses(conn, now)).unwrap_or(false)
     }
 
     /// When the turns at `hash` change by themselves.
@@ -451,14 +444,19 @@ impl<W> Subscriptions<W> {
     /// [`ErrorCode::Choked`]: crate::protocol::ErrorCode::Choked
     pub(super) fn refuses(&mut self, hash: &Hash, now: Time) -> bool {
         self.now = now;
-        self.subs.iter().any(|s| s.turns && s.hash == *hash) && self.swarms.refuses(hash, self.conn, now)
+        self.takes_turns(hash) && self.swarms.refuses(hash, self.conn, now)
+    }
+
+    /// Whether a subscription here takes turns at `hash`.
+    fn takes_turns(&self, hash: &Hash) -> bool {
+        self.subs.iter().any(|s| s.turns && s.hash == *hash)
     }
 
     /// A read of `hash` starts (`started`) or ends: a subscriber served in
     /// turn that reads nothing gives its turn up.
     pub(super) fn reading(&mut self, hash: &Hash, started: bool, now: Time) {
         self.now = now;
-        if self.subs.iter().any(|s| s.turns && s.hash == *hash) {
+        if self.takes_turns(hash) {
             self.swarms.read(hash, self.conn, started, now);
         }
     }
@@ -636,21 +634,38 @@ fn bits_of(m: &Message, count: u64) -> Option<Bitfield> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::live::Going;
     use crate::manifest::manifest_of;
     use crate::name::FileName;
+
+    /// A content of 16 KiB blocks being downloaded here, with the blocks of
+    /// `have`; and the download (blocks are added through it, and the
+    /// content is gone once it is dropped).
+    fn downloading(have: Bitfield) -> (Hash, Arc<Live<()>>, Going<()>) {
+        let data = vec![7u8; have.count() as usize * 16 * 1024];
+        let manifest = Arc::new(manifest_of(&data));
+        let hash = manifest.root();
+        let registry = Arc::new(Mutex::new(HashMap::new()));
+        let live = Arc::new(Live::new(FileName::new("f").unwrap(), manifest, (), have));
+        registry.lock().unwrap().insert(hash, live.clone());
+        let going = Going::new(live.clone(), registry);
+        (hash, live, going)
+    }
+
+    /// Subscriber `conn` of `live`, taking turns, wanting something.
+    fn in_line(swarms: &Arc<Swarms>, conn: ConnId, hash: Hash, live: &Arc<Live<()>>, now: Time) -> Subscriptions<()> {
+        let mut s = Subscriptions::new(conn, swarms.clone());
+        let _ = s.subscribe(1, hash, None, Held::Live(live.clone()), CAP_CHOKE, now);
+        s.interest(1, true, now);
+        s
+    }
 
     #[test]
     fn subscribers_hear_of_blocks_and_of_each_other() {
         let swarms = Arc::new(Swarms::default());
-        let data = vec![7u8; 5 * 16 * 1024];
-        let manifest = Arc::new(manifest_of(&data));
-        let hash = manifest.root();
         let mut have = Bitfield::new(5);
         have.set(0);
-        let registry = Arc::new(Mutex::new(HashMap::new()));
-        let live = Arc::new(Live::new(FileName::new("f").unwrap(), manifest.clone(), (), have));
-        registry.lock().unwrap().insert(hash, live.clone());
-        let going = crate::live::Going::new(live.clone(), registry);
+        let (hash, live, going) = downloading(have);
 
         let mut a = Subscriptions::new(1, swarms.clone());
         let now = Time::ZERO;
@@ -689,20 +704,11 @@ mod tests {
     #[test]
     fn a_subscriber_out_of_turn_has_its_reads_refused_and_one_without_turns_never() {
         let swarms = Arc::new(Swarms::default());
-        let data = vec![7u8; 5 * 16 * 1024];
-        let manifest = Arc::new(manifest_of(&data));
-        let hash = manifest.root();
-        let live = Arc::new(Live::new(FileName::new("f").unwrap(), manifest.clone(), (), Bitfield::full(5)));
+        let (hash, live, _going) = downloading(Bitfield::full(5));
         let now = Time::ZERO;
         // One more subscriber that takes turns than there are slots.
-        let mut turns: Vec<Subscriptions<()>> = (0..=super::super::choke::SLOTS as ConnId)
-            .map(|conn| {
-                let mut s = Subscriptions::new(conn, swarms.clone());
-                let _ = s.subscribe(1, hash, None, Held::Live(live.clone()), CAP_CHOKE, now);
-                s.interest(1, true, now);
-                s
-            })
-            .collect();
+        let mut turns: Vec<Subscriptions<()>> =
+            (0..=super::super::choke::SLOTS as ConnId).map(|conn| in_line(&swarms, conn, hash, &live, now)).collect();
         let refused: Vec<bool> = turns.iter_mut().map(|s| s.refuses(&hash, now)).collect();
         assert_eq!(refused.iter().filter(|&&r| r).count(), 1, "{refused:?}");
         assert!(refused.last() == Some(&true), "the last to ask waits: {refused:?}");
@@ -720,27 +726,13 @@ mod tests {
     fn a_subscriber_waiting_for_its_turn_hears_of_blocks_less_often_and_all_at_its_turn() {
         use super::super::choke::SLOTS;
         let swarms = Arc::new(Swarms::default());
-        let data = vec![7u8; 40 * 16 * 1024];
-        let manifest = Arc::new(manifest_of(&data));
-        let hash = manifest.root();
-        let registry = Arc::new(Mutex::new(HashMap::new()));
-        let live = Arc::new(Live::new(FileName::new("f").unwrap(), manifest.clone(), (), Bitfield::new(40)));
-        registry.lock().unwrap().insert(hash, live.clone());
-        let going = crate::live::Going::new(live.clone(), registry);
+        let (hash, live, going) = downloading(Bitfield::new(40));
         let t0 = Time::ZERO;
         // Every slot taken; then one more that wants something waits, and
         // one that wants nothing yet.
-        let mut served: Vec<Subscriptions<()>> = (0..SLOTS as ConnId)
-            .map(|conn| {
-                let mut s = Subscriptions::new(conn, swarms.clone());
-                let _ = s.subscribe(1, hash, None, Held::Live(live.clone()), CAP_CHOKE, t0);
-                s.interest(1, true, t0);
-                s
-            })
-            .collect();
-        let mut waiting = Subscriptions::<()>::new(100, swarms.clone());
-        let _ = waiting.subscribe(1, hash, None, Held::Live(live.clone()), CAP_CHOKE, t0);
-        waiting.interest(1, true, t0);
+        let mut served: Vec<Subscriptions<()>> =
+            (0..SLOTS as ConnId).map(|conn| in_line(&swarms, conn, hash, &live, t0)).collect();
+        let mut waiting = in_line(&swarms, 100, hash, &live, t0);
         let mut idle = Subscriptions::<()>::new(101, swarms.clone());
         let _ = idle.subscribe(1, hash, None, Held::Live(live.clone()), CAP_CHOKE, t0);
         let blocks = |news: &[News]| -> Vec<u32> {
